@@ -1,0 +1,5 @@
+"""Lightning callbacks of the app."""
+
+from callbacks.results_file import ResultsFile
+
+__all__ = ["ResultsFile"]

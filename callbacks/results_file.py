@@ -1,0 +1,41 @@
+"""Writes the metrics of validate and test runs to a JSON file, for scripts and result tables."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback
+
+
+class ResultsFile(Callback):
+    """After ``validate`` or ``test``, write every logged metric and the checkpoint used to ``path``.
+
+    Args:
+        path: JSON file to write; its folder is created.
+    """
+
+    def __init__(self, path: str = "results.json") -> None:
+        self.path = Path(path)
+
+    def _write(self, trainer: pl.Trainer, stage: str) -> None:
+        if not trainer.is_global_zero:
+            return
+        payload = {
+            "stage": stage,
+            "ckpt_path": trainer.ckpt_path,
+            "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1},
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.part")
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, self.path)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn == "validate":
+            self._write(trainer, "validate")
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._write(trainer, "test")

@@ -1,0 +1,121 @@
+"""Reading, checking and writing audio files with soundfile.
+
+Every failure raises :class:`AudioError`, whose message names the file and says what to do about it, so a
+bad clip in a dataset folder surfaces as one readable line instead of a crash inside a collate function.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+SAMPLE_RATE = 16000
+
+
+class AudioError(ValueError):
+    """An audio file that cannot be used as it is. The message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class AudioPolicy:
+    """What to do with audio that is readable but not in the expected format.
+
+    Args:
+        sample_rate: the rate every clip must have after loading.
+        on_wrong_rate: ``"resample"`` converts with torchaudio; ``"error"`` refuses the file (use it for
+            adversarial clips, whose perturbation a resampler would change).
+        on_multichannel: ``"downmix"`` averages the channels; ``"error"`` refuses the file.
+        allow_clipping: accept floating-point files with samples beyond full scale (|x| > 1).
+    """
+
+    sample_rate: int = SAMPLE_RATE
+    on_wrong_rate: Literal["resample", "error"] = "resample"
+    on_multichannel: Literal["downmix", "error"] = "downmix"
+    allow_clipping: bool = False
+
+
+STRICT = AudioPolicy(on_wrong_rate="error", on_multichannel="error")
+
+
+def read_audio(path: str | os.PathLike, policy: AudioPolicy = AudioPolicy()) -> torch.Tensor:
+    """Read a file into a mono float32 tensor in [-1, 1] at ``policy.sample_rate``.
+
+    Raises:
+        AudioError: the file is missing, unreadable, empty, holds NaN/Inf, is clipped beyond full scale,
+            or breaks ``policy``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such audio file. Check the path, or rebuild the dataset that lists it.")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile raises several types (LibsndfileError, RuntimeError, TypeError)
+        raise AudioError(
+            f"{path}: unreadable audio ({err}). The file is corrupt or not an audio format libsndfile reads; "
+            "delete or replace it (or regenerate the dataset)."
+        ) from err
+    return check_audio(torch.from_numpy(data.T.copy()), rate, path, policy)
+
+
+def check_audio(
+    waveform: torch.Tensor, rate: int, name: str | os.PathLike, policy: AudioPolicy = AudioPolicy()
+) -> torch.Tensor:
+    """Validate and normalise a ``[channels, time]`` waveform; ``name`` is used in error messages."""
+    if waveform.ndim == 1:
+        waveform = waveform.unsqueeze(0)
+    if waveform.numel() == 0:
+        raise AudioError(f"{name}: empty audio (no samples). Delete the file or regenerate it.")
+    if not torch.isfinite(waveform).all():
+        raise AudioError(f"{name}: audio holds NaN or Inf samples. Delete the file or regenerate it.")
+    peak = waveform.abs().max().item()
+    if peak > 1.0 + 1e-6 and not policy.allow_clipping:
+        raise AudioError(
+            f"{name}: samples reach {peak:.3f}, beyond full scale (1.0). Rescale the file, or set "
+            "allow_clipping=True to accept it."
+        )
+    if waveform.shape[0] > 1:
+        if policy.on_multichannel == "error":
+            raise AudioError(
+                f"{name}: {waveform.shape[0]} channels, expected mono. Convert it (e.g. `sox in.wav -c 1 out.wav`) "
+                "or use on_multichannel='downmix'."
+            )
+        waveform = waveform.mean(dim=0, keepdim=True)
+    if rate != policy.sample_rate:
+        if policy.on_wrong_rate == "error":
+            raise AudioError(
+                f"{name}: sample rate {rate} Hz, expected {policy.sample_rate} Hz. Resample it "
+                f"(e.g. `sox in.wav -r {policy.sample_rate} out.wav`) or use on_wrong_rate='resample'."
+            )
+        waveform = AF.resample(waveform, rate, policy.sample_rate)
+    return waveform[0].contiguous()
+
+
+def to_pcm16(waveform: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Round a float waveform in [-1, 1] to 16-bit PCM, the form every clip is stored in."""
+    array = waveform.detach().cpu().numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform)
+    return np.clip(np.round(array.astype(np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def write_wav(path: str | os.PathLike, waveform: torch.Tensor | np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write a mono clip as 16-bit PCM WAV, atomically: a reader never sees a half-written file."""
+    path = Path(path)
+    samples = waveform if isinstance(waveform, np.ndarray) and waveform.dtype == np.int16 else to_pcm16(waveform)
+    if samples.ndim != 1 or samples.size == 0:
+        raise AudioError(f"{path}: refusing to write {samples.shape} samples; expected a non-empty mono clip.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            sf.write(handle, samples, sample_rate, subtype="PCM_16", format="WAV")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

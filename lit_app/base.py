@@ -1,0 +1,88 @@
+"""Base classes that every model and data module of the app derives from.
+
+LightningCLI selects subclasses of these in YAML (``class_path``/``init_args``) or on the command line
+(``--model KWSModule``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+
+CLASS_KEY = "lit_app_class"
+
+
+class LitAppModule(pl.LightningModule):
+    """Base of every LightningModule of the app: optimiser settings and self-describing checkpoints.
+
+    Checkpoints record the module's import path, so :func:`lit_app.checkpoints.load_module` rebuilds the
+    model from the checkpoint file alone.
+
+    Args:
+        optimizer: ``adamw``, ``adam`` or ``sgd`` (use ``sgd`` with the DGC strategy).
+        lr: peak learning rate.
+        weight_decay: decoupled for AdamW, L2 for SGD and Adam.
+        momentum: SGD momentum.
+        nesterov: Nesterov momentum for SGD.
+        lr_schedule: ``onecycle`` (warm-up then cosine decay), ``cosine`` (decay only) or ``constant``.
+        warmup_fraction: share of training steps spent warming up in ``onecycle``.
+    """
+
+    def __init__(
+        self,
+        optimizer: Literal["adamw", "adam", "sgd"] = "adamw",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        lr_schedule: Literal["onecycle", "cosine", "constant"] = "onecycle",
+        warmup_fraction: float = 0.05,
+    ) -> None:
+        super().__init__()
+        self.optimizer_name = optimizer
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.lr_schedule = lr_schedule
+        self.warmup_fraction = warmup_fraction
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.parameters() if p.requires_grad]
+        if self.optimizer_name == "sgd":
+            optimizer = torch.optim.SGD(
+                params, lr=self.lr, momentum=self.momentum, nesterov=self.nesterov, weight_decay=self.weight_decay
+            )
+        elif self.optimizer_name == "adam":
+            optimizer = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        else:
+            optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        if self.lr_schedule == "constant":
+            return optimizer
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup = int(self.warmup_fraction * total) if self.lr_schedule == "onecycle" else 0
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CLASS_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
+
+
+class LitAppDataModule(pl.LightningDataModule):
+    """Base of every LightningDataModule of the app.
+
+    Subclasses that serve classification data expose ``labels`` (class names in index order); the CLI
+    passes them to models that take a ``labels`` argument.
+    """
+
+    labels: list[str] | None = None

@@ -1,0 +1,137 @@
+"""LightningDataModule for keyword spotting on a real or synthetic Speech Commands corpus."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from lit_app.audio.augment import TimeShiftAndNoise
+from lit_app.audio.io import AudioPolicy
+from lit_app.base import LitAppDataModule
+from lit_app.data import speech_commands as sc
+from lit_app.data.synth.keywords import SyntheticKeywordCorpus
+from lit_app.data.vocab import SILENCE, Task, task_labels
+
+log = logging.getLogger(__name__)
+
+STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("testing",), "predict": ("testing",)}
+
+
+class KWSDataModule(LitAppDataModule):
+    """Speech Commands keyword spotting: 1 s clips at 16 kHz as int16 batches, labels as class indices.
+
+    Clips are checked and loaded into memory once (a bad file stops the run with its name, or is skipped
+    and reported with ``skip_bad_files``). Training batches get time-shift and background-noise
+    augmentation on the device.
+
+    Args:
+        root: corpus folder in the Speech Commands layout.
+        task: ``keywords12`` (10 keywords, silence, unknown) or ``words35``.
+        synthesize: when given, build this synthetic corpus in ``root`` if it is missing or unfinished.
+        batch_size: clips per batch.
+        silence_percentage: silence clips per split, in percent of that split's keyword clips.
+        unknown_percentage: unknown-word clips per split, in percent of that split's keyword clips.
+        augment: time shift and background noise on training batches.
+        max_shift_ms: largest time shift in milliseconds.
+        noise_probability: share of training clips that get background noise.
+        snr_db_range: signal-to-noise ratio range of that noise, dB.
+        skip_bad_files: skip (and list) unreadable or invalid clips instead of stopping.
+        seed: seed for the silence/unknown selection.
+        num_workers: DataLoader worker processes (clips are in memory, so 0 is usually fastest).
+    """
+
+    def __init__(
+        self,
+        root: str = "data/synthetic_keywords",
+        task: Task = "keywords12",
+        synthesize: SyntheticKeywordCorpus | None = None,
+        batch_size: int = 128,
+        silence_percentage: float = 10.0,
+        unknown_percentage: float = 10.0,
+        augment: bool = True,
+        max_shift_ms: float = 100.0,
+        noise_probability: float = 0.8,
+        snr_db_range: tuple[float, float] = (5.0, 30.0),
+        skip_bad_files: bool = False,
+        seed: int = 0,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.task = task
+        self.synthesize = synthesize
+        self.batch_size = batch_size
+        self.silence_percentage = silence_percentage
+        self.unknown_percentage = unknown_percentage
+        self.skip_bad_files = skip_bad_files
+        self.seed = seed
+        self.num_workers = num_workers
+        self.labels = task_labels(task)
+        self.policy = AudioPolicy()
+        self.augmenter = TimeShiftAndNoise(int(max_shift_ms * 16), noise_probability, snr_db_range) if augment else None
+        self.datasets: dict[str, TensorDataset] = {}
+        self.paths: dict[str, list[str]] = {}
+        self.skipped: list[str] = []
+
+    def prepare_data(self) -> None:
+        if self.synthesize is not None:
+            self.synthesize.build(self.root)
+
+    def setup(self, stage: str) -> None:
+        wanted = [split for split in STAGE_SPLITS[stage] if split not in self.datasets]
+        if not wanted:
+            return
+        clips = sc.scan(self.root)
+        noises = sc.load_background_noise(self.root, self.policy)
+        if self.augmenter is not None:
+            self.augmenter.set_noise(noises)
+        for split in wanted:
+            rng = random.Random(f"{self.seed}-{split}")
+            chosen = sc.select_for_task(clips[split], self.task, self.unknown_percentage, rng)
+            audio, kept, skipped = sc.load_clips(self.root, [c for c, _ in chosen], self.policy, self.skip_bad_files)
+            if skipped:
+                log.warning("skipped %d bad clips in %s:\n  %s", len(skipped), self.root, "\n  ".join(skipped))
+                self.skipped += skipped
+            targets = [chosen[i][1] for i in kept]
+            self.paths[split] = [chosen[i][0].path for i in kept]
+            if self.task == "keywords12":
+                count = round(len(targets) * self.silence_percentage / 100)
+                audio = torch.cat([audio, sc.silence_clips(noises, count, rng)])
+                targets += [self.labels.index(SILENCE)] * count
+                self.paths[split] += [f"{SILENCE}/{i}" for i in range(count)]
+            if not targets:
+                raise RuntimeError(f"{self.root}: the {split} split has no clips for task {self.task!r}")
+            self.datasets[split] = TensorDataset(audio, torch.tensor(targets))
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("testing", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("testing", shuffle=False)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        audio, targets = batch
+        audio = audio.float() / 32768.0
+        if self.augmenter is not None and self.trainer is not None and self.trainer.training:
+            audio = self.augmenter.to(audio.device)(audio)
+        return audio, targets

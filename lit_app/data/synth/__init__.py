@@ -1,0 +1,1 @@
+"""Synthetic speech corpora from offline text-to-speech engines."""

@@ -1,0 +1,227 @@
+"""Synthetic keyword corpus in the Google Speech Commands layout, split by voice.
+
+The folder it writes is read by the same :class:`~lit_app.data.speech_commands.SpeechCommands` reader as a
+real copy of the corpus: one folder per word of 1 s, 16 kHz mono 16-bit WAVs named
+``<voice hash>_nohash_<n>.wav``, ``validation_list.txt``, ``testing_list.txt`` and ``_background_noise_/``.
+Validation and test voices never speak in the training split. ``manifest.csv`` holds every clip's settings.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lit_app.data.synth import build
+from lit_app.data.synth.noise import NOISE_KINDS, coloured_noise, noise_gain
+from lit_app.data.synth.tts import Speaker, Voice, available_engines, voice_catalogue
+from lit_app.data.vocab import BACKGROUND_NOISE_FOLDER, KEYWORDS_10, OTHER_WORDS
+
+SAMPLE_RATE = 16000
+SPLITS = ("train", "validation", "testing")
+KIND = "synthetic-keywords"
+
+
+def split_voices(voices: list[Voice], val_fraction: float, test_fraction: float, rng: np.random.Generator) -> dict[str, list[Voice]]:
+    """Disjoint voice sets per split, drawn per engine so every split hears every engine."""
+    splits: dict[str, list[Voice]] = {split: [] for split in SPLITS}
+    for engine in sorted({v.engine for v in voices}):
+        pool = [v for v in voices if v.engine == engine]
+        order = rng.permutation(len(pool))
+        n_test = max(1, round(test_fraction * len(pool)))
+        n_val = max(1, round(val_fraction * len(pool)))
+        if n_test + n_val >= len(pool):
+            raise build.CorpusError(f"{engine} has only {len(pool)} voices: too few to hold out validation and test voices")
+        picked = [pool[i] for i in order]
+        splits["testing"] += picked[:n_test]
+        splits["validation"] += picked[n_test : n_test + n_val]
+        splits["train"] += picked[n_test + n_val :]
+    return {split: sorted(vs) for split, vs in splits.items()}
+
+
+class SyntheticKeywordCorpus:
+    """Builds (or resumes building) a synthetic Speech Commands corpus with espeak-ng and flite voices.
+
+    Args:
+        clips_per_keyword: clips of each keyword, over all splits.
+        clips_per_other_word: clips of each other word (the ``_unknown_`` class of the 12-label task).
+        keywords: the words spoken ``clips_per_keyword`` times.
+        other_words: the words spoken ``clips_per_other_word`` times.
+        engines: TTS engines to use; ``None`` takes every installed one (espeak, and flite when present).
+        val_voice_fraction: share of each engine's voices (and of each word's clips) for validation.
+        test_voice_fraction: share of each engine's voices (and of each word's clips) for testing.
+        rate_range: espeak-ng speaking rate range, words per minute.
+        pitch_range: espeak-ng base pitch range (0-99).
+        stretch_range: flite duration stretch range.
+        level_db_range: peak level of the speech, dB below full scale.
+        noise_probability: chance that a clip gets background noise.
+        snr_db_range: signal-to-noise ratio range of that noise, dB.
+        noise_seconds: length of each generated background-noise file.
+        seed: everything about the corpus follows from it.
+        num_workers: synthesis processes (0 renders in this process).
+    """
+
+    def __init__(
+        self,
+        clips_per_keyword: int = 300,
+        clips_per_other_word: int = 40,
+        keywords: list[str] = list(KEYWORDS_10),
+        other_words: list[str] = list(OTHER_WORDS),
+        engines: list[str] | None = None,
+        val_voice_fraction: float = 0.1,
+        test_voice_fraction: float = 0.1,
+        rate_range: tuple[int, int] = (120, 220),
+        pitch_range: tuple[int, int] = (20, 80),
+        stretch_range: tuple[float, float] = (0.85, 1.2),
+        level_db_range: tuple[float, float] = (-25.0, -1.0),
+        noise_probability: float = 0.8,
+        snr_db_range: tuple[float, float] = (10.0, 40.0),
+        noise_seconds: float = 30.0,
+        seed: int = 0,
+        num_workers: int = 2,
+    ) -> None:
+        overlap = set(keywords) & set(other_words)
+        if overlap:
+            raise ValueError(f"words listed both as keywords and other words: {sorted(overlap)}")
+        self.settings = {
+            "clips_per_keyword": clips_per_keyword,
+            "clips_per_other_word": clips_per_other_word,
+            "keywords": list(keywords),
+            "other_words": list(other_words),
+            "engines": sorted(engines) if engines is not None else None,
+            "val_voice_fraction": val_voice_fraction,
+            "test_voice_fraction": test_voice_fraction,
+            "rate_range": list(rate_range),
+            "pitch_range": list(pitch_range),
+            "stretch_range": list(stretch_range),
+            "level_db_range": list(level_db_range),
+            "noise_probability": noise_probability,
+            "snr_db_range": list(snr_db_range),
+            "noise_seconds": noise_seconds,
+            "seed": seed,
+        }
+        self.num_workers = num_workers
+
+    def resolved_settings(self) -> dict[str, Any]:
+        settings = dict(self.settings)
+        settings["engines"] = settings["engines"] or list(available_engines())
+        return settings
+
+    def plan(self) -> tuple[list[dict[str, Any]], dict[str, list[Voice]]]:
+        """Every clip's settings, in a fixed order, and the voices of each split."""
+        s = self.resolved_settings()
+        rng = np.random.default_rng(s["seed"])
+        voices = split_voices(voice_catalogue(s["engines"]), s["val_voice_fraction"], s["test_voice_fraction"], rng)
+        counts = {word: s["clips_per_keyword"] for word in s["keywords"]}
+        counts.update({word: s["clips_per_other_word"] for word in s["other_words"]})
+        specs = []
+        for word in sorted(counts):
+            n_test = round(counts[word] * s["test_voice_fraction"])
+            n_val = round(counts[word] * s["val_voice_fraction"])
+            per_split = {"train": counts[word] - n_test - n_val, "validation": n_val, "testing": n_test}
+            for split in SPLITS:
+                pool = voices[split]
+                start = int(rng.integers(len(pool)))
+                takes: Counter[Voice] = Counter()
+                for i in range(per_split[split]):
+                    voice = pool[(start + i) % len(pool)]
+                    take = takes[voice]
+                    takes[voice] += 1
+                    noisy = rng.random() < s["noise_probability"]
+                    specs.append({
+                        "path": f"{word}/{voice.short_hash}_nohash_{take}.wav",
+                        "word": word,
+                        "split": split,
+                        "voice": voice.id,
+                        "rate": int(rng.integers(s["rate_range"][0], s["rate_range"][1] + 1)),
+                        "pitch": int(rng.integers(s["pitch_range"][0], s["pitch_range"][1] + 1)),
+                        "stretch": round(float(rng.uniform(*s["stretch_range"])), 3),
+                        "level_db": round(float(rng.uniform(*s["level_db_range"])), 2),
+                        "shift": round(float(rng.random()), 4),
+                        "noise": NOISE_KINDS[int(rng.integers(len(NOISE_KINDS)))] if noisy else "",
+                        "noise_offset": round(float(rng.random()), 4),
+                        "snr_db": round(float(rng.uniform(*s["snr_db_range"])), 2) if noisy else "",
+                    })
+        return specs, voices
+
+    def build(self, root: str | Path, show_progress: bool = True) -> Path:
+        """Build the corpus in ``root``, or finish an interrupted build there; a complete corpus is left as is."""
+        root = Path(root)
+        settings = self.resolved_settings()
+        if build.claim_folder(root, KIND, settings):
+            return root
+        build.remove_partial_files(root)
+        specs, voices = self.plan()
+        write_background_noise(root / BACKGROUND_NOISE_FOLDER, settings["noise_seconds"], settings["seed"])
+        render = functools.partial(render_keyword_clips, root=str(root))
+        build.render_missing(root, specs, render, self.num_workers, "synthesising keywords", show_progress)
+        for split, filename in (("validation", "validation_list.txt"), ("testing", "testing_list.txt")):
+            listed = sorted(spec["path"] for spec in specs if spec["split"] == split)
+            (root / filename).write_text("".join(f"{path}\n" for path in listed))
+        build.write_manifest(root / build.MANIFEST_FILE, specs)
+        per_split: dict[str, Counter[str]] = defaultdict(Counter)
+        for spec in specs:
+            per_split[spec["split"]][spec["word"]] += 1
+        build.finish_folder(root, {
+            "clips": len(specs),
+            "clips_per_split": {split: sum(c.values()) for split, c in per_split.items()},
+            "voices": {split: [v.id for v in vs] for split, vs in voices.items()},
+        })
+        return root
+
+
+def write_background_noise(folder: Path, seconds: float, seed: int) -> None:
+    from lit_app.audio.io import write_wav
+
+    rng = np.random.default_rng([seed, 1])
+    for kind in NOISE_KINDS:
+        noise = coloured_noise(kind, int(seconds * SAMPLE_RATE), SAMPLE_RATE, rng)
+        path = folder / f"{kind}_noise.wav"
+        if not path.exists():
+            write_wav(path, noise)
+
+
+@functools.cache
+def _load_noise(root: str, kind: str) -> np.ndarray:
+    import soundfile as sf
+
+    samples, _ = sf.read(Path(root) / BACKGROUND_NOISE_FOLDER / f"{kind}_noise.wav", dtype="float32")
+    return samples
+
+
+_speaker: Speaker | None = None
+
+
+def render_keyword_clips(specs: list[dict[str, Any]], root: str) -> int:
+    """Render and write the clips of ``specs`` (runs in worker processes)."""
+    import torch
+
+    from lit_app.audio.io import write_wav
+
+    global _speaker
+    torch.set_num_threads(1)
+    _speaker = _speaker or Speaker(SAMPLE_RATE)
+    for spec in specs:
+        write_wav(Path(root) / spec["path"], render_keyword_clip(_speaker, spec, root))
+    return len(specs)
+
+
+def render_keyword_clip(speaker: Speaker, spec: dict[str, Any], root: str) -> np.ndarray:
+    engine, name = spec["voice"].split(":", 1)
+    speech = speaker.speak(spec["word"], Voice(engine, name), spec["rate"], spec["pitch"], spec["stretch"])
+    if speech.size > SAMPLE_RATE:
+        speech = speech[:SAMPLE_RATE].copy()
+        speech[-160:] *= np.linspace(1.0, 0.0, 160, dtype=np.float32)
+    speech *= 10.0 ** (spec["level_db"] / 20.0) / np.abs(speech).max()
+    clip = np.zeros(SAMPLE_RATE, dtype=np.float32)
+    offset = int(spec["shift"] * (SAMPLE_RATE - speech.size))
+    clip[offset : offset + speech.size] = speech
+    if spec["noise"]:
+        bank = _load_noise(root, spec["noise"])
+        start = int(spec["noise_offset"] * (bank.size - SAMPLE_RATE))
+        segment = bank[start : start + SAMPLE_RATE]
+        clip += noise_gain(float(np.mean(speech.astype(np.float64) ** 2)), segment, float(spec["snr_db"])) * segment
+    return np.clip(clip, -1.0, 1.0)

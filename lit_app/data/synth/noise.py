@@ -1,0 +1,36 @@
+"""Background noises for synthetic corpora, and mixing at a chosen signal-to-noise ratio."""
+
+from __future__ import annotations
+
+import numpy as np
+
+NOISE_KINDS = ("white", "pink", "brown", "blue", "hum")
+
+
+def coloured_noise(kind: str, num_samples: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """Noise with a power spectrum of slope 0 (white), -1 (pink), -2 (brown), +1 (blue), or mains hum.
+
+    Returned at a peak of 0.5 full scale, float32.
+    """
+    if kind == "hum":
+        t = np.arange(num_samples) / sample_rate
+        base = 50.0 + rng.uniform(-0.5, 0.5)
+        signal = sum(rng.uniform(0.2, 1.0) / h * np.sin(2 * np.pi * base * h * t + rng.uniform(0, 2 * np.pi)) for h in range(1, 8))
+        signal = signal + 0.05 * rng.standard_normal(num_samples)
+    else:
+        slope = {"white": 0.0, "pink": -1.0, "brown": -2.0, "blue": 1.0}[kind]
+        spectrum = np.fft.rfft(rng.standard_normal(num_samples))
+        freqs = np.fft.rfftfreq(num_samples, d=1.0 / sample_rate)
+        freqs[0] = freqs[1]
+        spectrum *= freqs ** (slope / 2.0)
+        signal = np.fft.irfft(spectrum, n=num_samples)
+    signal = signal - signal.mean()
+    return (0.5 * signal / np.abs(signal).max()).astype(np.float32)
+
+
+def noise_gain(signal_power: float, noise: np.ndarray, snr_db: float) -> float:
+    """Factor for ``noise`` so that ``signal_power`` / its power equals ``snr_db``; 0 for silent inputs."""
+    noise_power = float(np.mean(noise.astype(np.float64) ** 2))
+    if signal_power <= 0.0 or noise_power <= 0.0:
+        return 0.0
+    return float(np.sqrt(signal_power / (noise_power * 10.0 ** (snr_db / 10.0))))

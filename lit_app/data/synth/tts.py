@@ -1,0 +1,197 @@
+"""Offline text-to-speech engines and their voice catalogue.
+
+espeak-ng always works (its library and voice data come with the ``espeakng-loader`` wheel); flite adds
+voices when the Debian ``flite`` program is installed. A :class:`Voice` is one speaker identity: the unit
+that corpora split on, so test voices are never heard in training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+ESPEAK_ACCENTS = (
+    "en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc",
+)
+FLITE_VOICES = ("kal16", "awb", "rms", "slt")
+ENGINES = ("espeak", "flite")
+
+
+class TTSError(RuntimeError):
+    """A text-to-speech engine is missing or failed; the message says how to get it working."""
+
+
+@dataclass(frozen=True, order=True)
+class Voice:
+    """One synthetic speaker: an engine and that engine's voice name (espeak-ng: ``accent+variant``)."""
+
+    engine: str
+    name: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.engine}:{self.name}"
+
+    @property
+    def short_hash(self) -> str:
+        """Eight hex digits, used like a Speech Commands speaker id in file names."""
+        return hashlib.sha1(self.id.encode()).hexdigest()[:8]
+
+
+@cache
+def espeak_variants() -> tuple[str, ...]:
+    """Voice variants (``m1``, ``f3``, ``klatt``, ``whisper``...) shipped with the bundled espeak-ng data."""
+    import espeakng_loader
+
+    folder = Path(espeakng_loader.get_data_path()) / "voices" / "!v"
+    return tuple(sorted(p.name for p in folder.iterdir() if p.is_file() and " " not in p.name))
+
+
+def flite_available() -> bool:
+    return shutil.which("flite") is not None
+
+
+def available_engines() -> tuple[str, ...]:
+    return ("espeak", "flite") if flite_available() else ("espeak",)
+
+
+def voice_catalogue(engines: tuple[str, ...] | list[str]) -> list[Voice]:
+    """Every voice of the given engines, sorted, so a seed picks the same voices on every machine."""
+    voices: list[Voice] = []
+    for engine in engines:
+        if engine == "espeak":
+            voices += [Voice("espeak", f"{accent}+{variant}") for accent in ESPEAK_ACCENTS for variant in espeak_variants()]
+        elif engine == "flite":
+            if not flite_available():
+                raise TTSError(
+                    "flite is not installed. Install it (`apt-get install flite`) or drop 'flite' from engines."
+                )
+            voices += [Voice("flite", name) for name in FLITE_VOICES]
+        else:
+            raise TTSError(f"unknown TTS engine {engine!r}; choose from {ENGINES}")
+    return sorted(voices)
+
+
+class EspeakEngine:
+    """espeak-ng through its C library, one server process per engine (see ``espeak_server.py``)."""
+
+    def __init__(self) -> None:
+        server = Path(__file__).with_name("espeak_server.py")
+        self.process = subprocess.Popen(
+            [sys.executable, str(server)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        header = self.process.stdout.read(4)
+        if len(header) < 4:
+            raise TTSError("the espeak-ng server did not start; check that `espeakng-loader` is installed")
+        (value,) = struct.unpack("<i", header)
+        if value < 0:
+            raise TTSError(self.process.stdout.read(-value).decode())
+        self.sample_rate = value
+
+    def synthesise(self, text: str, voice: str, rate: int = 175, pitch: int = 50) -> np.ndarray:
+        """Speak ``text``; returns int16 samples at :attr:`sample_rate`."""
+        request = json.dumps({"text": text, "voice": voice, "rate": rate, "pitch": pitch}) + "\n"
+        self.process.stdin.write(request.encode())
+        self.process.stdin.flush()
+        header = self.process.stdout.read(4)
+        if len(header) < 4:
+            raise TTSError(f"the espeak-ng server died while speaking {text!r} with voice {voice!r}")
+        (size,) = struct.unpack("<i", header)
+        payload = self.process.stdout.read(abs(size))
+        if size < 0:
+            raise TTSError(payload.decode())
+        return np.frombuffer(payload, dtype=np.int16).copy()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            self.process.wait(timeout=10)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class FliteEngine:
+    """The flite program (Debian package ``flite``); one short-lived process per utterance."""
+
+    def __init__(self) -> None:
+        if not flite_available():
+            raise TTSError("flite is not installed. Install it (`apt-get install flite`) or use espeak only.")
+        self.tmpdir = tempfile.mkdtemp(prefix="lit-app-flite-")
+
+    def synthesise(self, text: str, voice: str, duration_stretch: float = 1.0) -> tuple[np.ndarray, int]:
+        """Speak ``text``; returns int16 samples and their sample rate."""
+        out = os.path.join(self.tmpdir, "utterance.wav")
+        command = ["flite", "-voice", voice, "--setf", f"duration_stretch={duration_stretch:.3f}", "-t", text, "-o", out]
+        result = subprocess.run(command, capture_output=True, timeout=60)
+        if result.returncode != 0 or not os.path.exists(out):
+            raise TTSError(f"flite failed for {text!r} with voice {voice!r}: {result.stderr.decode().strip()}")
+        samples, rate = sf.read(out, dtype="int16")
+        os.unlink(out)
+        return samples, rate
+
+    def close(self) -> None:
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+def trim_silence(samples: np.ndarray, threshold_db: float = -40.0, margin: int = 160) -> np.ndarray:
+    """Cut leading and trailing samples quieter than ``threshold_db`` below the peak (keeps ``margin``)."""
+    peak = np.abs(samples).max() if samples.size else 0.0
+    if peak == 0.0:
+        return samples[:0]
+    loud = np.flatnonzero(np.abs(samples) >= peak * 10.0 ** (threshold_db / 20.0))
+    return samples[max(loud[0] - margin, 0) : loud[-1] + 1 + margin]
+
+
+class Speaker:
+    """Speaks text with any catalogue voice: float32 mono at ``sample_rate``, silence trimmed.
+
+    Engines start on first use, so a worker process pays only for the engines its voices need.
+    """
+
+    def __init__(self, sample_rate: int = 16000) -> None:
+        self.sample_rate = sample_rate
+        self._espeak: EspeakEngine | None = None
+        self._flite: FliteEngine | None = None
+
+    def speak(self, text: str, voice: Voice, rate: int = 175, pitch: int = 50, stretch: float = 1.0) -> np.ndarray:
+        import torch
+        import torchaudio.functional as AF
+
+        if voice.engine == "espeak":
+            self._espeak = self._espeak or EspeakEngine()
+            samples, source_rate = self._espeak.synthesise(text, voice.name, rate, pitch), self._espeak.sample_rate
+        elif voice.engine == "flite":
+            self._flite = self._flite or FliteEngine()
+            samples, source_rate = self._flite.synthesise(text, voice.name, stretch)
+        else:
+            raise TTSError(f"unknown TTS engine {voice.engine!r}; choose from {ENGINES}")
+        audio = torch.from_numpy(samples.astype(np.float32) / 32768.0)
+        if source_rate != self.sample_rate:
+            audio = AF.resample(audio, source_rate, self.sample_rate)
+        trimmed = trim_silence(audio.numpy())
+        if trimmed.size == 0:
+            raise TTSError(f"{voice.id} produced silence for {text!r}")
+        return trimmed
+
+    def close(self) -> None:
+        for engine in (self._espeak, self._flite):
+            if engine is not None:
+                engine.close()

@@ -1,0 +1,1 @@
+"""Lightning strategies of the app."""
