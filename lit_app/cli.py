@@ -32,6 +32,8 @@ class LitAppCLI(LightningCLI):
     """LightningCLI with the app's base classes in subclass mode and its defaults."""
 
     def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any) -> None:
+        # Offline unless the user chose a mode; WandbLogger(offline=True) would override even "disabled".
+        os.environ.setdefault("WANDB_MODE", "offline")
         trainer_defaults: dict[str, Any] = {}
         if interactive():
             trainer_defaults["callbacks"] = [RichProgressBar()]

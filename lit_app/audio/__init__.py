@@ -1,7 +1,16 @@
 """Audio core: file I/O with validation, and differentiable feature front-ends."""
 
 from lit_app.audio.features import MFCC, LogMelSpectrogram
-from lit_app.audio.io import SAMPLE_RATE, STRICT, AudioError, AudioPolicy, check_audio, read_audio, to_pcm16, write_wav
+from lit_app.audio.io import (
+    SAMPLE_RATE,
+    STRICT,
+    AudioError,
+    AudioPolicy,
+    check_audio,
+    read_audio,
+    to_pcm16,
+    write_wav,
+)
 
 __all__ = [
     "MFCC",

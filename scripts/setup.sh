@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Prepares everything the app needs, once: a virtual environment with the pinned packages (.venv) and,
+# where apt is usable, the Debian TTS tools (flite adds voices; espeak-ng itself comes from pip).
+# Sourced by scripts/demo.sh and scripts/test.sh; safe to run again (it only redoes what changed).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv with $($PYTHON --version)"
+  $PYTHON -m venv .venv
+fi
+
+stamp=.venv/.lit-app-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "[setup] installing pinned packages into .venv (first time: about 2 minutes, 5 GB)"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[dev]"
+  echo "$want" > "$stamp"
+fi
+
+if ! command -v flite >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "[setup] installing the Debian TTS tools (espeak-ng, flite)"
+    if ! { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq espeak-ng flite >/dev/null 2>&1; }; then
+      echo "[setup] could not install flite with apt: synthetic corpora will use espeak-ng voices only"
+    fi
+  else
+    echo "[setup] flite is not installed and apt is not usable here (need root): synthetic corpora will use" \
+         "espeak-ng voices only. Install flite (e.g. 'sudo apt-get install flite') for more voices."
+  fi
+fi

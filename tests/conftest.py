@@ -1,0 +1,40 @@
+"""Shared fixtures. W&B is disabled and kept out of the home folder; Lightning runs without progress bars."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("CI", "true")
+os.environ["WANDB_MODE"] = "disabled"
+os.environ["WANDB_SILENT"] = "true"
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+
+
+@pytest.fixture(autouse=True)
+def _wandb_isolation(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
+    yield
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None:
+        if wandb.run is not None:
+            wandb.finish()
+        wandb.teardown()  # the settings singleton would keep this test's WANDB_MODE
+
+
+TINY_CORPUS = dict(clips_per_keyword=10, clips_per_other_word=2, engines=["espeak"], noise_seconds=3.0, num_workers=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_keywords(tmp_path_factory) -> Path:
+    """A small synthetic Speech Commands corpus (espeak-ng only), built once per test session."""
+    from lit_app.data.synth.keywords import SyntheticKeywordCorpus
+
+    root = tmp_path_factory.mktemp("corpora") / "keywords"
+    return SyntheticKeywordCorpus(**TINY_CORPUS).build(root, show_progress=False)

@@ -1,0 +1,93 @@
+import csv
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import soundfile as sf
+
+from lit_app.data.synth.build import CorpusError
+from lit_app.data.synth.keywords import SyntheticKeywordCorpus
+from lit_app.data.vocab import KEYWORDS_10, OTHER_WORDS
+from tests.conftest import TINY_CORPUS
+
+
+def wav_hashes(root):
+    return {p.relative_to(root).as_posix(): hashlib.md5(p.read_bytes()).hexdigest() for p in root.rglob("*.wav")}
+
+
+def manifest(root):
+    with open(root / "manifest.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_layout_and_clip_format(tiny_keywords):
+    rows = manifest(tiny_keywords)
+    assert len(rows) == 10 * len(KEYWORDS_10) + 2 * len(OTHER_WORDS)
+    assert {r["word"] for r in rows} == set(KEYWORDS_10) | set(OTHER_WORDS)
+    for row in rows[:20]:
+        data, rate = sf.read(tiny_keywords / row["path"], dtype="int16")
+        assert rate == 16000 and data.shape == (16000,) and abs(data).max() > 0
+    assert len(list((tiny_keywords / "_background_noise_").glob("*.wav"))) == 5
+    info = json.loads((tiny_keywords / "corpus.json").read_text())
+    assert info["complete"] and info["clips"] == len(rows)
+
+
+def test_split_by_voice(tiny_keywords):
+    rows = manifest(tiny_keywords)
+    voices = {split: {r["voice"] for r in rows if r["split"] == split} for split in ("train", "validation", "testing")}
+    assert voices["train"].isdisjoint(voices["testing"])
+    assert voices["train"].isdisjoint(voices["validation"])
+    assert voices["validation"].isdisjoint(voices["testing"])
+    listed = set((tiny_keywords / "testing_list.txt").read_text().split())
+    assert listed == {r["path"] for r in rows if r["split"] == "testing"}
+    # file names carry the voice like Speech Commands carries the speaker
+    by_hash = {}
+    for r in rows:
+        by_hash.setdefault(r["path"].split("/")[1].split("_nohash_")[0], set()).add(r["voice"])
+    assert all(len(v) == 1 for v in by_hash.values())
+
+
+def test_deterministic_for_a_seed(tiny_keywords, tmp_path):
+    again = SyntheticKeywordCorpus(**TINY_CORPUS).build(tmp_path / "again", show_progress=False)
+    assert wav_hashes(again) == wav_hashes(tiny_keywords)
+    other = SyntheticKeywordCorpus(**{**TINY_CORPUS, "seed": 1}).plan()[0]
+    assert [r["voice"] for r in other] != [r["voice"] for r in manifest(tiny_keywords)]
+
+
+def test_interrupted_build_resumes_without_duplicates_or_gaps(tiny_keywords, tmp_path):
+    root = tmp_path / "interrupted"
+    script = (
+        "from lit_app.data.synth.keywords import SyntheticKeywordCorpus\n"
+        f"SyntheticKeywordCorpus(**{TINY_CORPUS!r}).build({str(root)!r}, show_progress=False)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(root.rglob("*.wav"))) < 40:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    written = len(list(root.rglob("*.wav")))
+    assert 0 < written < len(wav_hashes(tiny_keywords)), "the build must be cut off midway for this test"
+    assert not (root / "manifest.csv").exists() and not json.loads((root / "corpus.json").read_text())["complete"]
+
+    SyntheticKeywordCorpus(**TINY_CORPUS).build(root, show_progress=False)
+    assert wav_hashes(root) == wav_hashes(tiny_keywords)
+    assert not list(root.rglob(".*.part"))
+    paths = [r["path"] for r in manifest(root)]
+    clips = {p for p in wav_hashes(root) if not p.startswith("_background_noise_/")}
+    assert len(paths) == len(set(paths)) and set(paths) == clips
+
+
+def test_other_settings_in_the_same_folder_are_refused(tiny_keywords):
+    with pytest.raises(CorpusError, match=r"clips_per_keyword: 10 -> 11.*Delete the folder"):
+        SyntheticKeywordCorpus(**{**TINY_CORPUS, "clips_per_keyword": 11}).build(tiny_keywords, show_progress=False)
+
+
+def test_foreign_folder_is_refused(tmp_path):
+    (tmp_path / "somefile.txt").write_text("x")
+    with pytest.raises(CorpusError, match="not empty and has no corpus.json"):
+        SyntheticKeywordCorpus(**TINY_CORPUS).build(tmp_path, show_progress=False)

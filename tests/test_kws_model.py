@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+from lit_app.checkpoints import CheckpointError, load_module
+from lit_app.data.vocab import task_labels
+from lit_app.models.kws import KWSModule
+from lit_app.nets.kws_cnn import CnnTradFpool3
+
+
+@pytest.mark.parametrize("padding, params", [("same", 373_900), ("valid", 260_236)])
+def test_cnn_shapes_and_size(padding, params):
+    net = CnnTradFpool3(12, padding=padding)
+    assert net(torch.randn(2, 101, 40)).shape == (2, 12)
+    assert sum(p.numel() for p in net.parameters()) == params
+
+
+def test_module_takes_waveforms_and_is_differentiable():
+    model = KWSModule(labels=task_labels("words35")).eval()
+    wave = (torch.randn(3, 16000) * 0.1).requires_grad_()
+    logits = model(wave)
+    assert logits.shape == (3, 35)
+    logits[:, 0].sum().backward()
+    assert wave.grad.abs().sum() > 0
+
+
+def save_checkpoint(model, path):
+    import pytorch_lightning as pl
+
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_steps=0)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(path)
+
+
+def test_checkpoint_alone_rebuilds_the_victim(tmp_path):
+    model = KWSModule(labels=task_labels("words35"), n_mfcc=20, padding="valid").eval()
+    path = tmp_path / "victim.ckpt"
+    save_checkpoint(model, path)
+    loaded = load_module(path, KWSModule)
+    assert loaded.labels == model.labels and loaded.front_end.n_mfcc == 20 and not loaded.training
+    wave = torch.randn(2, 16000) * 0.1
+    assert torch.allclose(loaded(wave), model(wave), atol=1e-5)
+
+
+def test_checkpoint_errors_say_what_is_wrong(tmp_path):
+    with pytest.raises(CheckpointError, match="missing.ckpt: checkpoint not found"):
+        load_module(tmp_path / "missing.ckpt")
+    corrupt = tmp_path / "corrupt.ckpt"
+    corrupt.write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match="corrupt.ckpt: not a readable PyTorch checkpoint"):
+        load_module(corrupt)
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="not written by lit-app"):
+        load_module(foreign)
+
+    class OtherModel(KWSModule):
+        pass
+
+    good = tmp_path / "kws.ckpt"
+    save_checkpoint(KWSModule(), good)
+    with pytest.raises(CheckpointError, match="holds a KWSModule, but a OtherModel is needed"):
+        load_module(good, OtherModel)
+
+
+def test_checkpoint_of_another_task_is_refused(tmp_path):
+    path = tmp_path / "kws.ckpt"
+    save_checkpoint(KWSModule(labels=task_labels("words35")), path)
+    model = KWSModule(labels=task_labels("keywords12"))
+    with pytest.raises(ValueError, match="trained on labels"):
+        model.on_load_checkpoint(torch.load(path, weights_only=True))
