@@ -1,0 +1,245 @@
+"""Synthetic sentence corpus for speech recognition, split by voice and by sentence.
+
+Sentences from the built-in grammar (:mod:`lit_app.data.synth.phrases`) are spoken by espeak-ng and flite
+voices at varied rate, pitch and level, with short random silences around them and light background noise
+on some clips. Each sentence belongs to one split and each voice to one split, so the test split holds
+sentences never spoken in training, by voices never heard in training.
+
+Folder: ``<split>/<voice hash>/<utterance id>.wav`` (16 kHz mono 16-bit) for the splits ``train``,
+``validation`` and ``testing``; ``manifest.csv`` lists every clip with its transcript and settings;
+``_background_noise_/`` holds the noise bank; ``corpus.json`` the build settings.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lit_app.data.synth import build
+from lit_app.data.synth.keywords import SPLITS, split_voices, write_background_noise
+from lit_app.data.synth.noise import NOISE_KINDS, noise_gain
+from lit_app.data.synth.phrases import generate_sentences, vocabulary
+from lit_app.data.synth.tts import Speaker, Voice, available_engines, voice_catalogue
+from lit_app.data.utterances import Utterance
+from lit_app.data.vocab import BACKGROUND_NOISE_FOLDER
+
+SAMPLE_RATE = 16000
+KIND = "synthetic-sentences"
+
+
+class SyntheticSentenceCorpus:
+    """Builds (or resumes building) the synthetic sentence corpus.
+
+    Args:
+        num_sentences: distinct sentences over all splits.
+        speakers_per_sentence: voices that speak each sentence (from that sentence's split).
+        val_sentence_fraction: share of the sentences held out for validation.
+        test_sentence_fraction: share of the sentences held out for testing.
+        val_voice_fraction: share of each engine's voices held out for validation.
+        test_voice_fraction: share of each engine's voices held out for testing.
+        engines: TTS engines; ``None`` takes every installed one (espeak, and flite when present).
+        max_words: longest sentence in words.
+        rate_range: espeak-ng speaking rate range, words per minute.
+        pitch_range: espeak-ng base pitch range (0-99).
+        stretch_range: flite duration stretch range.
+        level_db_range: peak level of the speech, dB below full scale.
+        silence_range: silence before and after the speech, seconds (each drawn separately).
+        noise_probability: chance that a clip gets background noise.
+        snr_db_range: signal-to-noise ratio range of that noise, dB.
+        noise_seconds: length of each generated background-noise file.
+        seed: everything about the corpus follows from it.
+        num_workers: synthesis processes (0 renders in this process).
+    """
+
+    def __init__(
+        self,
+        num_sentences: int = 6000,
+        speakers_per_sentence: int = 1,
+        val_sentence_fraction: float = 0.05,
+        test_sentence_fraction: float = 0.05,
+        val_voice_fraction: float = 0.1,
+        test_voice_fraction: float = 0.1,
+        engines: list[str] | None = None,
+        max_words: int = 12,
+        rate_range: tuple[int, int] = (130, 210),
+        pitch_range: tuple[int, int] = (20, 80),
+        stretch_range: tuple[float, float] = (0.85, 1.2),
+        level_db_range: tuple[float, float] = (-20.0, -1.0),
+        silence_range: tuple[float, float] = (0.05, 0.3),
+        noise_probability: float = 0.5,
+        snr_db_range: tuple[float, float] = (15.0, 40.0),
+        noise_seconds: float = 30.0,
+        seed: int = 0,
+        num_workers: int = 2,
+    ) -> None:
+        if speakers_per_sentence < 1:
+            raise ValueError(f"speakers_per_sentence must be at least 1, got {speakers_per_sentence}")
+        self.settings = {
+            "num_sentences": num_sentences,
+            "speakers_per_sentence": speakers_per_sentence,
+            "val_sentence_fraction": val_sentence_fraction,
+            "test_sentence_fraction": test_sentence_fraction,
+            "val_voice_fraction": val_voice_fraction,
+            "test_voice_fraction": test_voice_fraction,
+            "engines": sorted(engines) if engines is not None else None,
+            "max_words": max_words,
+            "rate_range": list(rate_range),
+            "pitch_range": list(pitch_range),
+            "stretch_range": list(stretch_range),
+            "level_db_range": list(level_db_range),
+            "silence_range": list(silence_range),
+            "noise_probability": noise_probability,
+            "snr_db_range": list(snr_db_range),
+            "noise_seconds": noise_seconds,
+            "seed": seed,
+        }
+        self.num_workers = num_workers
+
+    def resolved_settings(self) -> dict[str, Any]:
+        settings = dict(self.settings)
+        settings["engines"] = settings["engines"] or list(available_engines())
+        return settings
+
+    def plan(self) -> tuple[list[dict[str, Any]], dict[str, list[Voice]]]:
+        """Every clip's settings, in a fixed order, and the voices of each split."""
+        s = self.resolved_settings()
+        rng = np.random.default_rng(s["seed"])
+        voices = split_voices(voice_catalogue(s["engines"]), s["val_voice_fraction"], s["test_voice_fraction"], rng)
+        sentences = generate_sentences(s["num_sentences"], rng, s["max_words"])
+        n_test = max(1, round(s["test_sentence_fraction"] * len(sentences)))
+        n_val = max(1, round(s["val_sentence_fraction"] * len(sentences)))
+        if n_test + n_val >= len(sentences):
+            raise build.CorpusError(f"{len(sentences)} sentences are too few to hold out validation and test sentences")
+        order = rng.permutation(len(sentences))
+        sentence_split = {}
+        for rank, index in enumerate(order):
+            sentence_split[int(index)] = "testing" if rank < n_test else "validation" if rank < n_test + n_val else "train"
+        specs = []
+        turn = {split: int(rng.integers(len(voices[split]))) for split in SPLITS}
+        for index, text in enumerate(sentences):
+            split = sentence_split[index]
+            pool = voices[split]
+            for _ in range(s["speakers_per_sentence"]):
+                # Voices take turns from a random start, so every voice of a split speaks about equally often.
+                voice = pool[turn[split] % len(pool)]
+                turn[split] += 1
+                noisy = rng.random() < s["noise_probability"]
+                utterance_id = f"s{index:06d}-{voice.short_hash}"
+                specs.append({
+                    "id": utterance_id,
+                    "path": f"{split}/{voice.short_hash}/{utterance_id}.wav",
+                    "split": split,
+                    "sentence": index,
+                    "transcript": text,
+                    "voice": voice.id,
+                    "rate": int(rng.integers(s["rate_range"][0], s["rate_range"][1] + 1)),
+                    "pitch": int(rng.integers(s["pitch_range"][0], s["pitch_range"][1] + 1)),
+                    "stretch": round(float(rng.uniform(*s["stretch_range"])), 3),
+                    "level_db": round(float(rng.uniform(*s["level_db_range"])), 2),
+                    "lead_s": round(float(rng.uniform(*s["silence_range"])), 3),
+                    "trail_s": round(float(rng.uniform(*s["silence_range"])), 3),
+                    "noise": NOISE_KINDS[int(rng.integers(len(NOISE_KINDS)))] if noisy else "",
+                    "noise_offset": round(float(rng.random()), 4),
+                    "snr_db": round(float(rng.uniform(*s["snr_db_range"])), 2) if noisy else "",
+                })
+        return specs, voices
+
+    def build(self, root: str | Path, show_progress: bool = True) -> Path:
+        """Build the corpus in ``root``, or finish an interrupted build there; a complete corpus is left as is."""
+        import soundfile as sf
+
+        root = Path(root)
+        settings = self.resolved_settings()
+        if build.claim_folder(root, KIND, settings):
+            return root
+        build.remove_partial_files(root)
+        specs, voices = self.plan()
+        write_background_noise(root / BACKGROUND_NOISE_FOLDER, settings["noise_seconds"], settings["seed"])
+        render = functools.partial(render_sentence_clips, root=str(root))
+        build.render_missing(root, specs, render, self.num_workers, "synthesising sentences", show_progress)
+        rows = [{**spec, "num_samples": sf.info(str(root / spec["path"])).frames} for spec in specs]
+        build.write_manifest(root / build.MANIFEST_FILE, rows)
+        counts = Counter(spec["split"] for spec in specs)
+        sentences = {split: len({spec["sentence"] for spec in specs if spec["split"] == split}) for split in SPLITS}
+        build.finish_folder(root, {
+            "clips": len(specs),
+            "clips_per_split": dict(counts),
+            "sentences_per_split": sentences,
+            "hours": round(sum(row["num_samples"] for row in rows) / SAMPLE_RATE / 3600, 3),
+            "vocabulary_size": len(vocabulary()),
+            "voices": {split: [v.id for v in vs] for split, vs in voices.items()},
+        })
+        return root
+
+
+def read_corpus(root: str | Path) -> dict[str, list[Utterance]]:
+    """The utterances of a built corpus, by split (``train``, ``validation``, ``testing``), from its manifest.
+
+    Raises:
+        FileNotFoundError: ``root`` holds no finished sentence corpus.
+    """
+    root = Path(root)
+    info = build.read_corpus_info(root)
+    manifest = root / build.MANIFEST_FILE
+    if info is None or info.get("kind") != KIND or not info.get("complete") or not manifest.is_file():
+        raise FileNotFoundError(
+            f"{root}: no finished synthetic sentence corpus here. Give the data module a `synthesize` section "
+            "(SyntheticSentenceCorpus) to build it, or rerun the build to finish an interrupted one."
+        )
+    splits: dict[str, list[Utterance]] = {split: [] for split in SPLITS}
+    with open(manifest, newline="") as handle:
+        for row in csv.DictReader(handle):
+            splits[row["split"]].append(Utterance(
+                id=row["id"],
+                path=root / row["path"],
+                transcript=row["transcript"],
+                speaker=row["voice"],
+                seconds=int(row["num_samples"]) / SAMPLE_RATE,
+            ))
+    return splits
+
+
+@functools.cache
+def _noise_bank(root: str, kind: str) -> np.ndarray:
+    import soundfile as sf
+
+    samples, _ = sf.read(Path(root) / BACKGROUND_NOISE_FOLDER / f"{kind}_noise.wav", dtype="float32")
+    return samples
+
+
+_speaker: Speaker | None = None
+
+
+def render_sentence_clips(specs: list[dict[str, Any]], root: str) -> int:
+    """Render and write the clips of ``specs`` (runs in worker processes)."""
+    import torch
+
+    from lit_app.audio.io import write_wav
+
+    global _speaker
+    torch.set_num_threads(1)
+    _speaker = _speaker or Speaker(SAMPLE_RATE)
+    for spec in specs:
+        write_wav(Path(root) / spec["path"], render_sentence_clip(_speaker, spec, root))
+    return len(specs)
+
+
+def render_sentence_clip(speaker: Speaker, spec: dict[str, Any], root: str) -> np.ndarray:
+    engine, name = spec["voice"].split(":", 1)
+    speech = speaker.speak(spec["transcript"], Voice(engine, name), spec["rate"], spec["pitch"], spec["stretch"])
+    speech = speech * (10.0 ** (spec["level_db"] / 20.0) / np.abs(speech).max())
+    lead, trail = round(spec["lead_s"] * SAMPLE_RATE), round(spec["trail_s"] * SAMPLE_RATE)
+    clip = np.concatenate([np.zeros(lead, np.float32), speech.astype(np.float32), np.zeros(trail, np.float32)])
+    if spec["noise"]:
+        bank = _noise_bank(root, spec["noise"])
+        if bank.size < clip.size:
+            bank = np.tile(bank, clip.size // bank.size + 1)
+        start = int(spec["noise_offset"] * (bank.size - clip.size))
+        segment = bank[start : start + clip.size]
+        clip = clip + noise_gain(float(np.mean(speech.astype(np.float64) ** 2)), segment, float(spec["snr_db"])) * segment
+    return np.clip(clip, -1.0, 1.0)

@@ -1,0 +1,133 @@
+"""DeepSpeech networks and the LightningModule: shapes, lengths, gradients to the waveform, CTC feasibility."""
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from lit_app.checkpoints import load_module
+from lit_app.data.asr import ASRBatch
+from lit_app.models.asr import DeepSpeechModule, normalise_per_utterance
+from lit_app.nets.deepspeech import DeepSpeech, DeepSpeech2, stack_context
+from lit_app.text import Alphabet
+from tests import asr_helpers
+
+tiny_sentences = asr_helpers.tiny_sentences  # the shared corpus fixture
+
+TINY = dict(n_hidden=32, n_mfcc=13, n_mels=20)
+
+
+def test_stack_context_shapes_and_edges():
+    x = torch.arange(12.0).view(1, 4, 3)  # 4 frames of 3 features
+    y = stack_context(x, 1)
+    assert y.shape == (1, 4, 9)
+    assert y[0, 0].tolist() == [0, 0, 0, 0, 1, 2, 3, 4, 5]  # zeros before the first frame
+    assert y[0, 2].tolist() == list(range(3, 12))
+    assert torch.equal(stack_context(x, 0), x)
+
+
+@pytest.mark.parametrize("rnn_type", ["rnn", "gru", "lstm"])
+def test_deepspeech_ignores_padding(rnn_type):
+    torch.manual_seed(0)
+    net = DeepSpeech(n_features=5, n_classes=29, n_hidden=16, context=2, rnn_type=rnn_type).eval()
+    short, long = torch.randn(1, 7, 5), torch.randn(1, 12, 5)
+    batch = torch.cat([torch.nn.functional.pad(short, (0, 0, 0, 5)), long])
+    out, lengths = net(batch, torch.tensor([7, 12]))
+    alone, _ = net(short, torch.tensor([7]))
+    assert out.shape == (2, 12, 29) and lengths.tolist() == [7, 12]
+    assert torch.allclose(out[0, :7], alone[0], atol=1e-5)  # the backward direction never saw the padding
+    assert torch.allclose(out.exp().sum(-1), torch.ones(2, 12), atol=1e-5)
+
+
+def test_deepspeech2_halves_the_frame_rate():
+    net = DeepSpeech2(n_features=20, n_classes=29, n_hidden=16, rnn_layers=2, conv_channels=4).eval()
+    out, lengths = net(torch.randn(3, 50, 20), torch.tensor([50, 33, 8]))
+    assert lengths.tolist() == [25, 17, 4] and out.shape == (3, 25, 29)
+
+
+def test_paper_size_parameter_count():
+    # 26 MFCC x 11 frames into 2048 hidden units: the 30 M parameters of torchaudio's DeepSpeech layout.
+    counts = DeepSpeechModule(n_hidden=2048, context=5, n_mfcc=26).parameter_counts()
+    assert counts["total"] == 30_021_661 and counts["rnn"] == 2 * (2 * 2048 * 2048 + 2 * 2048)
+
+
+@pytest.mark.parametrize("architecture", ["deepspeech", "deepspeech2"])
+def test_module_shapes_and_lengths(architecture):
+    model = DeepSpeechModule(architecture=architecture, rnn_layers=1, conv_channels=4, hop_ms=10.0, **TINY).eval()
+    lengths = torch.tensor([16000, 8000, 3200])
+    log_probs, frames = model(torch.randn(3, 16000) * 0.1, lengths)
+    expected = lengths // 160 + 1
+    if architecture == "deepspeech2":
+        expected = (expected - 1) // 2 + 1
+    assert frames.tolist() == expected.tolist() == model.output_lengths(lengths).tolist()
+    assert log_probs.shape == (3, int(expected.max()), 29)
+
+
+def test_features_are_normalised_per_utterance_and_masked():
+    feats = torch.randn(2, 10, 4) * 5 + 3
+    out = normalise_per_utterance(feats, torch.tensor([10, 6]))
+    assert torch.allclose(out[0].mean(0), torch.zeros(4), atol=1e-5)
+    assert torch.allclose(out[1, :6].std(0, unbiased=False), torch.ones(4), atol=1e-3)
+    assert out[1, 6:].abs().max() == 0
+    # the level of a clip does not change its features
+    model = DeepSpeechModule(**TINY)
+    wave = torch.randn(1, 8000) * 0.1
+    lengths = torch.tensor([8000])
+    assert torch.allclose(model.features(wave, lengths), model.features(wave * 0.25, lengths), atol=1e-3)
+
+
+def test_gradient_reaches_the_waveform():
+    """The C&W attack differentiates the CTC loss of a target phrase with respect to the audio."""
+    model = DeepSpeechModule(**TINY).eval()
+    wave = (torch.randn(2, 12000) * 0.1).requires_grad_()
+    targets, target_lengths = model.encode(["open the door", "stop"])
+    log_probs, frames = model(wave, torch.tensor([12000, 9000]))
+    loss = model.ctc_loss(log_probs, frames, targets, target_lengths)
+    loss.backward()
+    assert torch.isfinite(loss) and wave.grad is not None and torch.isfinite(wave.grad).all()
+    assert wave.grad[0].abs().sum() > 0
+    # padding gets no gradient beyond the half FFT window (256 samples) that the last valid frame reaches into
+    assert wave.grad[1, 9000 + 256 :].abs().sum() == 0 and wave.grad[1, :9000].abs().sum() > 0
+
+
+def make_batch(model, texts, samples):
+    targets, target_lengths = model.encode(texts)
+    lengths = torch.tensor(samples)
+    waves = torch.randn(len(texts), max(samples)) * 0.1 * (torch.arange(max(samples)) < lengths.unsqueeze(1))
+    return ASRBatch(waves, lengths, targets, target_lengths, [f"utt{i}" for i in range(len(texts))])
+
+
+def test_infeasible_utterances_are_reported_and_left_out(recwarn):
+    model = DeepSpeechModule(hop_ms=20.0, **TINY)
+    model.log = lambda *args, **kwargs: None  # no Trainer here
+    # 0.1 s at a 20 ms hop is 6 frames: far too few for 18 characters (19 frames with the blank "ff" needs); 1 s (51 frames) is plenty.
+    batch = make_batch(model, ["turn off the light", "stop"], [1600, 16000])
+    loss = model.training_step(batch, 0)
+    assert loss is not None and torch.isfinite(loss)
+    assert list(model.infeasible) == ["utt0"]
+    message = model.infeasible["utt0"]
+    assert "needs at least 19 CTC frames" in message and "gives 6" in message and "left out of the train loss" in message
+    assert any("utt0" in str(w.message) for w in recwarn)
+    # only the feasible utterance counts: the loss equals its own
+    single = ASRBatch(batch.waveforms[1:], batch.lengths[1:], batch.targets[1:, :4], batch.target_lengths[1:], ["utt1"])
+    assert torch.allclose(loss, model.training_step(single, 0))
+    # a batch with nothing feasible takes no step
+    assert model.training_step(make_batch(model, ["a very long sentence"], [800]), 0) is None
+
+
+def test_checkpoint_rebuilds_the_victim_from_its_path(tmp_path, tiny_sentences):
+    from lit_app.data.asr import ASRDataModule
+
+    model = DeepSpeechModule(n_hidden=24, n_mfcc=10, n_mels=16, context=2, hop_ms=20.0, rnn_type="gru", lr=1e-3)
+    data = ASRDataModule(root=str(tiny_sentences), batch_size=4)
+    trainer = pl.Trainer(max_steps=2, limit_val_batches=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(model, data)
+    path = tmp_path / "victim.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = load_module(path, DeepSpeechModule)
+    assert not loaded.training and loaded.alphabet == Alphabet()
+    assert loaded.hparams.n_hidden == 24 and loaded.hparams.rnn_type == "gru" and loaded.hop_length == 320
+    wave = torch.randn(1, 16000) * 0.1
+    model.eval()
+    assert torch.allclose(loaded(wave)[0], model(wave)[0], atol=1e-6)
+
