@@ -1,0 +1,50 @@
+"""DDP with PyTorch's stock communication hooks on every device, for side-by-side comparisons with DGC.
+
+Lightning's ``DDPStrategy(ddp_comm_hook=...)`` attaches the hook only on CUDA, so on CPU (gloo) ranks a
+"bf16 compressed" or "PowerSGD" run silently does a dense fp32 all-reduce. This strategy attaches it always.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch.distributed as dist
+from pytorch_lightning.strategies import DDPStrategy
+from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
+from torch.nn.parallel import DistributedDataParallel
+
+Hook = Literal["allreduce", "fp16", "bf16", "powersgd"]
+
+
+class CommHookDDPStrategy(DDPStrategy):
+    """DDP whose buckets go through one of PyTorch's built-in communication hooks, on CPU and GPU.
+
+    Args:
+        hook: ``allreduce`` (DDP's default, fp32), ``fp16`` / ``bf16`` (compress to 16 bits, 2x) or ``powersgd``.
+        powersgd_rank: matrix approximation rank of PowerSGD.
+        powersgd_start_iter: PowerSGD exchanges dense gradients before this step (must be > 1 for DDP's bucket rebuild).
+        **kwargs: arguments of :class:`~pytorch_lightning.strategies.DDPStrategy`.
+    """
+
+    def __init__(
+        self, hook: Hook = "allreduce", powersgd_rank: int = 1, powersgd_start_iter: int = 2, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.hook = hook
+        self.powersgd_rank = powersgd_rank
+        self.powersgd_start_iter = powersgd_start_iter
+
+    def _register_ddp_hooks(self) -> None:
+        assert isinstance(self.model, DistributedDataParallel)
+        if self.hook == "allreduce":
+            return
+        if self.hook == "powersgd":
+            state = powerSGD_hook.PowerSGDState(
+                process_group=None,
+                matrix_approximation_rank=self.powersgd_rank,
+                start_powerSGD_iter=self.powersgd_start_iter,
+            )
+            self.model.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
+            return
+        hook = {"fp16": default_hooks.fp16_compress_hook, "bf16": default_hooks.bf16_compress_hook}[self.hook]
+        self.model.register_comm_hook(dist.group.WORLD, hook)

@@ -1,0 +1,125 @@
+"""DDP communication hook running DGC: one collective per bucket, statistics for a callback to log.
+
+Register with ``ddp_model.register_comm_hook(DGCHookState(...), dgc_hook)``. DDP calls the hook once per
+bucket per synchronised backward (gradient accumulation with ``no_sync`` calls it once, on the sum), in
+bucket order; the returned future's value replaces the bucket's gradients.
+"""
+
+# No ``from __future__ import annotations`` here: DDP checks the hook's annotations as real objects
+# (``bucket: dist.GradBucket``, returning ``torch.futures.Future[torch.Tensor]``).
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from strategies.dgc import wire
+from strategies.dgc.compressor import DGCCompressor, Packet
+from strategies.dgc.timing import Stopwatch
+
+
+@dataclass
+class StepStats:
+    """What one synchronised step sent, summed over buckets (this rank's view; every rank sends as much).
+
+    ``bytes_sent`` is this rank's payload: what it hands to the collectives. ``dense_bytes`` is the same
+    gradient as dense fp32, the reference of the compression ratio.
+    """
+
+    iteration: int
+    density: float
+    elements: int = 0
+    elements_sent: int = 0
+    bytes_sent: int = 0
+    dense_bytes: int = 0
+    buckets: int = 0
+    dense_buckets: int = 0
+    timers: list[Stopwatch] = field(default_factory=list)
+
+    @property
+    def compression_ratio(self) -> float:
+        return self.dense_bytes / max(self.bytes_sent, 1)
+
+    @property
+    def selection_ms(self) -> float:
+        """Top-k selection time over all buckets; synchronises CUDA events, so read it after the step."""
+        return sum(t.ms() for t in self.timers)
+
+    def add(self, packet: Packet) -> None:
+        layout = packet.layout
+        self.buckets += 1
+        self.elements += layout.numel
+        self.dense_bytes += layout.numel * wire.DENSE_REFERENCE_BYTES
+        self.bytes_sent += packet.payload_bytes
+        if packet.dense:
+            self.dense_buckets += 1
+            self.elements_sent += layout.numel
+        else:
+            self.elements_sent += packet.k + layout.dense_numel
+        if packet.selection_time is not None:
+            self.timers.append(packet.selection_time)
+
+
+class DGCHookState:
+    """State of :func:`dgc_hook`: the compressor, the density to use and the step counter.
+
+    Args:
+        compressor: this rank's compressor (holds momenta and residuals).
+        process_group: group to communicate in; the default group when ``None``.
+        density: density of the next steps; the strategy updates it from its warm-up schedule.
+        dense_steps: the first steps are exchanged densely (exact momentum SGD), as PowerSGD does, so that
+            compression starts once DDP has rebuilt its buckets.
+    """
+
+    def __init__(
+        self,
+        compressor: DGCCompressor,
+        process_group: dist.ProcessGroup | None = None,
+        density: float = 0.001,
+        dense_steps: int = 2,
+    ) -> None:
+        self.compressor = compressor
+        self.process_group = process_group
+        self.density = density
+        self.dense_steps = dense_steps
+        self.iteration = 0
+        self.last_step: StepStats | None = None
+        self._current: StepStats | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"iteration": self.iteration, "compressor": self.compressor.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.iteration = int(state["iteration"])
+        self.compressor.load_state_dict(state["compressor"])
+
+
+def dgc_hook(state: DGCHookState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+    """Compress the bucket, exchange it in one collective and return the averaged update."""
+    group = state.process_group if state.process_group is not None else dist.group.WORLD
+    world_size = group.size()
+    buffer = bucket.buffer()
+    dense_phase = state.iteration < state.dense_steps
+    density = 1.0 if dense_phase else state.density
+    if bucket.index() == 0 or state._current is None:
+        state._current = StepStats(state.iteration, density)
+
+    packet = state.compressor.compress(bucket.parameters(), buffer, world_size, density, force_dense=dense_phase)
+    state._current.add(packet)
+    if bucket.is_last():
+        state.last_step, state._current = state._current, None
+        state.iteration += 1
+
+    if packet.dense:
+        received = packet.payload
+        future = dist.all_reduce(received, group=group, async_op=True).get_future()
+    else:
+        received = packet.payload.new_empty(world_size * packet.payload.numel())
+        future = dist.all_gather_into_tensor(received, packet.payload, group=group, async_op=True).get_future()
+
+    def finish(_: torch.futures.Future) -> torch.Tensor:
+        buffer.copy_(state.compressor.decompress(packet, received, world_size))
+        return buffer
+
+    return future.then(finish)
