@@ -1,0 +1,33 @@
+"""Adversarial attacks on the app's victims, behind one interface (:class:`~lit_app.attacks.base.Attack`).
+
+- :class:`CarliniWagner`: white-box, targeted, shrinking L-infinity bound (CTC or classifier victims).
+- :class:`PGD` / :class:`FGSM`: white-box, targeted, fixed L-infinity bound.
+- :class:`GeneticAttack`: black-box (output probabilities only), targeted, for classifiers.
+- :class:`NoiseControl`: random noise at a given SNR, the control for "is it just noise?".
+"""
+
+from lit_app.attacks.base import Attack, AttackOutput, AttackResult
+from lit_app.attacks.carlini_wagner import CarliniWagner
+from lit_app.attacks.genetic import GeneticAttack
+from lit_app.attacks.gradient import FGSM, PGD
+from lit_app.attacks.noise import NoiseControl
+from lit_app.attacks.query import QueryAccessError, QueryOnlyView
+from lit_app.attacks.victims import ClassifierVictim, CTCVictim, Victim, checkpoint_sha256, load_victim
+
+__all__ = [
+    "Attack",
+    "AttackOutput",
+    "AttackResult",
+    "CarliniWagner",
+    "ClassifierVictim",
+    "CTCVictim",
+    "FGSM",
+    "GeneticAttack",
+    "NoiseControl",
+    "PGD",
+    "QueryAccessError",
+    "QueryOnlyView",
+    "Victim",
+    "checkpoint_sha256",
+    "load_victim",
+]

@@ -1,0 +1,143 @@
+"""Carlini & Wagner's targeted audio attack ("Audio Adversarial Examples", 2018), for any differentiable victim.
+
+A perturbation ``d`` of the whole clip is optimised so the victim outputs the target (CTC loss for a speech
+recogniser, cross-entropy for a classifier), subject to ``max|d| <= tau``. Each step follows the *sign* of
+the gradient (through Adam, as the original code does, or plainly), with a little Gaussian noise added to the
+input so the result survives rounding. Every ``check_every`` steps the clip is rounded to 16-bit PCM and
+judged; on success it becomes the clip's best result and the bound shrinks to ``min(tau, max|d|) * decay``.
+
+Clips stop independently inside a batch: at the first success (``shrink=False``), or after ``patience``
+checks without a new success, or when the bound falls below ``min_bound``. Stopped clips leave the batch, so
+later steps run on the remaining ones only (trimmed to their longest length).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+
+from lit_app.attacks.base import Attack
+from lit_app.attacks.metrics import FULL_SCALE, quantize, valid_mask
+from lit_app.attacks.victims import Victim, select
+
+
+class CarliniWagner(Attack):
+    """Targeted white-box attack with a shrinking L-infinity bound.
+
+    Args:
+        max_iterations: optimisation steps per clip at most (1000 in the paper).
+        learning_rate: step size, int16 units (10 to 100 in the paper).
+        initial_bound: starting bound ``tau`` of the perturbation, int16 units (2000).
+        bound_decay: factor applied to the bound after each successful check (0.8).
+        check_every: steps between success checks (10).
+        noise_std: standard deviation of the Gaussian noise added before each forward pass, int16 units (2).
+        optimizer: ``adam`` (Adam on the gradient sign, as Carlini & Wagner's code) or ``sign`` (plain
+            signed-gradient steps).
+        shrink: keep optimising after the first success to shrink the bound; ``False`` stops at once.
+        patience: checks without a new success, after the first one, before a clip stops.
+        min_bound: a clip stops once its bound falls below this, int16 units.
+    """
+
+    name = "cw"
+
+    def __init__(
+        self,
+        max_iterations: int = 1000,
+        learning_rate: float = 10.0,
+        initial_bound: float = 2000.0,
+        bound_decay: float = 0.8,
+        check_every: int = 10,
+        noise_std: float = 2.0,
+        optimizer: Literal["adam", "sign"] = "adam",
+        shrink: bool = True,
+        patience: int = 20,
+        min_bound: float = 1.0,
+    ) -> None:
+        if optimizer not in ("adam", "sign"):
+            raise ValueError(f"optimizer must be 'adam' or 'sign', got {optimizer!r}")
+        self.max_iterations = max_iterations
+        self.learning_rate = learning_rate
+        self.initial_bound = initial_bound
+        self.bound_decay = bound_decay
+        self.check_every = check_every
+        self.noise_std = noise_std
+        self.optimizer = optimizer
+        self.shrink = shrink
+        self.patience = patience
+        self.min_bound = min_bound
+
+    def run(
+        self,
+        victim: Victim,
+        clean: torch.Tensor,
+        lengths: torch.Tensor,
+        targets: list[str],
+        generator: torch.Generator,
+        **conditions: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        batch, samples = clean.shape
+        device = clean.device
+        encoded = victim.encode(targets)
+        feasible = victim.feasible(lengths, encoded)
+        mask = valid_mask(lengths, samples).float()
+        lr, noise_std = self.learning_rate / FULL_SCALE, self.noise_std / FULL_SCALE
+        delta = torch.zeros_like(clean)
+        moment1, moment2 = torch.zeros_like(clean), torch.zeros_like(clean)
+        bound = torch.full((batch,), self.initial_bound / FULL_SCALE, device=device)
+        best = clean.clone()
+        succeeded = torch.zeros(batch, dtype=torch.bool, device=device)
+        failed_checks = torch.zeros(batch, dtype=torch.long, device=device)
+        queries = torch.zeros(batch, dtype=torch.long, device=device)
+        iterations = torch.zeros(batch, dtype=torch.long, device=device)
+        active = torch.nonzero(feasible).flatten()
+        for step in range(1, self.max_iterations + 1):
+            if active.numel() == 0:
+                break
+            width = int(lengths[active].max())
+            x, m, d = clean[active, :width], mask[active, :width], delta[active, :width].requires_grad_()
+            noise = torch.randn(x.shape, device=device, generator=generator) * noise_std
+            loss = victim.loss((x + d + noise * m).clamp(-1.0, 1.0), lengths[active], select(encoded, active))
+            (gradient,) = torch.autograd.grad(loss.sum(), d)
+            direction = self.direction(gradient.sign(), moment1, moment2, active, width, step)
+            with torch.no_grad():
+                limit = bound[active].unsqueeze(1)
+                updated = torch.maximum(torch.minimum(d - lr * direction, limit), -limit) * m
+                delta[active, :width] = updated
+            queries[active] += 1
+            iterations[active] = step
+            if step % self.check_every and step != self.max_iterations:
+                continue
+            with torch.no_grad():
+                candidate = quantize((x + updated).clamp(-1.0, 1.0)) * m
+                predictions = victim.predict(candidate, lengths[active])
+                queries[active] += 1
+                hit = torch.tensor([p == targets[i] for p, i in zip(predictions, active.tolist())], device=device)
+                winners = active[hit]
+                best[winners, :width] = candidate[hit]
+                reached = (candidate[hit] - x[hit]).abs().amax(1)
+                bound[winners] = torch.minimum(bound[winners], reached) * self.bound_decay
+                delta[winners] = torch.maximum(torch.minimum(delta[winners], bound[winners, None]), -bound[winners, None])
+                succeeded[winners] = True
+                failed_checks[active] = torch.where(hit, 0, failed_checks[active] + 1)
+                done = succeeded[active] & (
+                    (not self.shrink) | (failed_checks[active] >= self.patience) | (bound[active] * FULL_SCALE < self.min_bound)
+                )
+                active = active[~done]
+        # Clips that never succeeded return their last state, for the record.
+        last = quantize((clean + delta).clamp(-1.0, 1.0)) * mask
+        adversarial = torch.where(succeeded.unsqueeze(1), best, last)
+        return adversarial.detach(), queries, iterations, feasible
+
+    def direction(
+        self, sign: torch.Tensor, moment1: torch.Tensor, moment2: torch.Tensor, active: torch.Tensor, width: int, step: int
+    ) -> torch.Tensor:
+        """The update direction: the gradient sign, or Adam's step on it (moments kept per clip)."""
+        if self.optimizer == "sign":
+            return sign
+        beta1, beta2, eps = 0.9, 0.999, 1e-8
+        m = moment1[active, :width] * beta1 + (1 - beta1) * sign
+        v = moment2[active, :width] * beta2 + (1 - beta2) * sign * sign
+        moment1[active, :width], moment2[active, :width] = m, v
+        # Steps per clip equal the global step: a clip takes part in every step until it stops.
+        return (m / (1 - beta1**step)) / (torch.sqrt(v / (1 - beta2**step)) + eps)

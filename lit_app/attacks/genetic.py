@@ -1,0 +1,168 @@
+"""Alzantot et al.'s gradient-free genetic attack ("Did you hear that?", 2018) on a keyword classifier.
+
+For each clip a population of perturbed copies evolves: the fittest members (highest target-class
+probability) survive unchanged, the others are replaced by children of two parents drawn with probability
+``softmax(fitness / temperature)``, mixed by uniform crossover and then mutated: each sample changes with a
+small probability by bounded uniform noise. The search stops for a clip at the first generation that holds
+a member classified as the target, or after ``max_generations`` (``population_size * max_generations``
+queries at most).
+
+Unlike the released code, the noise is bounded explicitly: each mutation adds at most ``mutation_bound``
+and the total perturbation never exceeds ``noise_bound`` (both in int16 units), so the reported distortion
+is the one intended. The attack sees the victim only through :class:`~lit_app.attacks.query.QueryOnlyView`,
+and the whole population of every clip in the batch is judged in one batched forward pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from lit_app.attacks.base import Attack
+from lit_app.attacks.metrics import FULL_SCALE
+from lit_app.attacks.query import QueryOnlyView
+from lit_app.attacks.victims import ClassifierVictim, Victim
+
+
+class GeneticAttack(Attack):
+    """Targeted black-box genetic attack.
+
+    Args:
+        population_size: members per clip (20 in the paper).
+        elite_size: fittest members copied unchanged into the next generation (2).
+        max_generations: generations at most (200, i.e. 4000 queries with 20 members).
+        temperature: softmax temperature of parent selection over target probabilities (0.01).
+        mutation_probability: chance that a sample of a child mutates (0.0005).
+        mutation_bound: largest change a single mutation makes, int16 units.
+        noise_bound: largest total change of any sample (L-infinity bound of the perturbation), int16 units.
+        max_batch_clips: clips per forward pass of the victim (bounds memory; the population of many
+            clips is evaluated together).
+    """
+
+    name = "genetic"
+    white_box = False
+
+    def __init__(
+        self,
+        population_size: int = 20,
+        elite_size: int = 2,
+        max_generations: int = 200,
+        temperature: float = 0.01,
+        mutation_probability: float = 0.0005,
+        mutation_bound: int = 2048,
+        noise_bound: int = 2048,
+        max_batch_clips: int = 4096,
+    ) -> None:
+        if not 0 < elite_size < population_size:
+            raise ValueError(f"elite_size must be between 1 and population_size - 1, got {elite_size}")
+        if min(mutation_bound, noise_bound) < 1 or max(mutation_bound, noise_bound) > FULL_SCALE:
+            raise ValueError("mutation_bound and noise_bound are int16 units between 1 and 32768")
+        self.population_size = population_size
+        self.elite_size = elite_size
+        self.max_generations = max_generations
+        self.temperature = temperature
+        self.mutation_probability = mutation_probability
+        self.mutation_bound = mutation_bound
+        self.noise_bound = noise_bound
+        self.max_batch_clips = max_batch_clips
+
+    def run(
+        self,
+        victim: Victim,
+        clean: torch.Tensor,
+        lengths: torch.Tensor,
+        targets: list[str],
+        generator: torch.Generator,
+        **conditions: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        if not isinstance(victim, ClassifierVictim):
+            raise TypeError("the genetic attack needs a classifier victim (class probabilities)")
+        view = QueryOnlyView(victim)
+        target_index = torch.tensor([view.labels.index(t) for t in targets], device=clean.device)
+        with torch.no_grad():
+            adversarial, queries, generations = self.search(view, clean, lengths, target_index, generator)
+        return adversarial, queries, generations, torch.ones_like(queries, dtype=torch.bool)
+
+    def search(
+        self,
+        view: QueryOnlyView,
+        clean: torch.Tensor,
+        lengths: torch.Tensor,
+        target_index: torch.Tensor,
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Evolve perturbations of ``clean`` through ``view`` only.
+
+        Returns:
+            The best member of each clip (float on the 16-bit grid), queries and generations spent per clip.
+        """
+        batch, samples = clean.shape
+        device = clean.device
+        members = self.population_size
+        x = torch.round(clean * FULL_SCALE)  # int16 units, kept as float for arithmetic
+        queries = torch.zeros(batch, dtype=torch.long, device=device)
+        generations = torch.zeros(batch, dtype=torch.long, device=device)
+        best = torch.zeros(batch, samples, device=device)
+        active = torch.arange(batch, device=device)
+        delta = self.mutate(torch.zeros(batch, members, samples, device=device), x, lengths, generator)
+        for generation in range(self.max_generations):
+            xa = x[active]
+            probabilities = self.evaluate(view, xa, delta)  # [active, members, classes]
+            queries[active] += members
+            generations[active] += 1
+            rows = torch.arange(active.numel(), device=device)
+            fitness = probabilities[rows, :, target_index[active]]  # [active, members]
+            reached = probabilities.argmax(-1) == target_index[active].unsqueeze(1)
+            # The fittest member classified as the target if there is one, else the fittest member.
+            choice = torch.where(reached.any(1), fitness.masked_fill(~reached, -1.0).argmax(1), fitness.argmax(1))
+            best[active] = xa + delta[rows, choice]
+            running = ~reached.any(1)
+            if generation == self.max_generations - 1 or not bool(running.any()):
+                break
+            active, delta, fitness, xa = active[running], delta[running], fitness[running], xa[running]
+            delta = self.next_generation(delta, fitness, xa, lengths[active], generator)
+        return best / FULL_SCALE, queries, generations
+
+    def evaluate(self, view: QueryOnlyView, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """Class probabilities of every member of every clip, in as few forward passes as memory allows."""
+        clips, members, samples = delta.shape
+        flat = ((x.unsqueeze(1) + delta) / FULL_SCALE).reshape(clips * members, samples)
+        answers = [view(flat[i : i + self.max_batch_clips]) for i in range(0, flat.shape[0], self.max_batch_clips)]
+        return torch.cat(answers).reshape(clips, members, -1)
+
+    def next_generation(
+        self, delta: torch.Tensor, fitness: torch.Tensor, x: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        """Elites, then children of softmax-selected parents by uniform crossover and mutation."""
+        clips, members, samples = delta.shape
+        children = members - self.elite_size
+        rows = torch.arange(clips, device=delta.device).unsqueeze(1)
+        elites = delta[rows, fitness.topk(self.elite_size, dim=1).indices]
+        weights = torch.softmax(fitness / self.temperature, dim=1)
+        parents = torch.multinomial(weights, 2 * children, replacement=True, generator=generator)
+        first, second = delta[rows, parents[:, :children]], delta[rows, parents[:, children:]]
+        take_first = torch.rand(clips, children, samples, device=delta.device, generator=generator) < 0.5
+        offspring = self.mutate(torch.where(take_first, first, second), x, lengths, generator)
+        return torch.cat([elites, offspring], dim=1)
+
+    def mutate(self, delta: torch.Tensor, x: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Add bounded uniform noise to each valid sample with probability ``mutation_probability``.
+
+        Drawing how many samples mutate (binomial) and then where, instead of one coin per sample, costs
+        a few numbers per member instead of one per sample; two draws landing on the same sample just add.
+        """
+        clips, members, samples = delta.shape
+        device = delta.device
+        valid = lengths.to(device).float().view(clips, 1).expand(clips, members)
+        counts = torch.binomial(valid, torch.full_like(valid, self.mutation_probability), generator=generator).long()
+        most = int(counts.max()) if counts.numel() else 0
+        if most > 0:
+            positions = (torch.rand(clips, members, most, device=device, generator=generator) * valid.unsqueeze(-1)).long()
+            noise = torch.randint(-self.mutation_bound, self.mutation_bound + 1, (clips, members, most), device=device,
+                                  generator=generator).float()
+            noise = noise * (torch.arange(most, device=device) < counts.unsqueeze(-1))
+            delta = delta.scatter_add(2, positions, noise)
+        delta = delta.clamp(-self.noise_bound, self.noise_bound)
+        # Keep every member a valid 16-bit clip: the sample itself may not leave the int16 range.
+        return (x.unsqueeze(1) + delta).clamp(-FULL_SCALE, FULL_SCALE - 1) - x.unsqueeze(1)

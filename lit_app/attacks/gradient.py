@@ -1,0 +1,99 @@
+"""Projected gradient descent (Madry et al.) and the fast gradient sign method (Goodfellow et al.), targeted.
+
+Both take signed-gradient steps that lower the victim's loss toward the target inside a fixed L-infinity
+ball of radius ``epsilon`` (int16 units). FGSM is a single step of size ``epsilon``; PGD takes many smaller
+steps from a random start and stops a clip once its rounded 16-bit version reaches the target.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from lit_app.attacks.base import Attack
+from lit_app.attacks.metrics import FULL_SCALE, quantize, valid_mask
+from lit_app.attacks.victims import Victim, select
+
+
+class PGD(Attack):
+    """Targeted L-infinity projected gradient descent.
+
+    Args:
+        epsilon: radius of the perturbation, int16 units.
+        step_size: size of each signed step, int16 units.
+        iterations: steps at most.
+        random_start: start from uniform noise inside the ball (otherwise from the clean clip).
+        check_every: steps between success checks on the rounded clip; a successful clip stops.
+    """
+
+    name = "pgd"
+
+    def __init__(
+        self,
+        epsilon: float = 256.0,
+        step_size: float = 32.0,
+        iterations: int = 50,
+        random_start: bool = True,
+        check_every: int = 5,
+    ) -> None:
+        self.epsilon = epsilon
+        self.step_size = step_size
+        self.iterations = iterations
+        self.random_start = random_start
+        self.check_every = check_every
+
+    def run(
+        self,
+        victim: Victim,
+        clean: torch.Tensor,
+        lengths: torch.Tensor,
+        targets: list[str],
+        generator: torch.Generator,
+        **conditions: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        batch, samples = clean.shape
+        device = clean.device
+        encoded = victim.encode(targets)
+        feasible = victim.feasible(lengths, encoded)
+        mask = valid_mask(lengths, samples).float()
+        eps, step_size = self.epsilon / FULL_SCALE, self.step_size / FULL_SCALE
+        delta = torch.zeros_like(clean)
+        if self.random_start:
+            delta = (torch.rand(clean.shape, device=device, generator=generator) * 2 - 1) * eps * mask
+        adversarial = quantize((clean + delta).clamp(-1.0, 1.0)) * mask
+        queries = torch.zeros(batch, dtype=torch.long, device=device)
+        iterations = torch.zeros(batch, dtype=torch.long, device=device)
+        active = torch.nonzero(feasible).flatten()
+        for step in range(1, self.iterations + 1):
+            if active.numel() == 0:
+                break
+            x, m, d = clean[active], mask[active], delta[active].requires_grad_()
+            loss = victim.loss((x + d).clamp(-1.0, 1.0), lengths[active], select(encoded, active))
+            (gradient,) = torch.autograd.grad(loss.sum(), d)
+            with torch.no_grad():
+                d = (d - step_size * gradient.sign()).clamp(-eps, eps) * m
+                delta[active] = d
+                adversarial[active] = quantize((x + d).clamp(-1.0, 1.0)) * m
+            queries[active] += 1
+            iterations[active] = step
+            if self.check_every and step % self.check_every == 0 and step < self.iterations:
+                with torch.no_grad():
+                    predictions = victim.predict(adversarial[active], lengths[active])
+                queries[active] += 1
+                hit = torch.tensor([p == targets[i] for p, i in zip(predictions, active.tolist())], device=device)
+                active = active[~hit]
+        return adversarial, queries, iterations, feasible
+
+
+class FGSM(PGD):
+    """Targeted fast gradient sign method: one signed step of size ``epsilon`` (int16 units).
+
+    Args:
+        epsilon: size of the step and radius of the perturbation, int16 units.
+    """
+
+    name = "fgsm"
+
+    def __init__(self, epsilon: float = 256.0) -> None:
+        super().__init__(epsilon=epsilon, step_size=epsilon, iterations=1, random_start=False, check_every=0)

@@ -1,0 +1,247 @@
+"""Attacks on tiny victims: success on easy cases, bounds, padding, determinism, and black-box access only."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lit_app.attacks import (
+    FGSM,
+    PGD,
+    CarliniWagner,
+    ClassifierVictim,
+    CTCVictim,
+    GeneticAttack,
+    NoiseControl,
+    QueryAccessError,
+    QueryOnlyView,
+    metrics,
+)
+from lit_app.models.kws import KWSModule
+from lit_app.text import Alphabet, greedy_decode
+
+SAMPLES = 4000
+
+
+def tones(freqs: tuple[float, ...], samples: int = SAMPLES) -> torch.Tensor:
+    t = torch.arange(samples) / 16000
+    window = torch.hann_window(samples)
+    return torch.stack([0.3 * torch.sin(2 * math.pi * f * t) * window for f in freqs])
+
+
+def tiny_kws(seed: int = 0) -> ClassifierVictim:
+    """An untrained keyword spotter on 0.25 s clips: random, but its outputs respond to its input."""
+    torch.manual_seed(seed)
+    return ClassifierVictim(KWSModule(n_mfcc=20, clip_samples=SAMPLES, dropout=0.0))
+
+
+def ranked_targets(victim: ClassifierVictim, x: torch.Tensor, rank: int) -> list[str]:
+    """For each clip, the class the victim ranks ``rank``-th (1 = runner-up: an easy target)."""
+    with torch.no_grad():
+        order = victim.module(x).argsort(-1, descending=True)
+    return [victim.labels[i] for i in order[:, rank].tolist()]
+
+
+class TinyCTC(nn.Module):
+    """The smallest CTC recogniser with DeepSpeechModule's interface: one linear map per 10 ms frame."""
+
+    hop = 160
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.alphabet = Alphabet()
+        self.frame = nn.Conv1d(1, len(self.alphabet), kernel_size=self.hop, stride=self.hop)
+        with torch.no_grad():
+            self.frame.bias[0] += 3.0  # blank-heavy when idle, as trained CTC models are
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return torch.div(lengths, self.hop, rounding_mode="floor")
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.frame(waveforms.unsqueeze(1) * 50).transpose(1, 2)
+        return F.log_softmax(logits, -1), self.output_lengths(lengths)
+
+    @torch.no_grad()
+    def transcribe(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+        return greedy_decode(*self(waveforms, lengths), self.alphabet)
+
+
+def on_grid(x: torch.Tensor) -> bool:
+    return bool(torch.equal(x * 32768, torch.round(x * 32768)))
+
+
+# ---- metrics ---------------------------------------------------------------------------------------------------
+
+def test_distortion_metrics_match_their_definitions():
+    clean = torch.zeros(1, 100)
+    clean[0, :50] = 0.5
+    adv = clean.clone()
+    adv[0, 10] += 0.005
+    lengths = torch.tensor([100])
+    assert metrics.db_x(clean, adv, lengths).item() == pytest.approx(20 * math.log10(0.005 / 0.5), abs=1e-3)
+    assert metrics.snr_db(clean, adv, lengths).item() == pytest.approx(10 * math.log10(50 * 0.25 / 0.005**2), abs=1e-3)
+    assert metrics.linf_int16(clean, adv, lengths).item() == round(0.005 * 32768)
+    # Changes past a clip's length do not count.
+    adv[0, 90] = 0.9
+    assert metrics.linf_int16(clean, adv, torch.tensor([80])).item() == round(0.005 * 32768)
+    assert on_grid(metrics.quantize(torch.rand(3, 10) * 2 - 1))
+
+
+# ---- genetic (black-box) ---------------------------------------------------------------------------------------
+
+def test_genetic_attack_reaches_easy_targets_within_its_noise_bound():
+    victim = tiny_kws()
+    x = tones((300.0, 500.0, 900.0))
+    targets = ranked_targets(victim, x, 1)
+    attack = GeneticAttack(max_generations=30, mutation_bound=2048, noise_bound=1500)
+    out = attack(victim, x, torch.full((3,), SAMPLES), targets, seed=0)
+    assert all(r.success and r.prediction == r.target for r in out.results)
+    for r in out.results:
+        # Successful clips stop at once, well inside the budget of 30 generations of 20.
+        assert r.linf <= 1500 and r.queries == 20 * r.iterations and 20 <= r.queries < 600
+    assert on_grid(out.adversarial)
+    assert metrics.linf_int16(metrics.quantize(x), out.adversarial, torch.full((3,), SAMPLES)).max() <= 1500
+
+
+def test_genetic_attack_is_deterministic_for_a_seed():
+    victim = tiny_kws()
+    x = tones((300.0, 800.0))
+    targets = ranked_targets(victim, x, 2)
+    attack = GeneticAttack(max_generations=5)
+    first = attack(victim, x, torch.full((2,), SAMPLES), targets, seed=3)
+    again = attack(victim, x, torch.full((2,), SAMPLES), targets, seed=3)
+    other = attack(victim, x, torch.full((2,), SAMPLES), targets, seed=4)
+    assert torch.equal(first.adversarial, again.adversarial) and first.results == again.results
+    assert not torch.equal(first.adversarial, other.adversarial)
+
+
+def test_genetic_attack_uses_probabilities_only_and_counts_queries():
+    victim = tiny_kws()
+    x = tones((300.0, 500.0, 700.0))
+    targets = ranked_targets(victim, x, 5)  # hard: runs the whole budget for some clips
+    grad_modes = []
+    victim.module.register_forward_hook(lambda *_: grad_modes.append(torch.is_grad_enabled()))
+    view = QueryOnlyView(victim)
+    attack = GeneticAttack(max_generations=6, population_size=10, elite_size=2)
+    index = torch.tensor([victim.labels.index(t) for t in targets])
+    adversarial, queries, generations = attack.search(view, metrics.quantize(x), torch.full((3,), SAMPLES), index,
+                                                      torch.Generator().manual_seed(0))
+    assert view.queries == int(queries.sum()) and int(queries.max()) <= 60
+    # The whole population of every clip goes through one forward pass per generation.
+    assert len(grad_modes) == int(generations.max()) and not any(grad_modes)
+    assert all(p.grad is None for p in victim.module.parameters())
+
+
+def test_query_only_view_refuses_white_box_access():
+    victim = tiny_kws()
+    view = QueryOnlyView(victim, max_queries=4)
+    probabilities = view(tones((300.0, 400.0)))
+    assert probabilities.shape == (2, 12) and not probabilities.requires_grad and probabilities.grad_fn is None
+    assert torch.allclose(probabilities.sum(-1), torch.ones(2))
+    for attempt in (view.parameters, view.state_dict, lambda: view.module, lambda: view.net, lambda: view.forward):
+        with pytest.raises(QueryAccessError):
+            attempt()
+    with pytest.raises(QueryAccessError, match="no gradients"):
+        view(tones((300.0,)).requires_grad_())
+    with pytest.raises(RuntimeError, match="budget"):
+        view(tones((300.0, 400.0, 500.0)))
+    assert view.queries == 2
+
+
+# ---- white-box attacks on the classifier -------------------------------------------------------------------------
+
+def test_pgd_stays_inside_epsilon_and_succeeds_on_easy_targets():
+    victim = tiny_kws()
+    x = tones((300.0, 600.0, 900.0))
+    targets = ranked_targets(victim, x, 1)
+    out = PGD(epsilon=512, step_size=64, iterations=30)(victim, x, torch.full((3,), SAMPLES), targets, seed=0)
+    assert all(r.success for r in out.results) and max(r.linf for r in out.results) <= 512
+    assert all(r.iterations < 30 for r in out.results)  # stopped at the first successful check
+    fgsm = FGSM(epsilon=300)(victim, x, torch.full((3,), SAMPLES), targets)
+    assert all(r.linf <= 300 and r.iterations == 1 for r in fgsm.results)
+
+
+def test_carlini_wagner_on_the_classifier_shrinks_its_bound():
+    victim = tiny_kws()
+    x = tones((300.0, 600.0))
+    targets = ranked_targets(victim, x, 3)
+    out = CarliniWagner(max_iterations=100, learning_rate=20)(victim, x, torch.full((2,), SAMPLES), targets, seed=0)
+    assert all(r.success for r in out.results)
+    # Every success shrinks the bound below the largest change so far, far under the initial 2000.
+    assert all(r.linf < 2000 * 0.8 for r in out.results) and on_grid(out.adversarial)
+
+
+# ---- Carlini & Wagner on a CTC recogniser --------------------------------------------------------------------------
+
+def ctc_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    x = tones((300.0, 500.0, 700.0), samples=8000) * 0.5
+    lengths = torch.tensor([8000, 6400, 4000])
+    x = x * metrics.valid_mask(lengths, 8000)
+    return x, lengths
+
+
+def test_carlini_wagner_ctc_reaches_targets_and_respects_padding():
+    victim = CTCVictim(TinyCTC())
+    x, lengths = ctc_batch()
+    targets = ["open the door", "yes", "go"]
+    attack = CarliniWagner(max_iterations=300, learning_rate=20, patience=3)
+    out = attack(victim, x, lengths, targets, seed=0)
+    assert [r.prediction for r in out.results] == targets and all(r.success for r in out.results)
+    # Success was judged on the 16-bit clip that is returned (and would be written).
+    assert on_grid(out.adversarial) and victim.predict(out.adversarial, lengths) == targets
+    for row, length in enumerate(lengths.tolist()):
+        assert torch.all(out.adversarial[row, length:] == 0)
+    assert all(r.linf < 2000 * 0.8 and r.db_x < -10 for r in out.results)
+    # Clips stop on their own (patience after success) and queries count steps plus checks.
+    assert all(r.iterations < 300 for r in out.results)
+    assert all(r.queries == r.iterations + math.ceil(r.iterations / 10) for r in out.results)
+
+
+def test_carlini_wagner_ctc_is_deterministic_and_reports_infeasible_targets():
+    victim = CTCVictim(TinyCTC())
+    x, lengths = ctc_batch()
+    # 4000 samples give 25 frames: too few for this target.
+    targets = ["yes", "no", "a target far too long for twenty five frames"]
+    attack = CarliniWagner(max_iterations=60, learning_rate=20)
+    first, again = attack(victim, x, lengths, targets, seed=1), attack(victim, x, lengths, targets, seed=1)
+    assert torch.equal(first.adversarial, again.adversarial)
+    last = first.results[2]
+    assert not last.feasible and not last.success and last.iterations == 0 and last.linf == 0
+
+
+def test_carlini_wagner_runs_on_the_deepspeech_victim_from_its_checkpoint(tmp_path):
+    import pytorch_lightning as pl
+
+    from lit_app.attacks import load_victim
+    from lit_app.models.asr import DeepSpeechModule
+
+    torch.manual_seed(0)
+    module = DeepSpeechModule(n_hidden=32, n_mfcc=13, n_mels=20, hop_ms=20.0, win_ms=32.0, context=2)
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_steps=0)
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(tmp_path / "asr.ckpt")
+    victim = load_victim(tmp_path / "asr.ckpt")
+    assert isinstance(victim, CTCVictim) and not victim.module.training
+    x, lengths = ctc_batch()
+    out = CarliniWagner(max_iterations=20, learning_rate=50, initial_bound=500)(victim, x, lengths, ["yes", "no", "go"])
+    assert all(r.linf <= 500 and r.iterations == 20 for r in out.results)
+    assert out.adversarial[:, 4000:][2].abs().sum() == 0 and on_grid(out.adversarial)
+    assert all(p.grad is None for p in victim.module.parameters())
+
+
+# ---- noise control ---------------------------------------------------------------------------------------------------
+
+def test_noise_control_hits_the_requested_snr_per_clip():
+    victim = tiny_kws()
+    x = tones((300.0, 500.0, 700.0))
+    lengths = torch.tensor([SAMPLES, SAMPLES, 3000])
+    x = x * metrics.valid_mask(lengths, SAMPLES)
+    out = NoiseControl()(victim, x, lengths, ["yes", "no", "up"], seed=0, snr_db=[10.0, 20.0, 35.0])
+    assert [r.snr_db for r in out.results] == pytest.approx([10.0, 20.0, 35.0], abs=0.2)
+    assert torch.all(out.adversarial[2, 3000:] == 0)
+    assert NoiseControl(snr_db=15.0)(victim, x, lengths, ["yes", "no", "up"]).results[0].snr_db == pytest.approx(15.0, abs=0.2)
