@@ -1,0 +1,247 @@
+"""LightningDataModule serving normal and adversarial clips for detection, from corpora it builds first.
+
+``prepare_data`` builds (or resumes) every adversarial corpus it is given; with several devices each rank
+makes its own shard during ``setup`` and rank 0 merges them. Batches follow the detection contract
+(:func:`lit_app.data.detection.collate_detection`): ``(audio [B, T], lengths [B], labels [B])`` with
+``0`` normal and ``1`` adversarial.
+
+Training and validation clips come from the ``train`` and ``val`` splits of ``train_sets``; test clips from
+the ``test`` split of ``test_sets`` (``train_sets`` when omitted). That choice sets up the paper's
+experiments: known attack (same corpora), unknown attack (other corpora), multi-condition (several).
+Splits follow the source corpora, so an adversarial clip and its source (and its voice) never straddle
+splits; ``setup`` checks this and refuses leaky data.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from lit_app.audio.io import STRICT, read_audio
+from lit_app.base import LitAppDataModule
+from lit_app.data import adversarial_manifest as manifest
+from lit_app.data.adversarial_corpus import AdversarialCorpus
+from lit_app.data.detection import ADVERSARIAL, DETECTION_LABELS, NORMAL, collate_detection
+
+log = logging.getLogger(__name__)
+
+STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+
+
+class LeakageError(RuntimeError):
+    """The same source clip or voice would be served in two splits."""
+
+
+class DetectionClips(Dataset):
+    """``(waveform, label)`` pairs read from 16-bit WAVs strictly: never resampled or downmixed, since that
+    would change the perturbation a detector is meant to find.
+
+    Args:
+        items: ``(path, label)`` pairs.
+    """
+
+    def __init__(self, items: list[tuple[str, int]]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.items[index]
+        return read_audio(path, STRICT), label
+
+    @property
+    def labels(self) -> list[int]:
+        return [label for _, label in self.items]
+
+
+def check_leakage(rows: list[dict[str, Any]]) -> None:
+    """Refuse rows whose source clip or group (voice) appears in more than one split.
+
+    Raises:
+        LeakageError: naming a few offending sources.
+    """
+    for key in ("source_id", "group"):
+        splits: dict[str, set[str]] = {}
+        for row in rows:
+            if row[key]:
+                splits.setdefault(row[key], set()).add(row["split"])
+        leaks = sorted(value for value, seen in splits.items() if len(seen) > 1)
+        if leaks:
+            shown = ", ".join(f"{v} ({'/'.join(sorted(splits[v]))})" for v in leaks[:5])
+            raise LeakageError(f"{len(leaks)} {key} values appear in several splits, e.g. {shown}. An adversarial "
+                               "clip and its source must stay in one split: rebuild the corpora from sources split "
+                               "by speaker or voice.")
+
+
+def balance(items: list[tuple[str, int]], rng: random.Random) -> list[tuple[str, int]]:
+    """Keep a random subset of the larger class as large as the smaller one (order otherwise unchanged)."""
+    normal = [i for i, (_, label) in enumerate(items) if label == NORMAL]
+    adversarial = [i for i, (_, label) in enumerate(items) if label == ADVERSARIAL]
+    size = min(len(normal), len(adversarial))
+    if size == 0:
+        return items
+    keep = set(rng.sample(normal, size)) | set(rng.sample(adversarial, size))
+    return [item for i, item in enumerate(items) if i in keep]
+
+
+class AdversarialDataModule(LitAppDataModule):
+    """Detection data from adversarial corpora, built or resumed before use.
+
+    Args:
+        train_sets: corpora whose ``train`` and ``val`` splits are served for fitting (mixed together).
+        test_sets: corpora whose ``test`` split is served for testing; ``train_sets`` when omitted.
+        batch_size: clips per batch.
+        include_failed: also serve adversarial clips whose attack failed (labelled adversarial).
+        balance_classes: in each corpus and split, drop random clips of the larger class to match the smaller.
+        noise_label: label of noise-control clips: ``normal`` (they are benign) or ``adversarial`` (to measure
+            whether a detector flags mere noise).
+        seed: seed of the class balancing.
+        num_workers: DataLoader worker processes reading the WAVs.
+        log_pairs: clean/adversarial pairs per corpus logged to W&B at setup (with the results table).
+    """
+
+    def __init__(
+        self,
+        train_sets: list[AdversarialCorpus],
+        test_sets: list[AdversarialCorpus] | None = None,
+        batch_size: int = 32,
+        include_failed: bool = False,
+        balance_classes: bool = True,
+        noise_label: Literal["normal", "adversarial"] = "normal",
+        seed: int = 0,
+        num_workers: int = 0,
+        log_pairs: int = 4,
+    ) -> None:
+        super().__init__()
+        if not train_sets:
+            raise ValueError("give at least one adversarial corpus in train_sets")
+        self.train_sets = list(train_sets)
+        self.test_sets = list(test_sets) if test_sets else list(train_sets)
+        self.batch_size = batch_size
+        self.include_failed = include_failed
+        self.balance_classes = balance_classes
+        self.noise_label = noise_label
+        self.seed = seed
+        self.num_workers = num_workers
+        self.log_pairs = log_pairs
+        self.labels = list(DETECTION_LABELS)
+        self.datasets: dict[str, DetectionClips] = {}
+        self.rows: dict[Path, list[dict[str, Any]]] = {}
+        self._logged = False
+
+    def corpora(self) -> list[AdversarialCorpus]:
+        """Every corpus, once (the same folder may be listed for training and testing)."""
+        unique: dict[Path, AdversarialCorpus] = {}
+        for corpus in self.train_sets + self.test_sets:
+            unique.setdefault(corpus.root.resolve(), corpus)
+        return list(unique.values())
+
+    def _distributed(self) -> bool:
+        return self.trainer is not None and self.trainer.world_size > 1
+
+    def prepare_data(self) -> None:
+        if self._distributed():
+            return  # each rank generates its own shard in setup
+        for corpus in self.corpora():
+            if not corpus.build():
+                raise RuntimeError(f"{corpus.root}: clips are still missing after the build: {corpus.missing()[:5]}")
+
+    def _build_sharded(self) -> None:
+        trainer = self.trainer
+        strategy, rank, world = trainer.strategy, trainer.global_rank, trainer.world_size
+        for corpus in self.corpora():
+            if rank == 0:
+                corpus.start(strategy.root_device)
+            strategy.barrier()
+            if not corpus.is_complete():
+                corpus.generate(rank, world, device=strategy.root_device)
+            strategy.barrier()
+            if rank == 0 and not corpus.merge():
+                raise RuntimeError(f"{corpus.root}: shards finished but clips are missing: {corpus.missing()[:5]}")
+            strategy.barrier()
+
+    def corpus_rows(self, corpus: AdversarialCorpus) -> list[dict[str, Any]]:
+        key = corpus.root.resolve()
+        if key not in self.rows:
+            if not corpus.is_complete():
+                raise RuntimeError(f"{corpus.root}: the corpus is unfinished or was built with other settings; "
+                                   "run prepare_data (or `python -m lit_app.data.adversarial_generate`) first")
+            self.rows[key] = manifest.read_manifest(corpus.root)
+        return self.rows[key]
+
+    def label_of(self, row: dict[str, Any]) -> int:
+        if row["kind"] == "noise":
+            return DETECTION_LABELS.index(self.noise_label)
+        return ADVERSARIAL if row["kind"] == "adversarial" else NORMAL
+
+    def examples(self, corpora: list[AdversarialCorpus], split: str) -> list[tuple[str, int]]:
+        """``(path, label)`` of the clips served for ``split``, balanced per corpus."""
+        items = []
+        for index, corpus in enumerate(corpora):
+            rows = [r for r in self.corpus_rows(corpus) if r["split"] == split]
+            if not self.include_failed:
+                rows = [r for r in rows if r["kind"] != "adversarial" or r["success"]]
+            chosen = [(str(corpus.root / r["path"]), self.label_of(r)) for r in rows]
+            if self.balance_classes:
+                chosen = balance(chosen, random.Random(f"{self.seed}-{index}-{split}"))
+            counts = [sum(label == c for _, label in chosen) for c in (NORMAL, ADVERSARIAL)]
+            log.info("%s %s: %d normal, %d adversarial clips", corpus.root, split, *counts)
+            items += chosen
+        return items
+
+    def setup(self, stage: str) -> None:
+        if self._distributed() and not all(c.is_complete() for c in self.corpora()):
+            self._build_sharded()
+        served = set(self.datasets) | set(STAGE_SPLITS[stage])
+        corpora = {split: self.train_sets if split in ("train", "val") else self.test_sets for split in served}
+        rows = [r for split in served for c in corpora[split] for r in self.corpus_rows(c) if r["split"] == split]
+        check_leakage(rows)
+        for split in STAGE_SPLITS[stage]:
+            if split not in self.datasets:
+                items = self.examples(corpora[split], split)
+                if not items:
+                    raise RuntimeError(f"no clips for the {split} split in {[str(c.root) for c in corpora[split]]}")
+                self.datasets[split] = DetectionClips(items)
+        if stage == "fit" and not self._logged:
+            self._logged = True
+            self.log_to_wandb()
+
+    def log_to_wandb(self) -> None:
+        """Results table and clean/adversarial audio pairs to every W&B logger (rank 0 only)."""
+        if self.trainer is None or self.log_pairs <= 0 or not self.trainer.is_global_zero:
+            return
+        from pytorch_lightning.loggers import WandbLogger
+
+        from lit_app.data.adversarial_wandb import log_corpora
+
+        for logger in self.trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                log_corpora(logger, {c.root: self.corpus_rows(c) for c in self.corpora()}, self.log_pairs)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            collate_fn=collate_detection,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

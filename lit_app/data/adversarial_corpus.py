@@ -1,0 +1,490 @@
+"""Building an adversarial corpus on disk: plan, generate in resumable shards, merge.
+
+1. **Plan** (once, stored in ``plan.json``): pick source clips per split (balanced over classes or
+   durations, optionally only those the victim gets right), pair each with its targets, add clean clips
+   for balance, and cut the jobs into fixed batches. Every later step reads the stored plan, so resumed
+   runs and shards on other devices agree on what to make.
+2. **Generate**: shard ``s`` of ``n`` takes batches ``s, s + n, ...`` and skips those already done. For
+   each batch it writes the WAVs (atomically), then appends the batch's rows to its own progress file
+   ``progress/shard-<s>-of-<n>.jsonl`` in one write: a row exists only for a clip that is fully on disk.
+   A killed run therefore loses at most the batches in flight, and a rerun redoes exactly those.
+3. **Merge**: when every planned clip has a row, the rows (deduplicated, in plan order) become
+   ``manifest.csv``, which is validated; ``README.md`` (the dataset card) is written and ``corpus.json``
+   marked complete.
+
+A batch's results depend only on the plan, the seed and the batch number, never on the sharding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from lit_app.attacks.base import Attack
+from lit_app.attacks.metrics import quantize
+from lit_app.attacks.victims import ClassifierVictim, Victim, checkpoint_sha256, load_victim
+from lit_app.audio.io import STRICT, AudioPolicy, read_audio, write_wav
+from lit_app.base import LitAppDataModule
+from lit_app.data import adversarial_card as card
+from lit_app.data import adversarial_manifest as manifest
+from lit_app.data.adversarial_sources import SPLITS, SourceClip, list_sources
+from lit_app.data.synth import build
+
+log = logging.getLogger(__name__)
+
+KIND = "adversarial"
+PLAN_FILE = "plan.json"
+PROGRESS_FOLDER = "progress"
+SILENT_PEAK = 10 ** (-60 / 20)  # -60 dBFS
+Stratify = Literal["label", "duration", "none"]
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def batch_seed(seed: int, batch: int) -> int:
+    """A seed per batch that depends on nothing but the corpus seed and the batch number."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{batch}".encode()).digest()[:8], "little") % 2**63
+
+
+def describe_source(source: LitAppDataModule | None) -> dict[str, Any] | None:
+    if source is None:
+        return None
+    out: dict[str, Any] = {"class": f"{type(source).__module__}.{type(source).__qualname__}", "root": str(source.root)}
+    for name in ("task", "corpus", "splits"):
+        if hasattr(source, name):
+            out[name] = getattr(source, name)
+    return out
+
+
+class AdversarialCorpus:
+    """A corpus of normal and adversarial clips made by one attack against one victim; builds or resumes itself.
+
+    Args:
+        root: folder of the corpus.
+        victim: checkpoint of the victim (``lit-app fit`` output); its SHA-256 is part of the corpus identity.
+        attack: the attack (see :mod:`lit_app.attacks`).
+        source: data module of the clean corpus to attack (a ``KWSDataModule`` or an ``ASRDataModule``); its
+            corpus is built first if the module is set up to synthesise it.
+        match: instead of ``source``, the folder of a finished adversarial corpus: its successful adversarial
+            examples are remade by this attack from the same clean clips, with the same targets and each at
+            the SNR of its counterpart (the noise control).
+        sources_per_split: clean clips to attack in each detection split (``train``, ``val``, ``test``).
+        source_labels: attack only clips of these classes (e.g. ``[yes]``); all when ``None``.
+        targets: target classes or phrases; for a classifier, every other keyword when ``None``.
+        targets_per_source: targets drawn per clip; all of ``targets`` when ``None``.
+        stratify: spread the chosen clips evenly over ``label`` (classes), ``duration`` (short, medium and
+            long thirds), or ``none``.
+        require_correct: attack only clips the victim recognises correctly (exact transcript for a recogniser).
+        normal_per_adversarial: clean clips per planned adversarial clip in each split: the attacked clips,
+            then other clips of the same split.
+        batch_size: clips per attack call.
+        seed: every random choice of the plan and the attacks follows from it.
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda:N``.
+        show_progress: show a progress bar while generating.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        victim: str,
+        attack: Attack,
+        source: LitAppDataModule | None = None,
+        match: str | None = None,
+        sources_per_split: dict[str, int] = {"train": 40, "val": 10, "test": 10},
+        source_labels: list[str] | None = None,
+        targets: list[str] | None = None,
+        targets_per_source: int | None = None,
+        stratify: Stratify = "label",
+        require_correct: bool = False,
+        normal_per_adversarial: float = 1.0,
+        batch_size: int = 32,
+        seed: int = 0,
+        device: str = "auto",
+        show_progress: bool = True,
+    ) -> None:
+        if (source is None) == (match is None):
+            raise ValueError("give either a source data module or a corpus to match, not both or neither")
+        unknown = set(sources_per_split) - set(SPLITS)
+        if unknown:
+            raise ValueError(f"sources_per_split has unknown splits {sorted(unknown)}; use {SPLITS}")
+        self.root = Path(root)
+        self.victim = victim
+        self.attack = attack
+        self.source = source
+        self.match = match
+        self.sources_per_split = dict(sources_per_split)
+        self.source_labels = list(source_labels) if source_labels else None
+        self.targets = list(targets) if targets else None
+        self.targets_per_source = targets_per_source
+        self.stratify = stratify
+        self.require_correct = require_correct
+        self.normal_per_adversarial = normal_per_adversarial
+        self.batch_size = batch_size
+        self.seed = seed
+        self.device = device
+        self.show_progress = show_progress
+        self._victim_sha256: str | None = None
+
+    # ---- identity --------------------------------------------------------------------------------------------
+
+    @property
+    def victim_sha256(self) -> str:
+        if self._victim_sha256 is None:
+            if not Path(self.victim).is_file():
+                raise FileNotFoundError(f"{self.victim}: victim checkpoint not found. Train the victim first "
+                                        "(`lit-app fit ...`) or fix the path.")
+            self._victim_sha256 = checkpoint_sha256(self.victim)
+        return self._victim_sha256
+
+    def settings(self) -> dict[str, Any]:
+        """Everything the corpus content depends on; a folder built with other settings is refused."""
+        return {
+            "victim_sha256": self.victim_sha256,
+            "attack": self.attack.name,
+            "attack_class": f"{type(self.attack).__module__}.{type(self.attack).__qualname__}",
+            "attack_settings": self.attack.settings(),
+            "source": describe_source(self.source),
+            "match": str(self.match) if self.match else None,
+            "sources_per_split": self.sources_per_split,
+            "source_labels": self.source_labels,
+            "targets": self.targets,
+            "targets_per_source": self.targets_per_source,
+            "stratify": self.stratify,
+            "require_correct": self.require_correct,
+            "normal_per_adversarial": self.normal_per_adversarial,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+        }
+
+    def is_complete(self) -> bool:
+        info = build.read_corpus_info(self.root)
+        return bool(info and info.get("complete") and info.get("settings") == self.settings())
+
+    # ---- the whole build -------------------------------------------------------------------------------------
+
+    def build(self, shard: int = 0, num_shards: int = 1, device: str | torch.device | None = None) -> bool:
+        """Plan if needed, generate shard ``shard`` of ``num_shards``, and merge when every shard is done.
+
+        Returns:
+            Whether the corpus is complete.
+
+        Raises:
+            lit_app.data.synth.build.CorpusError: ``root`` holds another corpus or one built with other settings.
+        """
+        if not 0 <= shard < num_shards:
+            raise ValueError(f"shard must be in [0, {num_shards}), got {shard}")
+        if self.start():
+            return True
+        if num_shards == 1:
+            # Only a lone run may sweep leftovers: other shards may be writing theirs right now.
+            build.remove_partial_files(self.root)
+        self.generate(shard, num_shards, device)
+        return self.merge()
+
+    def start(self, device: str | torch.device | None = None) -> bool:
+        """Claim the folder and make the plan if there is none; returns whether the corpus is already complete."""
+        if build.claim_folder(self.root, KIND, self.settings()):
+            return True
+        if not (self.root / PLAN_FILE).is_file():
+            jobs = self.plan(load_victim(self.victim, resolve_device(str(device or self.device))))
+            build.write_json_atomic(self.root / PLAN_FILE, {"jobs": jobs})
+        return False
+
+    # ---- planning --------------------------------------------------------------------------------------------
+
+    def read_plan(self) -> list[dict[str, Any]]:
+        path = self.root / PLAN_FILE
+        try:
+            return json.loads(path.read_text())["jobs"]
+        except (OSError, json.JSONDecodeError, KeyError) as err:
+            raise build.CorpusError(f"{path}: missing or unreadable plan ({err}). Delete {self.root} and build again.") from err
+
+    def plan(self, victim: Victim) -> list[dict[str, Any]]:
+        """Every clip to make, with its batch number; deterministic for the seed (and the victim's answers)."""
+        if self.match is not None:
+            clips, attacks = self._matched_jobs()
+        else:
+            clips = list_sources(self.source)
+            attacks = self._attack_jobs(self._choose_sources(clips, victim), victim)
+        if not attacks:
+            raise build.CorpusError(f"{self.root}: the plan has no clips to attack; check sources_per_split, "
+                                    "source_labels and targets (and require_correct against a weak victim)")
+        normals = self._normal_jobs(clips, attacks)
+        jobs: list[dict[str, Any]] = []
+        for kind, items in ((self.attack_kind, attacks), ("clean", normals)):
+            prefix = {"clean": "clean", "adversarial": "adv", "noise": "noise"}[kind]
+            for number, (clip, target, snr) in enumerate(items):
+                job_id = f"{prefix}-{number:06d}"
+                jobs.append({
+                    "id": job_id, "kind": kind, "path": f"{kind}/{clip.split}/{job_id}.wav", "split": clip.split,
+                    "source_id": clip.id, "source_path": clip.path, "source_split": clip.source_split,
+                    "source_label": clip.label, "group": clip.group, "num_samples": clip.num_samples,
+                    "target": target, "snr_db": snr,
+                })
+        # Batches of similar length waste little on padding; each kind is batched separately.
+        batch = 0
+        for kind in (self.attack_kind, "clean"):
+            of_kind = sorted((j for j in jobs if j["kind"] == kind), key=lambda j: (j["num_samples"], j["id"]))
+            for start in range(0, len(of_kind), self.batch_size):
+                for job in of_kind[start : start + self.batch_size]:
+                    job["batch"] = batch
+                batch += 1
+        return jobs
+
+    @property
+    def attack_kind(self) -> str:
+        return "noise" if self.attack.name == "noise" else "adversarial"
+
+    def _order(self, clips: list[SourceClip], rng: np.random.Generator) -> list[SourceClip]:
+        """Clips shuffled and interleaved round-robin over the strata, so any prefix is balanced."""
+        if self.stratify == "label":
+            key = {c.id: c.label for c in clips}
+        elif self.stratify == "duration" and clips:
+            edges = np.quantile([c.num_samples for c in clips], [1 / 3, 2 / 3])
+            key = {c.id: str(int(np.searchsorted(edges, c.num_samples, side="right"))) for c in clips}
+        else:
+            key = {c.id: "" for c in clips}
+        strata: dict[str, list[SourceClip]] = defaultdict(list)
+        for clip in clips:
+            strata[key[clip.id]].append(clip)
+        shuffled = [[group[i] for i in rng.permutation(len(group))] for _, group in sorted(strata.items())]
+        # The strata take turns in random order too: a small selection must not always favour the same classes.
+        shuffled = [shuffled[i] for i in rng.permutation(len(shuffled))]
+        return [group[i] for i in range(max(map(len, shuffled), default=0)) for group in shuffled if i < len(group)]
+
+    def _choose_sources(self, clips: list[SourceClip], victim: Victim) -> list[SourceClip]:
+        chosen: list[SourceClip] = []
+        for index, split in enumerate(SPLITS):
+            wanted = self.sources_per_split.get(split, 0)
+            candidates = [c for c in clips if c.split == split and (self.source_labels is None or c.label in self.source_labels)]
+            order = self._order(candidates, np.random.default_rng([self.seed, index]))
+            picked: list[SourceClip] = []
+            for start in range(0, len(order), 128):
+                if len(picked) >= wanted:
+                    break
+                chunk = order[start : start + 128]
+                usable = screen(victim, chunk, self.require_correct)
+                picked += [c for c, ok in zip(chunk, usable) if ok][: wanted - len(picked)]
+            if len(picked) < wanted:
+                log.warning("%s: only %d of %d source clips available in the %s split", self.root, len(picked), wanted, split)
+            chosen += picked
+        return chosen
+
+    def _attack_jobs(self, sources: list[SourceClip], victim: Victim) -> list[tuple[SourceClip, str, float | None]]:
+        rng = np.random.default_rng([self.seed, 99])
+        jobs = []
+        for clip in sources:
+            if self.targets is not None:
+                pool = self.targets
+            elif isinstance(victim, ClassifierVictim):
+                pool = [label for label in victim.labels if not label.startswith("_")]
+            else:
+                raise ValueError("a speech-recognition victim needs target phrases: set targets")
+            pool = [t for t in pool if victim.normalise_target(t) != clip.label]
+            if self.targets_per_source is not None and self.targets_per_source < len(pool):
+                keep = sorted(rng.choice(len(pool), self.targets_per_source, replace=False).tolist())
+                pool = [pool[i] for i in keep]
+            jobs += [(clip, target, None) for target in pool]
+        if jobs:
+            lengths = torch.tensor([clip.num_samples for clip, _, _ in jobs], device=victim.device)
+            feasible = victim.feasible(lengths, victim.encode([t for _, t, _ in jobs])).tolist()
+            dropped = len(jobs) - sum(feasible)
+            if dropped:
+                log.warning("%s: left out %d source/target pairs whose target is too long for the clip", self.root, dropped)
+            jobs = [job for job, ok in zip(jobs, feasible) if ok]
+        return jobs
+
+    def _matched_jobs(self) -> tuple[list[SourceClip], list[tuple[SourceClip, str, float | None]]]:
+        """Clean clips of the matched corpus, and one job per successful adversarial example there."""
+        other = Path(self.match)
+        rows = manifest.read_manifest(other, check_audio=False)
+        clips = {}
+        for row in rows:
+            if row["kind"] == "clean" and row["source_id"] not in clips:
+                clips[row["source_id"]] = SourceClip(row["source_id"], str(other / row["path"]), row["split"],
+                                                     row["source_split"], row["source_label"], row["group"],
+                                                     row["num_samples"])
+        jobs = [(clips[r["source_id"]], r["target"], r["snr_db"]) for r in rows
+                if r["kind"] == "adversarial" and r["success"] and r["source_id"] in clips]
+        return list(clips.values()), jobs
+
+    def _normal_jobs(self, clips: list[SourceClip], attacks: list[tuple[SourceClip, str, float | None]]) -> list:
+        """Clean clips per split: the attacked ones first, then others of the split, up to the wanted count."""
+        normals = []
+        for index, split in enumerate(SPLITS):
+            attacked = list({clip.id: clip for clip, _, _ in attacks if clip.split == split}.values())
+            wanted = math.ceil(self.normal_per_adversarial * sum(clip.split == split for clip, _, _ in attacks))
+            used = {clip.id for clip in attacked}
+            others = [c for c in clips if c.split == split and c.id not in used]
+            others = self._order(others, np.random.default_rng([self.seed, index, 7]))
+            picked = (attacked + others)[:wanted]
+            if len(picked) < wanted:
+                log.warning("%s: only %d clean clips for %d wanted in the %s split", self.root, len(picked), wanted, split)
+            normals += [(clip, "", None) for clip in picked]
+        return normals
+
+    # ---- generation ------------------------------------------------------------------------------------------
+
+    def progress_file(self, shard: int, num_shards: int) -> Path:
+        return self.root / PROGRESS_FOLDER / f"shard-{shard:03d}-of-{num_shards:03d}.jsonl"
+
+    def read_progress(self) -> dict[str, dict[str, Any]]:
+        """Rows recorded by every shard so far, by clip id (a clip made twice keeps its last row)."""
+        rows: dict[str, dict[str, Any]] = {}
+        for path in sorted((self.root / PROGRESS_FOLDER).glob("shard-*.jsonl")):
+            lines = path.read_text().split("\n")
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    if number == len(lines):  # the torn last line of a killed run: its batch is redone
+                        continue
+                    raise build.CorpusError(f"{path}, line {number}: corrupt progress record ({err}); delete "
+                                            f"{self.root} and build again") from err
+                rows[row["id"]] = row
+        return rows
+
+    def generate(self, shard: int = 0, num_shards: int = 1, device: str | torch.device | None = None) -> int:
+        """Make the missing clips of this shard's batches; returns how many batches were made."""
+        jobs = self.read_plan()
+        done = {i for i, row in self.read_progress().items() if (self.root / row["path"]).is_file()}
+        batches: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for job in jobs:
+            batches[job["batch"]].append(job)
+        todo = [b for b in sorted(batches) if b % num_shards == shard and any(j["id"] not in done for j in batches[b])]
+        if not todo:
+            return 0
+        victim = load_victim(self.victim, resolve_device(str(device or self.device)))
+        progress_path = self.progress_file(shard, num_shards)
+        progress_path.parent.mkdir(parents=True, exist_ok=True)
+        drop_torn_line(progress_path)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        hidden = not self.show_progress or bool(os.environ.get("CI"))
+        with Progress(*columns, disable=hidden) as bar:
+            task = bar.add_task(f"{self.attack.name} -> {self.root.name} (shard {shard}/{num_shards})", total=len(todo))
+            for number in todo:
+                rows = self.make_batch(victim, batches[number], batch_seed(self.seed, number))
+                append_rows(progress_path, rows)
+                bar.advance(task)
+                successes = [r["success"] for r in rows if r["kind"] != "clean"]
+                log.info("%s: batch %d done (%d clips%s)", self.root, number, len(rows),
+                         f", {sum(successes)}/{len(successes)} successful" if successes else "")
+        return len(todo)
+
+    def make_batch(self, victim: Victim, jobs: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+        """Attack (or copy, for clean clips) one batch and write its WAVs; returns the manifest rows."""
+        policy = STRICT if self.match is not None else AudioPolicy()
+        waves = [victim.prepare(read_audio(job["source_path"], policy)) for job in jobs]
+        lengths = torch.tensor([w.numel() for w in waves])
+        batch = torch.zeros(len(waves), int(lengths.max()))
+        for row, wave in enumerate(waves):
+            batch[row, : wave.numel()] = wave
+        attack_name, settings = "", ""
+        if jobs[0]["kind"] == "clean":
+            clips = quantize(batch)
+            predictions = victim.predict(clips.to(victim.device), lengths.to(victim.device))
+            results = [{"prediction": p} for p in predictions]
+        else:
+            conditions = {"snr_db": [j["snr_db"] for j in jobs]} if jobs[0]["snr_db"] is not None else {}
+            output = self.attack(victim, batch, lengths, [j["target"] for j in jobs], seed=seed, **conditions)
+            clips = output.adversarial
+            results = [r.as_dict() for r in output.results]
+            attack_name, settings = self.attack.name, json.dumps(self.attack.settings(), sort_keys=True)
+        rows = []
+        for job, clip, length, result in zip(jobs, clips, lengths.tolist(), results):
+            write_wav(self.root / job["path"], clip[:length])
+            row = {key: job[key] for key in ("id", "path", "kind", "split", "source_id", "source_path", "source_split",
+                                             "source_label", "group", "target")}
+            row.update(
+                label="adversarial" if job["kind"] == "adversarial" else "normal",
+                attack=attack_name, attack_settings=settings, seed=seed if attack_name else "",
+                victim=str(self.victim), victim_sha256=self.victim_sha256, num_samples=length,
+                prediction=result["prediction"], success=result.get("success", ""), db_x=result.get("db_x", ""),
+                snr_db=result.get("snr_db", ""), linf=result.get("linf", ""), queries=result.get("queries", ""),
+                iterations=result.get("iterations", ""),
+            )
+            if job["kind"] != "clean":
+                row["target"] = result["target"]
+            rows.append(row)
+        return rows
+
+    # ---- merging ---------------------------------------------------------------------------------------------
+
+    def missing(self) -> list[str]:
+        """Planned clips without a row or a file yet."""
+        progress = self.read_progress()
+        return [job["id"] for job in self.read_plan()
+                if job["id"] not in progress or not (self.root / progress[job["id"]]["path"]).is_file()]
+
+    def merge(self) -> bool:
+        """Write the manifest and dataset card once every shard is done; returns whether the corpus is complete."""
+        if self.is_complete():
+            return True
+        missing = self.missing()
+        if missing:
+            log.info("%s: %d clips still to make (e.g. %s)", self.root, len(missing), ", ".join(missing[:3]))
+            return False
+        progress = self.read_progress()
+        rows = [progress[job["id"]] for job in self.read_plan()]
+        manifest.write_manifest(self.root, rows)
+        rows = manifest.read_manifest(self.root)
+        summary = card.summarise(rows)
+        card.write_card(self.root, self.settings(), summary, str(self.victim))
+        build.remove_partial_files(self.root)
+        build.finish_folder(self.root, {"summary": summary, "victim": str(self.victim)})
+        return True
+
+
+def drop_torn_line(path: Path) -> None:
+    """Cut a half-written last line (a run killed mid-write) so new rows start on a line of their own."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
+def append_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Append rows as JSON lines in one write, flushed to disk before the next batch starts."""
+    text = "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows)
+    with open(path, "a") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+@torch.no_grad()
+def screen(victim: Victim, clips: list[SourceClip], require_correct: bool) -> list[bool]:
+    """Which clips may be attacked: not silent where the victim listens and, if asked, recognised correctly.
+
+    A clip whose peak is below ``SILENT_PEAK`` has no signal to measure distortion against (its dB_x and
+    SNR would be meaningless), so it is never chosen.
+    """
+    waves = [victim.prepare(read_audio(clip.path, AudioPolicy())) for clip in clips]
+    audible = [bool(w.abs().max() >= SILENT_PEAK) for w in waves]
+    if not require_correct:
+        return audible
+    lengths = torch.tensor([w.numel() for w in waves])
+    batch = torch.zeros(len(waves), int(lengths.max()))
+    for row, wave in enumerate(waves):
+        batch[row, : wave.numel()] = wave
+    predictions = victim.predict(quantize(batch).to(victim.device), lengths.to(victim.device))
+    return [ok and p == clip.label for ok, p, clip in zip(audible, predictions, clips)]

@@ -1,0 +1,52 @@
+"""Build adversarial corpora without training anything: one process, or one shard per device or machine.
+
+    python -m lit_app.data.adversarial_generate -c configs/adversarial/blackbox_demo.yaml
+    # several GPUs or machines: plan once, then one shard each, then merge
+    python -m lit_app.data.adversarial_generate -c CONFIG --stage plan
+    CUDA_VISIBLE_DEVICES=k python -m lit_app.data.adversarial_generate -c CONFIG --stage shard --shard k --num_shards N
+    python -m lit_app.data.adversarial_generate -c CONFIG --stage merge
+
+The config is the ``data`` section of a detection run (an ``AdversarialDataModule``). A rerun resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from lit_app.data.adversarial import AdversarialDataModule
+
+
+def generate(
+    data: AdversarialDataModule,
+    stage: Literal["all", "plan", "shard", "merge"] = "all",
+    shard: int = 0,
+    num_shards: int = 1,
+    device: str | None = None,
+) -> None:
+    """Plan, generate and merge every corpus of an adversarial data module.
+
+    Args:
+        data: the data module (its ``train_sets`` and ``test_sets`` are built).
+        stage: ``all`` (plan, generate ``shard`` of ``num_shards``, merge when complete), ``plan`` (claim the
+            folders and write the plans only), ``shard`` (generate one shard, no merge) or ``merge``.
+        shard: this process's shard.
+        num_shards: shards in all.
+        device: ``cpu``, ``cuda``, ``cuda:N``; each corpus's own setting when omitted.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for corpus in data.corpora():
+        if corpus.start(device) and stage != "plan":
+            print(f"{corpus.root}: complete")
+            continue
+        if stage in ("all", "shard"):
+            corpus.generate(shard, num_shards, device)
+        if stage in ("all", "merge"):
+            complete = corpus.merge()
+            print(f"{corpus.root}: {'complete' if complete else f'{len(corpus.missing())} clips still missing'}")
+
+
+if __name__ == "__main__":
+    from jsonargparse import CLI
+
+    CLI(generate)

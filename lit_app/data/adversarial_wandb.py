@@ -1,0 +1,63 @@
+"""Weights & Biases view of adversarial corpora: the results table and clean/adversarial audio pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lit_app.audio.io import STRICT, read_audio
+from lit_app.data.adversarial_card import attack_summary
+from lit_app.data.adversarial_manifest import SPLITS
+
+RESULT_COLUMNS = ["corpus", "attack", "split", "examples", "success_rate", "mean_db_x_successful",
+                  "mean_snr_db_successful", "median_queries"]
+PAIR_COLUMNS = ["corpus", "split", "source", "clean", "adversarial", "source_label", "clean_prediction", "target",
+                "adversarial_prediction", "success", "db_x", "snr_db", "queries"]
+
+
+def results_table(corpora: dict[Path, list[dict[str, Any]]]) -> list[list[Any]]:
+    """One row per corpus and split: success rate, distortion and queries."""
+    data = []
+    for root, rows in corpora.items():
+        attack = next((r["attack"] for r in rows if r["attack"]), "")
+        for split in SPLITS:
+            s = attack_summary([r for r in rows if r["split"] == split])
+            data.append([Path(root).name, attack, split, s["examples"], s["success_rate"], s["mean_db_x_successful"],
+                         s["mean_snr_db_successful"], s["median_queries"]])
+    return data
+
+
+def example_pairs(root: Path, rows: list[dict[str, Any]], count: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Up to ``count`` (clean row, perturbed row) pairs with the same source, successful ones and test clips first."""
+    clean = {r["source_id"]: r for r in rows if r["kind"] == "clean"}
+    perturbed = [r for r in rows if r["kind"] != "clean" and r["source_id"] in clean]
+    perturbed.sort(key=lambda r: (not r["success"], SPLITS[::-1].index(r["split"]), r["id"]))
+    pairs, seen = [], set()
+    for row in perturbed:
+        if row["source_id"] not in seen:
+            seen.add(row["source_id"])
+            pairs.append((clean[row["source_id"]], row))
+        if len(pairs) == count:
+            break
+    return pairs
+
+
+def log_corpora(logger: Any, corpora: dict[Path, list[dict[str, Any]]], pairs_per_corpus: int) -> None:
+    """Log ``adversarial/results`` and ``adversarial/examples`` tables through a ``WandbLogger``."""
+    import wandb
+
+    logger.log_table(key="adversarial/results", columns=RESULT_COLUMNS, data=results_table(corpora))
+    data = []
+    for root, rows in corpora.items():
+        root = Path(root)
+        for clean, perturbed in example_pairs(root, rows, pairs_per_corpus):
+            audio = [read_audio(root / r["path"], STRICT).numpy() for r in (clean, perturbed)]
+            data.append([
+                root.name, perturbed["split"], perturbed["source_id"],
+                wandb.Audio(audio[0], sample_rate=16000, caption=f"clean: {clean['source_label']}"),
+                wandb.Audio(audio[1], sample_rate=16000, caption=f"{perturbed['kind']} -> {perturbed['prediction']}"),
+                clean["source_label"], clean["prediction"], perturbed["target"], perturbed["prediction"],
+                perturbed["success"], perturbed["db_x"], perturbed["snr_db"], perturbed["queries"],
+            ])
+    if data:
+        logger.log_table(key="adversarial/examples", columns=PAIR_COLUMNS, data=data)
