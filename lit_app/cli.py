@@ -19,8 +19,11 @@ import callbacks  # noqa: F401  (makes the app's callbacks selectable by short n
 import strategies  # noqa: F401  (registers the app's strategies)
 from lit_app.base import LitAppDataModule, LitAppModule
 from lit_app.data.asr import ASRDataModule  # noqa: F401
+from lit_app.data.detection_mixture import DetectionMixture  # noqa: F401
+from lit_app.data.external_adversarial import ExternalDetectionDataModule  # noqa: F401
 from lit_app.data.kws import KWSDataModule  # noqa: F401
 from lit_app.models.asr import DeepSpeechModule  # noqa: F401
+from lit_app.models.detector import DetectorModule  # noqa: F401
 from lit_app.models.kws import KWSModule  # noqa: F401
 
 CONFIG_FILENAME = "lit_app_config.yaml"

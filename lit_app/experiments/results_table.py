@@ -1,0 +1,124 @@
+"""Grid results as tables laid out like the paper's (rows train -> test, columns features, mean +/- std)."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+TABLE_METRICS = {
+    "test/auroc": "ROC-AUC",
+    "test/eer": "EER",
+    "test/acc": "accuracy",
+    "test/recall": "flagged share of the test set's positives (detection rate; on a noise control: false alarms)",
+    "test/fpr": "false-positive rate on normal clips",
+}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Metrics of one detector (train condition, feature, seed) on one test condition."""
+
+    train: str
+    test: str
+    feature: str
+    seed: int
+    metrics: dict[str, float]
+
+
+def row_kind(train_sources: Sequence[str], test_sources: Sequence[str], control: bool) -> str:
+    """``known``, ``unknown``, ``multi-condition``, ``partly known`` or ``control`` for a train -> test row."""
+    if control:
+        return "control"
+    train_set, test_set = set(train_sources), set(test_sources)
+    if test_set <= train_set:
+        return "multi-condition" if len(train_set) > 1 else "known"
+    if not test_set & train_set:
+        return "unknown"
+    return "partly known"
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def format_cell(values: Sequence[float]) -> str:
+    if not values:
+        return "-"
+    mean, std = mean_std(values)
+    return f"{mean:.3f} ± {std:.3f}" if len(values) > 1 else f"{mean:.3f}"
+
+
+@dataclass
+class ResultsTable:
+    """Collects run results and renders them.
+
+    Args:
+        results: one entry per (train, test, feature, seed).
+        kinds: ``{(train, test): kind}`` from :func:`row_kind`.
+        features: column order.
+        rows: row order as ``(train, test)`` pairs.
+    """
+
+    results: list[RunResult]
+    kinds: dict[tuple[str, str], str]
+    features: list[str]
+    rows: list[tuple[str, str]]
+
+    def values(self, metric: str) -> dict[tuple[str, str, str], list[float]]:
+        cells: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+        for r in self.results:
+            if metric in r.metrics:
+                cells[(r.train, r.test, r.feature)].append(r.metrics[metric])
+        return cells
+
+    def markdown(self, metric: str = "test/auroc") -> str:
+        """A Markdown table of ``metric``: rows ``train -> test (kind)``, one column per feature; the best
+        feature of each row in bold (highest, or lowest for error rates)."""
+        cells = self.values(metric)
+        lower_is_better = metric in ("test/eer", "test/fpr")
+        lines = ["| train -> test | " + " | ".join(self.features) + " |", "|---|" + "---|" * len(self.features)]
+        for train, test in self.rows:
+            means = {f: mean_std(cells[(train, test, f)])[0] for f in self.features if cells.get((train, test, f))}
+            best = (min if lower_is_better else max)(means, key=means.get) if len(means) > 1 else None
+            row = []
+            for feature in self.features:
+                text = format_cell(cells.get((train, test, feature), []))
+                row.append(f"**{text}**" if feature == best else text)
+            lines.append(f"| {train} -> {test} ({self.kinds[(train, test)]}) | " + " | ".join(row) + " |")
+        return "\n".join(lines)
+
+    def write(self, folder: str | Path, title: str = "Detector grid") -> dict[str, Path]:
+        """Write ``results.md`` (a table per metric), ``results.csv`` (aggregates) and ``runs.csv`` (every run)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        seeds = sorted({r.seed for r in self.results})
+        parts = [f"# {title}", "", f"Mean ± sample std over seeds {seeds}; bold: best feature of the row.", ""]
+        for metric, caption in TABLE_METRICS.items():
+            if self.values(metric):
+                parts += [f"## {caption} (`{metric}`)", "", self.markdown(metric), ""]
+        paths = {"markdown": folder / "results.md", "csv": folder / "results.csv", "runs": folder / "runs.csv"}
+        paths["markdown"].write_text("\n".join(parts))
+        with paths["csv"].open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["train", "test", "kind", "feature", "metric", "mean", "std", "n"])
+            for metric in TABLE_METRICS:
+                cells = self.values(metric)
+                for train, test in self.rows:
+                    for feature in self.features:
+                        values = cells.get((train, test, feature))
+                        if values:
+                            mean, std = mean_std(values)
+                            writer.writerow([train, test, self.kinds[(train, test)], feature, metric,
+                                             f"{mean:.6f}", f"{std:.6f}", len(values)])
+        with paths["runs"].open("w", newline="") as handle:
+            metric_names = sorted({k for r in self.results for k in r.metrics})
+            writer = csv.writer(handle)
+            writer.writerow(["train", "test", "feature", "seed", *metric_names])
+            for r in self.results:
+                writer.writerow([r.train, r.test, r.feature, r.seed, *(f"{r.metrics.get(m, float('nan')):.6f}" for m in metric_names)])
+        return paths

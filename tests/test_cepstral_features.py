@@ -1,0 +1,93 @@
+"""Cepstral feature families: shapes, frame counts, filter banks and agreement with torchaudio."""
+
+import pytest
+import torch
+import torchaudio.functional as AF
+import torchaudio.transforms as T
+
+from lit_app.audio.cepstral import (
+    FEATURE_KINDS,
+    CepstralFeatures,
+    filter_bank,
+    gammatone_fbanks,
+    pre_emphasis,
+)
+
+# The papers' two frame settings: 32 ms / 16 ms with 20 coefficients, 25 ms / 10 ms with 40.
+PRESETS = {"block": dict(win_ms=32.0, hop_ms=16.0, n_coefficients=20), "utterance": dict(win_ms=25.0, hop_ms=10.0, n_coefficients=40)}
+
+
+@pytest.mark.parametrize("kind", FEATURE_KINDS)
+@pytest.mark.parametrize("preset", PRESETS)
+def test_shapes_and_frame_counts(kind, preset):
+    front_end = CepstralFeatures(kind, **PRESETS[preset])
+    out = front_end(torch.randn(3, 8192) * 0.1)
+    expected_features = 257 if kind == "logspec" else PRESETS[preset]["n_coefficients"]
+    # 512 ms block: 31 frames at 32/16 (the follow-up's 31x20 input), 49 at 25/10, no centring.
+    expected_frames = {"block": 31, "utterance": 49}[preset]
+    assert out.shape == (3, expected_features, expected_frames)
+    assert front_end.num_frames(8192) == expected_frames
+    assert front_end.num_frames(torch.tensor([8192, 100])).tolist() == [expected_frames, 1]
+    assert torch.isfinite(out).all()
+
+
+def test_lfcc_matches_torchaudio_lfcc():
+    wave = torch.randn(2, 12000) * 0.1
+    ours = CepstralFeatures("lfcc", n_coefficients=20, n_filters=40, win_ms=25, hop_ms=10, pre_emphasis=0.0)
+    reference = T.LFCC(16000, n_filter=40, n_lfcc=20, log_lf=True, speckwargs=dict(
+        n_fft=512, win_length=400, hop_length=160, window_fn=torch.hamming_window, center=False, power=2.0))
+    assert torch.allclose(ours(wave), reference(wave), atol=1e-5)
+
+
+def test_mfcc_matches_torchaudio_pipeline_with_pre_emphasis():
+    wave = torch.randn(2, 12000) * 0.1
+    ours = CepstralFeatures("mfcc", n_coefficients=13, n_filters=40, win_ms=32, hop_ms=16)
+    emphasised = torch.cat([wave[:, :1], wave[:, 1:] - 0.97 * wave[:, :-1]], dim=1)
+    reference = T.MFCC(16000, n_mfcc=13, log_mels=True, melkwargs=dict(
+        n_fft=512, win_length=512, hop_length=256, n_mels=40, f_min=0.0, window_fn=torch.hamming_window,
+        center=False, power=2.0, mel_scale="htk"))
+    assert torch.allclose(ours(wave), reference(emphasised), atol=1e-4)
+
+
+def test_pre_emphasis_values():
+    assert torch.allclose(pre_emphasis(torch.tensor([1.0, 1.0, 0.0, 2.0]), 0.97), torch.tensor([1.0, 0.03, -0.97, 2.0]))
+
+
+def test_imfcc_bank_is_the_flipped_mel_bank():
+    mel = AF.melscale_fbanks(257, 0.0, 8000.0, 40, 16000, norm=None, mel_scale="htk")
+    inverse = filter_bank("imfcc", 257, 40, 16000, 0.0, 8000.0)
+    assert torch.equal(inverse, mel.flip(0).flip(1))
+    assert torch.equal(CepstralFeatures("imfcc", n_filters=40).bank, inverse)
+    # Mel filters are narrow at low frequencies; inverted ones are narrow at high frequencies.
+    width = (inverse > 0).sum(0)
+    assert width[-1] < width[0] and (mel > 0).sum(0)[0] < (mel > 0).sum(0)[-1]
+
+
+def test_gammatone_bank_peaks_on_erb_spaced_centres_and_widens():
+    bank = gammatone_fbanks(257, 50.0, 8000.0, 32, 16000)
+    freqs = torch.linspace(0, 8000, 257)
+    peaks = freqs[bank.argmax(0)]
+    assert torch.all(peaks[1:] > peaks[:-1]) and abs(float(peaks[0]) - 50.0) < 32 and abs(float(peaks[-1]) - 8000.0) < 32
+    # Filters wider than a few FFT bins are sampled near their peak of 1 (low ones fall between bins).
+    assert torch.allclose(bank.max(0).values[16:], torch.ones(16), atol=0.02)
+    half_power = (bank**2 >= 0.5).sum(0)
+    assert half_power[-1] > 3 * half_power[len(half_power) // 2] / 2
+    assert torch.equal(filter_bank("igfcc", 257, 32, 16000, 50.0, 8000.0), bank.flip(0).flip(1))
+
+
+@pytest.mark.parametrize("kind", FEATURE_KINDS)
+def test_differentiable_and_finite_on_silence(kind):
+    front_end = CepstralFeatures(kind, n_coefficients=20, win_ms=32, hop_ms=16)
+    wave = (torch.randn(1, 4000) * 0.05).requires_grad_()
+    front_end(wave).sum().backward()
+    assert wave.grad is not None and torch.isfinite(wave.grad).all() and wave.grad.abs().sum() > 0
+    assert torch.isfinite(front_end(torch.zeros(1, 4000))).all()
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="cannot exceed"):
+        CepstralFeatures("mfcc", n_coefficients=41, n_filters=40)
+    with pytest.raises(ValueError, match="unknown feature"):
+        CepstralFeatures("cqcc")
+    with pytest.raises(ValueError, match="longer than n_fft"):
+        CepstralFeatures("mfcc", win_ms=40.0)

@@ -1,0 +1,101 @@
+"""The experiment grid end to end on tiny synthesised sets, and the detector configs through ``lit-app``."""
+
+import csv
+import json
+
+import pytest
+import torch
+import yaml
+
+from lit_app.cli import main as lit_app_main
+from lit_app.experiments.grid import main as grid_main
+from lit_app.experiments.results_table import ResultsTable, RunResult, format_cell, row_kind
+from tests.conftest import CONFIGS
+from tests.detector_helpers import detection_sets  # noqa: F401  (fixture)
+
+DETECTOR_CONFIGS = sorted((CONFIGS / "detector").glob("*.yaml"))
+LIGHTNING_CONFIGS = [p for p in DETECTOR_CONFIGS if not p.name.startswith("grid")]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def source(root):
+    return {"class_path": "lit_app.data.external_adversarial.ExternalDetectionDataModule",
+            "init_args": {"root": str(root), "split_fractions": [0.5, 0.25, 0.25], "batch_size": 8}}
+
+
+def test_row_kinds_and_cells():
+    assert row_kind(["white"], ["white"], False) == "known"
+    assert row_kind(["white"], ["black"], False) == "unknown"
+    assert row_kind(["white", "black"], ["white", "black"], False) == "multi-condition"
+    assert row_kind(["white", "black"], ["white", "pgd"], False) == "partly known"
+    assert row_kind(["white"], ["noise"], True) == "control"
+    assert format_cell([0.9, 1.0]) == "0.950 ± 0.071" and format_cell([0.5]) == "0.500" and format_cell([]) == "-"
+    table = ResultsTable([RunResult("w", "w", f, s, {"test/auroc": v}) for f, s, v in
+                          [("A", 0, 0.9), ("A", 1, 1.0), ("B", 0, 0.6), ("B", 1, 0.8)]], {("w", "w"): "known"}, ["A", "B"], [("w", "w")])
+    assert table.markdown().splitlines()[-1] == "| w -> w (known) | **0.950 ± 0.071** | 0.700 ± 0.141 |"
+
+
+@pytest.mark.timeout(240)
+def test_tiny_grid_end_to_end_and_resume(detection_sets, tmp_path):  # noqa: F811
+    out = tmp_path / "grid"
+    config = {
+        "sources": {name: source(root) for name, root in detection_sets.items()},
+        "train": {"white": ["white"], "black": ["black"]},
+        "test": {"white": ["white"], "black": ["black"], "noise": ["noise"]},
+        "features": {"MFCC": {"feature": "mfcc"}, "IMFCC": {"feature": "imfcc"}},
+        "model": {"backbone": "paper", "input_mode": "blocks", "n_coefficients": 20, "win_ms": 32, "hop_ms": 16, "lr": 0.003},
+        "trainer": {"max_epochs": 3, "accelerator": "cpu", "log_every_n_steps": 1},
+        "seeds": [0, 1],
+        "batch_size": 8,
+        "logger": "none",
+        "out_dir": str(out),
+    }
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    table = grid_main(["-c", str(path)])
+
+    markdown = (out / "results.md").read_text()
+    assert "| train -> test | MFCC | IMFCC |" in markdown
+    for row in ("white -> white (known)", "white -> black (unknown)", "black -> white (unknown)", "white -> noise (control)"):
+        assert row in markdown
+    assert "±" in markdown
+    with (out / "runs.csv").open() as handle:
+        runs = list(csv.DictReader(handle))
+    assert len(runs) == 2 * 3 * 2 * 2  # train x test x features x seeds
+    with (out / "results.csv").open() as handle:
+        aggregates = [r for r in csv.DictReader(handle) if r["metric"] == "test/auroc"]
+    assert len(aggregates) == 2 * 3 * 2 and all(r["n"] == "2" for r in aggregates)
+    auc = table.values("test/auroc")
+    assert max(sum(auc[("white", "white", f)]) / 2 for f in ("MFCC", "IMFCC")) > 0.8  # it learns the known attack
+    assert all((out / f"roc_{t}.png").stat().st_size > 0 for t in ("white", "black"))
+    record = json.loads((out / "runs" / "white" / "IMFCC" / "seed1" / "results.json").read_text())
+    assert set(record["tests"]) == {"white", "black", "noise"} and record["checkpoint"].endswith("best.ckpt")
+
+    stamp = (out / "runs" / "white" / "IMFCC" / "seed1" / "results.json").stat().st_mtime_ns
+    again = grid_main(["-c", str(path)])  # every run is done: nothing retrains
+    assert (out / "runs" / "white" / "IMFCC" / "seed1" / "results.json").stat().st_mtime_ns == stamp
+    assert again.values("test/auroc") == auc
+
+
+def test_grid_refuses_unknown_sources(detection_sets, tmp_path):  # noqa: F811
+    config = {"sources": {"white": source(detection_sets["white"])}, "train": {"w": ["white"]}, "test": {"b": ["black"]},
+              "features": {"MFCC": {}}, "out_dir": str(tmp_path)}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    with pytest.raises(ValueError, match="unknown sources"):
+        grid_main(["-c", str(path)])
+
+
+@pytest.mark.parametrize("config", LIGHTNING_CONFIGS, ids=lambda p: p.name)
+def test_detector_configs_fast_dev_run(config, detection_sets, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.chdir(tmp_path)
+    lit_app_main(["fit", "-c", str(config), "-c", str(CONFIGS / "trainer" / "cpu.yaml"),
+                  f"--data.init_args.root={detection_sets['white']}", "--data.init_args.batch_size=4",
+                  "--data.init_args.split_fractions=[0.5, 0.25, 0.25]", "--trainer.fast_dev_run=1"])
