@@ -18,6 +18,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 import callbacks  # noqa: F401  (makes the app's callbacks selectable by short name)
 import strategies  # noqa: F401  (registers the app's strategies)
 from lit_app.base import LitAppDataModule, LitAppModule
+from lit_app.data.adversarial import AdversarialDataModule  # noqa: F401
 from lit_app.data.asr import ASRDataModule  # noqa: F401
 from lit_app.data.detection_mixture import DetectionMixture  # noqa: F401
 from lit_app.data.external_adversarial import ExternalDetectionDataModule  # noqa: F401

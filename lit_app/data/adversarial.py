@@ -198,15 +198,15 @@ class AdversarialDataModule(LitAppDataModule):
     def setup(self, stage: str) -> None:
         if self._distributed() and not all(c.is_complete() for c in self.corpora()):
             self._build_sharded()
-        served = set(self.datasets) | set(STAGE_SPLITS[stage])
-        corpora = {split: self.train_sets if split in ("train", "val") else self.test_sets for split in served}
-        rows = [r for split in served for c in corpora[split] for r in self.corpus_rows(c) if r["split"] == split]
-        check_leakage(rows)
+        # Every split of every corpus in use, not only those served now: a leak between training and test data
+        # must stop the run before training, not at test time.
+        check_leakage([row for corpus in self.corpora() for row in self.corpus_rows(corpus)])
         for split in STAGE_SPLITS[stage]:
             if split not in self.datasets:
-                items = self.examples(corpora[split], split)
+                corpora = self.train_sets if split in ("train", "val") else self.test_sets
+                items = self.examples(corpora, split)
                 if not items:
-                    raise RuntimeError(f"no clips for the {split} split in {[str(c.root) for c in corpora[split]]}")
+                    raise RuntimeError(f"no clips for the {split} split in {[str(c.root) for c in corpora]}")
                 self.datasets[split] = DetectionClips(items)
         if stage == "fit" and not self._logged:
             self._logged = True

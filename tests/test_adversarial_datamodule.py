@@ -1,0 +1,172 @@
+"""AdversarialDataModule: builds its corpora, serves the detection contract, keeps splits apart, logs to W&B."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from lit_app.attacks import PGD, NoiseControl
+from lit_app.data import adversarial_manifest as manifest
+from lit_app.data.adversarial import AdversarialDataModule, LeakageError, check_leakage
+from lit_app.data.adversarial_corpus import AdversarialCorpus
+from lit_app.data.detection import DetectionBatch
+from tests.test_adversarial_corpus import kws_victim, make_corpus  # noqa: F401  (kws_victim is a fixture)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory, tiny_keywords, kws_victim):  # noqa: F811
+    """A PGD corpus whose weak bound leaves some attacks failed, and its noise control (not built yet)."""
+    base = tmp_path_factory.mktemp("adversarial")
+    attacked = make_corpus(base / "pgd", tiny_keywords, kws_victim, attack=PGD(epsilon=96, step_size=24, iterations=4),
+                           sources_per_split={"train": 6, "val": 2, "test": 3})
+    noise = AdversarialCorpus(root=str(base / "noise"), victim=str(kws_victim), attack=NoiseControl(),
+                              match=str(attacked.root), batch_size=16, device="cpu", show_progress=False)
+    return attacked, noise
+
+
+def counts(dataset) -> tuple[int, int]:
+    labels = dataset.labels
+    return labels.count(0), labels.count(1)
+
+
+def test_prepare_data_builds_the_corpora_then_batches_follow_the_detection_contract(corpora):
+    attacked, noise = corpora
+    module = AdversarialDataModule(train_sets=[attacked], test_sets=[attacked, noise], batch_size=5)
+    module.prepare_data()  # builds both; the noise control after the corpus it matches
+    assert attacked.is_complete() and noise.is_complete()
+    module.setup("fit")
+    module.setup("test")
+    batch = next(iter(module.train_dataloader()))
+    assert isinstance(batch, DetectionBatch) and batch.audio.dtype == torch.float32 and batch.audio.shape[0] == 5
+    assert batch.lengths.dtype == torch.long and set(batch.labels.tolist()) <= {0, 1}
+    assert torch.equal(batch.audio * 32768, torch.round(batch.audio * 32768))  # 16-bit clips, read untouched
+    rows = manifest.read_manifest(attacked.root)
+    for split in ("train", "val"):
+        won = sum(r["kind"] == "adversarial" and r["success"] and r["split"] == split for r in rows)
+        assert 0 < won < sum(r["kind"] == "adversarial" and r["split"] == split for r in rows)
+        # Only successful adversarial examples, and as many normal clips.
+        assert counts(module.datasets[split]) == (won, won)
+    # Noise-control clips are normal by default, so the test split has more normal clips than adversarial.
+    normal, adversarial = counts(module.datasets["test"])
+    assert normal > adversarial > 0
+    assert module.labels == ["normal", "adversarial"]
+
+
+def test_failed_attacks_and_noise_labels_are_choices(corpora):
+    attacked, noise = corpora
+    every = AdversarialDataModule(train_sets=[attacked], include_failed=True, balance_classes=False)
+    every.prepare_data()
+    every.setup("fit")
+    rows = manifest.read_manifest(attacked.root)
+    adversarial = sum(r["kind"] == "adversarial" and r["split"] == "train" for r in rows)
+    assert counts(every.datasets["train"])[1] == adversarial
+    # Unknown-attack set-up: train on one corpus, test on another; noise flagged as the positive class.
+    unknown = AdversarialDataModule(train_sets=[attacked], test_sets=[noise], noise_label="adversarial")
+    unknown.prepare_data()
+    unknown.setup("test")
+    served = {Path(path).parent.parent.parent for path, _ in unknown.datasets["test"].items}
+    assert served == {noise.root} and counts(unknown.datasets["test"])[0] == counts(unknown.datasets["test"])[1]
+
+
+def test_no_source_clip_or_voice_is_served_in_two_splits(corpora, tmp_path):
+    attacked, _ = corpora
+    attacked.build()
+    rows = manifest.read_manifest(attacked.root)
+    check_leakage(rows)
+    moved = [dict(r) for r in rows]
+    victim = next(r for r in moved if r["kind"] == "adversarial" and r["split"] == "test")
+    victim["split"] = "train"
+    with pytest.raises(LeakageError, match="source_id"):
+        check_leakage(moved)
+    # A tampered manifest (an adversarial clip moved to another split than its source) is refused at setup.
+    copy = tmp_path / "copy"
+    shutil.copytree(attacked.root, copy)
+    with open(attacked.root / "manifest.csv", newline="") as handle:
+        text_rows = list(csv.DictReader(handle))
+    for row in text_rows:
+        if row["id"] == victim["id"]:
+            row["split"] = "train"
+    manifest.write_manifest(copy, text_rows)
+    tampered = AdversarialCorpus(**{**vars_of(attacked), "root": str(copy)})
+    module = AdversarialDataModule(train_sets=[tampered])
+    with pytest.raises(LeakageError):
+        module.setup("fit")
+
+
+def vars_of(corpus: AdversarialCorpus) -> dict:
+    names = ("victim", "attack", "source", "match", "sources_per_split", "source_labels", "targets",
+             "targets_per_source", "stratify", "require_correct", "normal_per_adversarial", "batch_size", "seed",
+             "device", "show_progress")
+    return {name: getattr(corpus, name) for name in names}
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "configs" / "adversarial").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_adversarial_config_builds_the_data_module(config, tmp_path, monkeypatch):
+    from lit_app.cli import LitAppCLI
+
+    monkeypatch.chdir(tmp_path)
+    cli = LitAppCLI(args=["-c", str(config), "--model", "KWSModule", "--trainer.logger", "false"], run=False)
+    module = cli.datamodule
+    assert isinstance(module, AdversarialDataModule) and module.train_sets and module.test_sets
+    for corpus in module.corpora():
+        assert (corpus.source is None) != (corpus.match is None)
+        assert corpus.attack.settings()  # every attack reports its settings for the manifest
+
+
+def test_results_table_and_audio_pairs_go_to_wandb(corpora):
+    from pytorch_lightning.loggers import WandbLogger
+
+    from lit_app.data.adversarial_wandb import example_pairs, log_corpora, results_table
+
+    attacked, _ = corpora
+    attacked.build()
+    rows = manifest.read_manifest(attacked.root)
+    pairs = example_pairs(attacked.root, rows, 3)
+    assert len(pairs) == 3 and all(c["source_id"] == p["source_id"] and c["kind"] == "clean" for c, p in pairs)
+    assert all(p["success"] for _, p in pairs) and pairs[0][1]["split"] == "test"
+    table = results_table({attacked.root: rows})
+    assert [row[2] for row in table] == ["train", "val", "test"] and all(row[1] == "pgd" for row in table)
+    logger = WandbLogger(project="lit-app-tests")  # WANDB_MODE=disabled in the tests
+    assert logger.experiment is not None
+    log_corpora(logger, {attacked.root: rows}, 2)
+
+
+class Probe(pl.LightningModule):
+    """Takes one step on detection batches, so the data module's setup runs in every rank."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def training_step(self, batch, batch_idx):
+        return ((batch.audio.abs().mean(1) * self.weight - batch.labels.float()) ** 2).mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+@pytest.mark.multiprocess
+def test_each_rank_generates_its_own_shard(tmp_path, tiny_keywords, kws_victim):  # noqa: F811
+    from datetime import timedelta
+
+    from pytorch_lightning.strategies import DDPStrategy
+
+    corpus = make_corpus(tmp_path / "ddp", tiny_keywords, kws_victim, batch_size=2,
+                         sources_per_split={"train": 2, "val": 1, "test": 1})
+    module = AdversarialDataModule(train_sets=[corpus], batch_size=2)
+    trainer = pl.Trainer(accelerator="cpu", devices=2, max_steps=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                         strategy=DDPStrategy(start_method="spawn", process_group_backend="gloo", timeout=timedelta(seconds=120)))
+    trainer.fit(Probe(), datamodule=module)
+    assert corpus.is_complete()
+    shards = sorted(p.name for p in (corpus.root / "progress").iterdir())
+    assert shards == ["shard-000-of-002.jsonl", "shard-001-of-002.jsonl"]
+    assert all((corpus.root / "progress" / name).read_text().strip() for name in shards)
+    assert len(manifest.read_manifest(corpus.root)) == 16
