@@ -1,0 +1,237 @@
+"""The adaptive attacker: a white-box attack that fools the victim *and* the detector, and what it leaves.
+
+A detector is only as good as its showing against an attacker who knows it (Carlini & Wagner 2017,
+"Adversarial examples are not easily detected"). :class:`DetectorAwareVictim` wraps a victim of
+:mod:`lit_app.attacks` so that every gradient attack there (PGD, FGSM, C&W) becomes adaptive without a line
+of its own: the wrapped loss adds the detector's cross-entropy toward *normal*, back-propagated through the
+detector's feature front-end to the waveform, and a clip counts as reaching its target only when the
+detector also calls it normal, so early stopping and C&W's bound shrinking wait for both.
+
+:func:`run_adaptive` measures the effect: the same attack, with detector weights ``0`` (the plain attack the
+detector was trained on) and higher, on clean test clips the detector never saw; for each weight the
+victim's targeted success, the detection rate on successful examples, the share that fool both, and the
+distortion it costs. Command line::
+
+    python -m lit_app.experiments.adaptive -c configs/detector/adaptive_demo.yaml
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from lit_app.attacks.base import Attack
+from lit_app.attacks.victims import Encoded, Victim, load_victim
+from lit_app.audio.io import STRICT, read_audio
+from lit_app.base import LitAppDataModule
+from lit_app.checkpoints import load_module
+from lit_app.data.adversarial_sources import SourceClip, list_sources
+from lit_app.data.detection import collate_detection
+from lit_app.models.detector import DetectorModule
+
+DETECTED = "[detected] "
+
+
+class DetectorAwareVictim(Victim):
+    """A victim seen through a detector: the attack must reach its target and look normal.
+
+    Args:
+        victim: the model under attack (see :func:`lit_app.attacks.victims.load_victim`).
+        detector: a trained detector; frozen and moved to the victim's device.
+        weight: weight of the detector's loss (cross-entropy toward *normal*) beside the victim's loss.
+        threshold: a clip whose adversarial probability reaches this is detected.
+        margin: push the detector's log-odds below ``-margin`` rather than just below 0, so the examples
+            survive 16-bit rounding with some room.
+    """
+
+    kind = "detector-aware"
+
+    def __init__(self, victim: Victim, detector: DetectorModule, weight: float = 1.0, threshold: float = 0.5,
+                 margin: float = 2.0) -> None:
+        self.victim = victim
+        self.module = victim.module
+        self.detector = detector.eval().requires_grad_(False).to(victim.device)
+        self.weight = weight
+        self.threshold = threshold
+        self.margin = margin
+
+    def prepare(self, waveform: torch.Tensor) -> torch.Tensor:
+        return self.victim.prepare(waveform)
+
+    def normalise_target(self, target: str) -> str:
+        return self.victim.normalise_target(target)
+
+    def encode(self, targets: Sequence[str]) -> Encoded:
+        return self.victim.encode(targets)
+
+    def feasible(self, lengths: torch.Tensor, encoded: Encoded) -> torch.Tensor:
+        return self.victim.feasible(lengths, encoded)
+
+    def detector_log_odds(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The detector's ``log p(adversarial) - log p(normal)`` per clip (differentiable)."""
+        logits = self.detector(waveforms, lengths.to(waveforms.device))
+        return logits[:, 1] - logits[:, 0]
+
+    def loss(self, waveforms: torch.Tensor, lengths: torch.Tensor, encoded: Encoded) -> torch.Tensor:
+        # softplus(z + margin) is the cross-entropy toward "normal" of log-odds z, shifted by the margin.
+        evade = F.softplus(self.detector_log_odds(waveforms, lengths) + self.margin)
+        return self.victim.loss(waveforms, lengths, encoded) + self.weight * evade
+
+    @torch.no_grad()
+    def detected(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.detector_log_odds(waveforms, lengths)) >= self.threshold
+
+    @torch.no_grad()
+    def predict(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+        """The victim's output, marked ``[detected]`` where the detector flags the clip (never a target)."""
+        outputs = self.victim.predict(waveforms, lengths)
+        flagged = self.detected(waveforms, lengths).tolist()
+        return [f"{DETECTED}{out}" if flag else out for out, flag in zip(outputs, flagged)]
+
+
+def choose_targets(clips: Sequence[SourceClip], targets: Sequence[str], seed: int) -> list[str]:
+    """A target per clip, drawn from ``targets`` with ``seed``, never the clip's own label."""
+    rng = random.Random(seed)
+    chosen = []
+    for clip in clips:
+        options = [t for t in targets if t != clip.label]
+        if not options:
+            raise ValueError(f"no target other than the clip's own label {clip.label!r} among {list(targets)}")
+        chosen.append(rng.choice(options))
+    return chosen
+
+
+@torch.no_grad()
+def detector_scores(detector: DetectorModule, audio: torch.Tensor, lengths: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    device = next(detector.parameters()).device
+    parts = [detector.score(audio[i : i + batch_size].to(device), lengths[i : i + batch_size].to(device)).cpu()
+             for i in range(0, audio.shape[0], batch_size)]
+    return torch.cat(parts)
+
+
+def summarise(weight: float, clean_scores: torch.Tensor, scores: torch.Tensor, fooled: torch.Tensor,
+              snr: list[float], db_x: list[float], threshold: float) -> dict[str, Any]:
+    detected = scores >= threshold
+    successful = fooled.sum().item()
+    ok = fooled.tolist()
+    return {
+        "weight": weight,
+        "clips": len(ok),
+        "victim_success": successful / len(ok),
+        "detection_rate": (detected & fooled).sum().item() / max(successful, 1),
+        "fools_both": (fooled & ~detected).float().mean().item(),
+        "mean_score": scores[fooled].mean().item() if successful else float("nan"),
+        "false_positive_rate": (clean_scores >= threshold).float().mean().item(),
+        "median_snr_db": statistics.median([s for s, o in zip(snr, ok) if o]) if successful else float("nan"),
+        "median_db_x": statistics.median([d for d, o in zip(db_x, ok) if o]) if successful else float("nan"),
+    }
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| detector weight | victim success | detection rate (of successful) | fools victim and detector | "
+             "mean detector score | median SNR dB | median dB_x |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['weight']:g} | {r['victim_success']:.3f} | {r['detection_rate']:.3f} | {r['fools_both']:.3f} | "
+                     f"{r['mean_score']:.3f} | {r['median_snr_db']:.1f} | {r['median_db_x']:.1f} |")
+    return "\n".join(lines)
+
+
+def run_adaptive(
+    victim: str,
+    detector: str,
+    attack: Attack,
+    source: LitAppDataModule,
+    targets: list[str],
+    weights: list[float] = [0.0, 1.0, 10.0],
+    split: str = "test",
+    max_clips: int = 64,
+    batch_size: int = 16,
+    threshold: float = 0.5,
+    margin: float = 2.0,
+    seed: int = 0,
+    device: str = "auto",
+    out_dir: str = "runs/adaptive",
+) -> list[dict[str, Any]]:
+    """Attack clean clips with and without the detector in the loss; report what the detector still catches.
+
+    Args:
+        victim: checkpoint of the victim (``lit-app fit`` output).
+        detector: checkpoint of a trained DetectorModule (e.g. a grid run's ``checkpoints/best.ckpt``).
+        attack: a gradient attack of :mod:`lit_app.attacks` (``class_path``/``init_args`` in YAML).
+        source: the clean corpus (a KWSDataModule or ASRDataModule, as for the adversarial corpora).
+        targets: target classes or phrases; each clip gets a random one other than its own label.
+        weights: detector-loss weights; 0 is the plain attack.
+        split: which split of the source to draw clips from (the detector should not have seen it).
+        max_clips: clips attacked per weight.
+        batch_size: clips per attack call.
+        threshold: detection threshold on the detector's adversarial probability.
+        margin: log-odds margin the adaptive loss aims below the threshold.
+        seed: seed of the clip choice, the targets and the attack.
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda:N``.
+        out_dir: where ``adaptive.json`` and ``adaptive.md`` are written.
+    """
+    device = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    plain = load_victim(victim, device)
+    trained = load_module(detector, DetectorModule, map_location=device)
+    clips = [c for c in list_sources(source) if c.split == split]
+    random.Random(seed).shuffle(clips)
+    clips = clips[:max_clips]
+    if not clips:
+        raise ValueError(f"the source has no clips in its {split!r} split")
+    wanted = choose_targets(clips, targets, seed)
+    waves = [plain.prepare(read_audio(c.path, STRICT)) for c in clips]
+    rows = []
+    clean_batch = collate_detection([(w, 0) for w in waves])
+    clean_scores = detector_scores(trained, clean_batch.audio, clean_batch.lengths)
+    for weight in weights:
+        attacked = plain if weight == 0 else DetectorAwareVictim(plain, trained, weight, threshold, margin)
+        adversarial, lengths, fooled, snr, db_x = [], [], [], [], []
+        for start in range(0, len(clips), batch_size):
+            batch = collate_detection([(w, 0) for w in waves[start : start + batch_size]])
+            output = attack(attacked, batch.audio, batch.lengths, wanted[start : start + batch_size], seed=seed + start)
+            predictions = plain.predict(output.adversarial.to(plain.device), batch.lengths.to(plain.device))
+            fooled += [p == t for p, t in zip(predictions, wanted[start : start + batch_size])]
+            adversarial += list(output.adversarial)
+            lengths.append(batch.lengths)
+            snr += [r.snr_db for r in output.results]
+            db_x += [r.db_x for r in output.results]
+        width = max(a.numel() for a in adversarial)
+        audio = torch.stack([F.pad(a, (0, width - a.numel())) for a in adversarial])
+        scores = detector_scores(trained, audio, torch.cat(lengths))
+        rows.append(summarise(weight, clean_scores, scores, torch.tensor(fooled), snr, db_x, threshold))
+        print(markdown(rows[-1:]).splitlines()[-1], flush=True)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {"victim": victim, "detector": detector, "attack": type(attack).__name__, "attack_settings": attack.settings(),
+                "clips": len(clips), "split": split, "threshold": threshold, "margin": margin, "seed": seed}
+    (out / "adaptive.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
+    (out / "adaptive.md").write_text(markdown(rows) + "\n")
+    print(markdown(rows))
+    return rows
+
+
+def main(args: list[str] | None = None) -> list[dict[str, Any]]:
+    """Parse an adaptive-attack YAML (jsonargparse: ``-c``, ``--help``) and run it."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    os.environ.setdefault("WANDB_MODE", "offline")
+    parser = ArgumentParser(prog="python -m lit_app.experiments.adaptive", description=run_adaptive.__doc__.splitlines()[0])
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="experiment YAML")
+    parser.add_function_arguments(run_adaptive)
+    config = parser.parse_args(args)
+    settings = parser.instantiate(config).as_dict()
+    settings.pop("config", None)
+    return run_adaptive(**settings)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,109 @@
+"""The adaptive attacker: gradient attacks that also push the detector's score toward "normal"."""
+
+import json
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from lit_app.attacks import PGD, ClassifierVictim
+from lit_app.data.detection import collate_detection
+from lit_app.data.kws import KWSDataModule
+from lit_app.experiments.adaptive import DETECTED, DetectorAwareVictim, run_adaptive
+from lit_app.models.detector import DetectorModule
+from lit_app.models.kws import KWSModule
+
+SAMPLES = 4000
+QUIET = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tones(count: int, seed: int) -> torch.Tensor:
+    """Speech-like test signals: three random partials under a smooth envelope."""
+    generator = torch.Generator().manual_seed(seed)
+    t = torch.arange(SAMPLES) / 16000
+    freqs = torch.rand(count, 3, 1, generator=generator) * 600 + 100
+    envelope = torch.sin(torch.pi * t / t[-1]) ** 2
+    return 0.1 * torch.sin(2 * torch.pi * freqs * t).sum(1) * envelope
+
+
+def noise_detector() -> DetectorModule:
+    """A detector trained to flag clips carrying uniform noise of PGD's size (256 int16 units)."""
+    pl.seed_everything(0)
+    clean = tones(64, 0)
+    noisy = clean + (torch.rand(clean.shape, generator=torch.Generator().manual_seed(1)) * 2 - 1) * 256 / 32768
+    loader = torch.utils.data.DataLoader([(w, 0) for w in clean] + [(w, 1) for w in noisy], batch_size=16, shuffle=True,
+                                         collate_fn=collate_detection)
+    detector = DetectorModule(feature="lfcc", backbone="paper", input_mode="utterance", n_coefficients=20, win_ms=32,
+                              hop_ms=16, max_frames=14, lr=3e-3)
+    pl.Trainer(max_epochs=4, **QUIET).fit(detector, loader)
+    return detector.eval()
+
+
+def test_adaptive_pgd_evades_a_detector_the_plain_attack_does_not():
+    detector = noise_detector()
+    clips, lengths = tones(16, 7), torch.full((16,), SAMPLES)
+    assert (detector.score(clips, lengths) < 0.5).all()
+    torch.manual_seed(0)
+    victim = ClassifierVictim(KWSModule(labels=["a", "b", "c", "d"], clip_samples=SAMPLES, n_mfcc=20))
+    targets = ["b" if p != "b" else "c" for p in victim.predict(clips, lengths)]
+    attack = PGD(epsilon=256, step_size=32, iterations=30, random_start=False, check_every=5)
+
+    def run(target_victim):
+        output = attack(target_victim, clips, lengths, targets, seed=0)
+        fooled = torch.tensor([p == t for p, t in zip(victim.predict(output.adversarial, lengths), targets)])
+        detected = detector.score(output.adversarial, lengths) >= 0.5
+        return fooled, detected, output
+
+    fooled, detected, _ = run(victim)
+    assert fooled.float().mean() >= 0.75 and detected[fooled].float().mean() >= 0.6
+    aware = DetectorAwareVictim(victim, detector, weight=10.0)
+    fooled_adaptive, detected_adaptive, output = run(aware)
+    evaded = fooled_adaptive & ~detected_adaptive
+    assert evaded.float().mean() >= 0.6 > (fooled & ~detected).float().mean()
+    # success in the wrapped victim's eyes needs both: the attack's own results agree with the detector
+    assert [r.success for r in output.results] == evaded.tolist()
+    assert all(r.prediction.startswith(DETECTED) for r, d in zip(output.results, detected_adaptive) if d)
+    # and the perturbation bound still holds
+    assert (output.adversarial - clips).abs().max() * 32768 <= 256 + 0.5
+
+
+def test_detector_loss_is_differentiable_through_the_front_end():
+    detector = DetectorModule(feature="imfcc", backbone="rescnn", input_mode="blocks", n_coefficients=20, win_ms=32, hop_ms=16)
+    victim = ClassifierVictim(KWSModule(labels=["a", "b"], clip_samples=SAMPLES, n_mfcc=20))
+    aware = DetectorAwareVictim(victim, detector, weight=1.0)
+    wave = tones(2, 3).requires_grad_()
+    loss = aware.loss(wave, torch.full((2,), SAMPLES), aware.encode(["a", "b"]))
+    loss.sum().backward()
+    assert loss.shape == (2,) and torch.isfinite(wave.grad).all() and wave.grad.abs().sum() > 0
+    assert not any(p.requires_grad for p in detector.parameters())
+
+
+@pytest.mark.timeout(240)
+def test_run_adaptive_writes_its_table(tiny_keywords, tmp_path):
+    data = KWSDataModule(root=str(tiny_keywords), batch_size=16, augment=False)
+    victim = KWSModule(padding="valid", dropout=0.0)
+    trainer = pl.Trainer(max_steps=2, limit_val_batches=0, **QUIET)
+    trainer.fit(victim, data)
+    trainer.save_checkpoint(tmp_path / "victim.ckpt")
+    detector = DetectorModule(backbone="paper", input_mode="blocks", n_coefficients=20, win_ms=32, hop_ms=16)
+    detector_trainer = pl.Trainer(max_steps=1, **QUIET)
+    detector_trainer.fit(detector, torch.utils.data.DataLoader([(tones(1, 0)[0], 0), (tones(1, 1)[0], 1)], batch_size=2,
+                                                               collate_fn=collate_detection))
+    detector_trainer.save_checkpoint(tmp_path / "detector.ckpt")
+    rows = run_adaptive(str(tmp_path / "victim.ckpt"), str(tmp_path / "detector.ckpt"), PGD(epsilon=512, step_size=128, iterations=3),
+                        KWSDataModule(root=str(tiny_keywords)), targets=["yes", "no"], weights=[0.0, 10.0], max_clips=4,
+                        batch_size=4, device="cpu", out_dir=str(tmp_path / "out"))
+    assert [r["weight"] for r in rows] == [0.0, 10.0] and all(r["clips"] == 4 for r in rows)
+    for row in rows:
+        assert 0.0 <= row["victim_success"] <= 1.0 and 0.0 <= row["false_positive_rate"] <= 1.0
+    saved = json.loads((tmp_path / "out" / "adaptive.json").read_text())
+    assert saved["settings"]["attack"] == "PGD" and len(saved["rows"]) == 2
+    assert "| detector weight |" in (tmp_path / "out" / "adaptive.md").read_text()
