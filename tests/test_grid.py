@@ -8,6 +8,7 @@ import torch
 import yaml
 
 from lit_app.cli import main as lit_app_main
+from lit_app.experiments.grid import build_parser, load_source
 from lit_app.experiments.grid import main as grid_main
 from lit_app.experiments.results_table import ResultsTable, RunResult, format_cell, row_kind
 from tests.conftest import CONFIGS
@@ -15,6 +16,8 @@ from tests.detector_helpers import detection_sets  # noqa: F401  (fixture)
 
 DETECTOR_CONFIGS = sorted((CONFIGS / "detector").glob("*.yaml"))
 LIGHTNING_CONFIGS = [p for p in DETECTOR_CONFIGS if not p.name.startswith("grid")]
+GRID_CONFIGS = [p for p in DETECTOR_CONFIGS if p.name.startswith("grid")]
+SOURCE_CONFIGS = sorted((CONFIGS / "detector" / "sources").glob("*.yaml"))
 
 
 @pytest.fixture(autouse=True)
@@ -99,3 +102,26 @@ def test_detector_configs_fast_dev_run(config, detection_sets, tmp_path, monkeyp
     lit_app_main(["fit", "-c", str(config), "-c", str(CONFIGS / "trainer" / "cpu.yaml"),
                   f"--data.init_args.root={detection_sets['white']}", "--data.init_args.batch_size=4",
                   "--data.init_args.split_fractions=[0.5, 0.25, 0.25]", "--trainer.fast_dev_run=1"])
+
+
+@pytest.mark.parametrize("config", GRID_CONFIGS, ids=lambda p: p.name)
+def test_grid_configs_parse_and_name_loadable_sources(config, monkeypatch):
+    monkeypatch.chdir(CONFIGS.parent)
+    settings = build_parser().parse_args(["-c", str(config)]).as_dict()
+    assert len(settings["seeds"]) >= 3
+    used = {s for condition in ("train", "test") for members in settings[condition].values() for s in members}
+    assert used <= set(settings["sources"])
+    for spec in settings["sources"].values():
+        module = load_source(spec)
+        assert module.labels == ["normal", "adversarial"]
+
+
+@pytest.mark.parametrize("source", SOURCE_CONFIGS, ids=lambda p: p.name)
+def test_source_configs_compose_with_lit_app(source, capsys, monkeypatch):
+    monkeypatch.chdir(CONFIGS.parent)
+    with pytest.raises(SystemExit) as stop:
+        lit_app_main(["fit", "-c", str(CONFIGS / "detector" / "blocks.yaml"), "-c", str(source), "--print_config"])
+    assert stop.value.code == 0
+    data = yaml.safe_load(capsys.readouterr().out)["data"]
+    assert data["class_path"] == "lit_app.data.adversarial.AdversarialDataModule"
+    assert data["init_args"]["train_sets"][0]["init_args"]["root"].startswith("data/adversarial/")

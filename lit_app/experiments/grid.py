@@ -39,8 +39,29 @@ from lit_app.models.detector import DetectorModule
 QUIET_TRAINER = {"enable_model_summary": False, "enable_progress_bar": False}
 
 
+def load_source(spec: LitAppDataModule | str | dict[str, Any]) -> LitAppDataModule:
+    """A detection data module from a data-config file, a ``class_path``/``init_args`` mapping or itself.
+
+    A file is a LightningCLI data config (a ``data:`` section, e.g. ``configs/adversarial/whitebox_demo.yaml``),
+    parsed as ``lit-app`` parses it, so the files it refers to resolve relative to it.
+    """
+    if isinstance(spec, LitAppDataModule):
+        return spec
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(LitAppDataModule, "data", required=True)
+    if isinstance(spec, (str, os.PathLike)):
+        if not Path(spec).is_file():
+            raise FileNotFoundError(f"{spec}: no such data config (paths are relative to the working directory)")
+        config = parser.parse_path(str(spec))
+    else:
+        config = parser.parse_object({"data": spec})
+    return parser.instantiate(config).data
+
+
 def run_grid(
-    sources: dict[str, LitAppDataModule],
+    sources: dict[str, Any],
     train: dict[str, list[str]],
     test: dict[str, list[str]],
     features: dict[str, dict[str, Any]],
@@ -58,7 +79,9 @@ def run_grid(
     """Train and test detectors over a grid of conditions, write and return the results table.
 
     Args:
-        sources: detection data modules by name (``class_path``/``init_args`` in YAML).
+        sources: detection data modules by name: a data-config file of ``lit-app`` (``data:`` section, e.g.
+            ``configs/adversarial/blackbox_demo.yaml``, relative to the working directory) or a
+            ``class_path``/``init_args`` mapping.
         train: train conditions: name -> the sources whose train and validation splits are pooled.
         test: test conditions: name -> the sources whose test splits are pooled.
         features: table columns: name -> DetectorModule arguments that differ per column (e.g.
@@ -84,6 +107,7 @@ def run_grid(
     for t, c in wanted:
         if t not in train or c not in test:
             raise ValueError(f"pair {t} -> {c} names an unknown condition")
+    sources = {name: load_source(spec) for name, spec in sources.items()}
     for overrides in features.values():
         DetectorModule(**{**model, **overrides})  # fail on a bad argument before hours of training
     out = Path(out_dir)
@@ -192,16 +216,21 @@ def save_grid_figures(table: ResultsTable, curves: dict[tuple[str, str, str], tu
     return paths
 
 
-def main(args: list[str] | None = None) -> ResultsTable:
-    """Parse a grid YAML (jsonargparse: ``-c``, ``--print_config``, ``--help``) and run it."""
+def build_parser() -> Any:
+    """The grid's jsonargparse parser: ``-c`` YAML files, one option per argument of :func:`run_grid`."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
-    os.environ.setdefault("WANDB_MODE", "offline")
     parser = ArgumentParser(prog="python -m lit_app.experiments.grid", description=run_grid.__doc__.splitlines()[0])
     parser.add_argument("-c", "--config", action=ActionConfigFile, help="grid YAML (several apply in order)")
     parser.add_function_arguments(run_grid)
-    config = parser.parse_args(args)
-    settings = parser.instantiate(config).as_dict()
+    return parser
+
+
+def main(args: list[str] | None = None) -> ResultsTable:
+    """Parse a grid YAML (``-c``, ``--print_config``, ``--help``) and run it."""
+    os.environ.setdefault("WANDB_MODE", "offline")
+    parser = build_parser()
+    settings = parser.instantiate(parser.parse_args(args)).as_dict()
     settings.pop("config", None)
     return run_grid(**settings)
 
