@@ -245,3 +245,17 @@ def test_noise_control_hits_the_requested_snr_per_clip():
     assert [r.snr_db for r in out.results] == pytest.approx([10.0, 20.0, 35.0], abs=0.2)
     assert torch.all(out.adversarial[2, 3000:] == 0)
     assert NoiseControl(snr_db=15.0)(victim, x, lengths, ["yes", "no", "up"]).results[0].snr_db == pytest.approx(15.0, abs=0.2)
+
+
+def test_genetic_mutation_keeps_both_bounds_and_the_int16_range():
+    attack = GeneticAttack(mutation_probability=0.3, mutation_bound=3000, noise_bound=2000)
+    x = torch.full((2, 1000), 32767.0)
+    x[1] = -32768.0
+    generator = torch.Generator().manual_seed(0)
+    delta = torch.zeros(2, 6, 1000)
+    for _ in range(5):
+        delta = attack.mutate(delta, x, torch.tensor([1000, 600]), generator, first=1)
+    assert torch.all(delta[:, 0] == 0)  # elites are not mutated
+    assert delta.abs().max() <= 2000 and (delta[:, 1:] != 0).float().mean() > 0.2
+    assert torch.all(x[0] + delta[0] <= 32767) and torch.all(x[1] + delta[1] >= -32768)
+    assert torch.all(delta[1, :, 600:] == 0)  # nothing past a clip's length

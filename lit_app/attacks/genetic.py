@@ -120,14 +120,15 @@ class GeneticAttack(Attack):
             running = ~reached.any(1)
             if generation == self.max_generations - 1 or not bool(running.any()):
                 break
-            active, delta, fitness, xa = active[running], delta[running], fitness[running], xa[running]
+            if not bool(running.all()):
+                active, delta, fitness, xa = active[running], delta[running], fitness[running], xa[running]
             delta = self.next_generation(delta, fitness, xa, lengths[active], generator)
         return best / FULL_SCALE, queries, generations
 
     def evaluate(self, view: QueryOnlyView, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """Class probabilities of every member of every clip, in as few forward passes as memory allows."""
         clips, members, samples = delta.shape
-        flat = ((x.unsqueeze(1) + delta) / FULL_SCALE).reshape(clips * members, samples)
+        flat = (x.unsqueeze(1) + delta).div_(FULL_SCALE).reshape(clips * members, samples)
         answers = [view(flat[i : i + self.max_batch_clips]) for i in range(0, flat.shape[0], self.max_batch_clips)]
         return torch.cat(answers).reshape(clips, members, -1)
 
@@ -138,31 +139,51 @@ class GeneticAttack(Attack):
         clips, members, samples = delta.shape
         children = members - self.elite_size
         rows = torch.arange(clips, device=delta.device).unsqueeze(1)
-        elites = delta[rows, fitness.topk(self.elite_size, dim=1).indices]
+        population = torch.empty_like(delta)
+        population[:, : self.elite_size] = delta[rows, fitness.topk(self.elite_size, dim=1).indices]
         weights = torch.softmax(fitness / self.temperature, dim=1)
         parents = torch.multinomial(weights, 2 * children, replacement=True, generator=generator)
-        first, second = delta[rows, parents[:, :children]], delta[rows, parents[:, children:]]
-        take_first = torch.rand(clips, children, samples, device=delta.device, generator=generator) < 0.5
-        offspring = self.mutate(torch.where(take_first, first, second), x, lengths, generator)
-        return torch.cat([elites, offspring], dim=1)
+        take_first = random_bits((clips, children, samples), delta.device, generator)
+        torch.where(take_first, delta[rows, parents[:, :children]], delta[rows, parents[:, children:]],
+                    out=population[:, self.elite_size :])
+        return self.mutate(population, x, lengths, generator, first=self.elite_size)
 
-    def mutate(self, delta: torch.Tensor, x: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Add bounded uniform noise to each valid sample with probability ``mutation_probability``.
+    def mutate(
+        self, delta: torch.Tensor, x: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator, first: int = 0
+    ) -> torch.Tensor:
+        """Add bounded uniform noise to each valid sample of members ``first:`` with probability
+        ``mutation_probability``, in place.
 
-        Drawing how many samples mutate (binomial) and then where, instead of one coin per sample, costs
-        a few numbers per member instead of one per sample; two draws landing on the same sample just add.
+        Drawing how many samples mutate (binomial) and then where, instead of one coin per sample, costs a few
+        numbers per member; two draws on the same sample add up. Members are within bounds before, so only
+        the mutated samples need clamping again.
         """
         clips, members, samples = delta.shape
         device = delta.device
+        members -= first
         valid = lengths.to(device).float().view(clips, 1).expand(clips, members)
         counts = torch.binomial(valid, torch.full_like(valid, self.mutation_probability), generator=generator).long()
         most = int(counts.max()) if counts.numel() else 0
-        if most > 0:
-            positions = (torch.rand(clips, members, most, device=device, generator=generator) * valid.unsqueeze(-1)).long()
-            noise = torch.randint(-self.mutation_bound, self.mutation_bound + 1, (clips, members, most), device=device,
-                                  generator=generator).float()
-            noise = noise * (torch.arange(most, device=device) < counts.unsqueeze(-1))
-            delta = delta.scatter_add(2, positions, noise)
-        delta = delta.clamp(-self.noise_bound, self.noise_bound)
-        # Keep every member a valid 16-bit clip: the sample itself may not leave the int16 range.
-        return (x.unsqueeze(1) + delta).clamp(-FULL_SCALE, FULL_SCALE - 1) - x.unsqueeze(1)
+        if most == 0:
+            return delta
+        positions = (torch.rand(clips, members, most, device=device, generator=generator) * valid.unsqueeze(-1)).long()
+        noise = torch.randint(-self.mutation_bound, self.mutation_bound + 1, (clips, members, most), device=device,
+                              generator=generator).float()
+        noise = noise * (torch.arange(most, device=device) < counts.unsqueeze(-1))
+        mutable = delta[:, first:]
+        mutable.scatter_add_(2, positions, noise)
+        # Clamp the touched samples: to the noise bound, and so that the sample stays inside the int16 range.
+        base = x.gather(1, positions.reshape(clips, -1)).reshape(positions.shape)
+        touched = mutable.gather(2, positions).clamp(-self.noise_bound, self.noise_bound)
+        touched = (base + touched).clamp(-FULL_SCALE, FULL_SCALE - 1) - base
+        mutable.scatter_(2, positions, touched)
+        return delta
+
+
+def random_bits(shape: tuple[int, int, int], device: torch.device, generator: torch.Generator) -> torch.Tensor:
+    """Fair coin flips as a bool tensor, drawn 8 per random byte (the crossover mask is the attack's largest
+    random draw: one coin per sample of every child)."""
+    *lead, last = shape
+    packed = torch.randint(0, 256, (*lead, (last + 7) // 8), device=device, dtype=torch.uint8, generator=generator)
+    weights = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], device=device, dtype=torch.uint8)
+    return (packed.unsqueeze(-1) & weights).bool().flatten(-2)[..., :last]

@@ -1,0 +1,155 @@
+"""Attack throughput beside the victim's bare cost, to show what the attack loops add.
+
+    python benchmarks/attack_throughput.py [--device cuda] [--cw_batch_sizes 1 16 64] [--genetic_batch_sizes 8 64]
+
+C&W: seconds per attack step (forward + backward to the input through the DeepSpeech victim, plus the
+loop's bookkeeping and a success check every 10 steps) against one bare forward + backward of the same batch,
+and the resulting adversarial examples per minute for a ``--cw_steps``-step attack (1000 in the paper).
+Genetic: queries per second of the attack (whole populations in one forward pass, plus selection, crossover
+and mutation) against the keyword spotter's bare batched forward throughput at the same number of clips.
+
+Victims are built untrained with the demo (or ``--full``) architecture unless checkpoints are given: the cost
+per step does not depend on the weights, and an untrained victim never reaches its target, so every clip
+stays in the batch for every step (early stopping would otherwise make the figures depend on success).
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import time
+from collections.abc import Callable
+
+import torch
+from jsonargparse import CLI
+
+from lit_app.attacks import CarliniWagner, ClassifierVictim, CTCVictim, GeneticAttack, load_victim
+from lit_app.attacks.metrics import quantize
+from lit_app.attacks.query import QueryOnlyView
+from lit_app.models.asr import DeepSpeechModule
+from lit_app.models.kws import KWSModule
+
+TARGET = "open the front door"
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(step: Callable[[], object], device: str, repeats: int) -> float:
+    """Seconds per call of ``step`` after one warm-up call."""
+    step()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    synchronize(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def machine(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            model = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {torch.get_num_threads()} threads"
+
+
+def cw_rows(victim: CTCVictim, device: str, batch_sizes: list[int], seconds: float, steps: int, cw_steps: int) -> None:
+    samples = int(seconds * 16000)
+    print(f"\nC&W on DeepSpeech ({sum(p.numel() for p in victim.module.parameters()):,} parameters), "
+          f"{seconds:g} s clips, {steps} timed steps per batch size")
+    print(f"{'batch':>6} {'bare fwd+bwd s':>15} {'attack step s':>14} {'overhead':>9} {'examples/min':>13}")
+    for batch in batch_sizes:
+        x = quantize(torch.randn(batch, samples, device=device) * 0.05)
+        lengths = torch.full((batch,), samples, device=device)
+        encoded = victim.encode([TARGET] * batch)
+
+        def bare(x: torch.Tensor = x, lengths: torch.Tensor = lengths, encoded: tuple = encoded) -> None:
+            d = torch.zeros_like(x, requires_grad=True)
+            torch.autograd.grad(victim.loss(x + d, lengths, encoded).sum(), d)
+
+        bare_s = timed(bare, device, max(steps // 10, 2))
+        # patience and max_iterations make every clip take exactly `steps` steps (an untrained victim never
+        # succeeds; a trained one would stop clips early and flatter the figure).
+        attack = CarliniWagner(max_iterations=steps, patience=10**6)
+        synchronize(device)
+        start = time.perf_counter()
+        attack(victim, x, lengths, [TARGET] * batch)
+        synchronize(device)
+        step_s = (time.perf_counter() - start) / steps
+        print(f"{batch:6d} {bare_s:15.4f} {step_s:14.4f} {step_s / bare_s - 1:9.1%} {batch * 60 / (step_s * cw_steps):13.1f}")
+
+
+def genetic_rows(victim: ClassifierVictim, device: str, batch_sizes: list[int], generations: int) -> None:
+    members = 20
+    print(f"\nGenetic on the keyword spotter, population {members}, {generations} generations per batch size")
+    print(f"{'clips':>6} {'clips/forward':>14} {'bare queries/s':>15} {'attack queries/s':>17} {'overhead':>9}")
+    for batch in batch_sizes:
+        x = quantize(torch.randn(batch, victim.clip_samples, device=device) * 0.05)
+        population = quantize(torch.randn(batch * members, victim.clip_samples, device=device) * 0.05)
+        view = QueryOnlyView(victim)
+        bare_s = timed(lambda view=view, population=population: view(population), device, 5)
+        # The least likely class of each clip as target keeps every clip searching for every generation.
+        with torch.no_grad():
+            targets = [victim.labels[i] for i in victim.module(x).argmin(-1).tolist()]
+        attack = GeneticAttack(max_generations=generations)
+        synchronize(device)
+        start = time.perf_counter()
+        out = attack(victim, x, torch.full((batch,), victim.clip_samples, device=device), targets)
+        synchronize(device)
+        elapsed = time.perf_counter() - start
+        queries = sum(r.queries for r in out.results)
+        bare_qps, attack_qps = batch * members / bare_s, queries / elapsed
+        print(f"{batch:6d} {batch * members:14d} {bare_qps:15.0f} {attack_qps:17.0f} {bare_qps / attack_qps - 1:9.1%}")
+
+
+def main(
+    device: str = "cpu",
+    cw_batch_sizes: list[int] = [1, 8, 32],
+    genetic_batch_sizes: list[int] = [4, 32],
+    clip_seconds: float = 3.0,
+    cw_steps: int = 1000,
+    timed_steps: int = 30,
+    generations: int = 10,
+    full: bool = False,
+    asr_checkpoint: str | None = None,
+    kws_checkpoint: str | None = None,
+    threads: int | None = None,
+) -> None:
+    """Print C&W and genetic attack throughput beside the victims' bare costs.
+
+    Args:
+        device: torch device.
+        cw_batch_sizes: C&W batch sizes to measure.
+        genetic_batch_sizes: clips attacked together by the genetic attack (each with 20 members).
+        clip_seconds: length of the C&W clips.
+        cw_steps: steps of the attack whose examples per minute are reported (1000 in the paper).
+        timed_steps: C&W steps timed per batch size.
+        generations: genetic generations timed per batch size.
+        full: paper-size DeepSpeech (2048 hidden units) instead of the demo size (256).
+        asr_checkpoint: a DeepSpeech checkpoint to measure instead of an untrained network.
+        kws_checkpoint: a keyword-spotter checkpoint to measure instead of an untrained network.
+        threads: CPU threads for torch.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    print(f"{datetime.date.today()} | {machine(device)} | torch {torch.__version__}")
+    if asr_checkpoint:
+        asr = load_victim(asr_checkpoint, device)
+    else:
+        asr = CTCVictim(DeepSpeechModule(n_hidden=2048 if full else 256, hop_ms=10.0 if full else 20.0,
+                                         win_ms=25.0 if full else 32.0), device)
+    cw_rows(asr, device, cw_batch_sizes, clip_seconds, timed_steps, cw_steps)
+    kws = load_victim(kws_checkpoint, device) if kws_checkpoint else ClassifierVictim(KWSModule(padding="valid"), device)
+    genetic_rows(kws, device, genetic_batch_sizes, generations)
+
+
+if __name__ == "__main__":
+    CLI(main)
