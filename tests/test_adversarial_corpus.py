@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -195,3 +196,19 @@ def test_manifest_validation_refuses_paths_outside_the_corpus(tmp_path):
     manifest.write_manifest(root, [valid_row("clean/ok.wav"), valid_row("clean/ok.wav")])
     with pytest.raises(manifest.ManifestError, match="duplicate id"):
         manifest.read_manifest(root)
+
+
+def test_a_noise_control_waits_for_its_counterpart_and_goes_stale_with_it(tmp_path, tiny_keywords, kws_victim):
+    attacked = make_corpus(tmp_path / "pgd", tiny_keywords, kws_victim, sources_per_split={"train": 2, "test": 1})
+    noise = AdversarialCorpus(root=str(tmp_path / "noise"), victim=str(kws_victim), attack=NoiseControl(),
+                              match=str(attacked.root), device="cpu", show_progress=False)
+    with pytest.raises(FileNotFoundError, match="build that corpus first"):
+        noise.build()
+    assert not (tmp_path / "noise").exists() and not noise.is_complete()
+    assert attacked.build() and noise.build() and noise.is_complete()
+    # Rebuilding the counterpart differently makes the noise control stale, and refused as it is.
+    shutil.rmtree(attacked.root)
+    assert make_corpus(tmp_path / "pgd", tiny_keywords, kws_victim, sources_per_split={"train": 3, "test": 1}).build()
+    assert not noise.is_complete()
+    with pytest.raises(CorpusError, match="match_manifest_sha256"):
+        noise.build()

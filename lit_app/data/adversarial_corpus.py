@@ -158,6 +158,7 @@ class AdversarialCorpus:
             "attack_settings": self.attack.settings(),
             "source": describe_source(self.source),
             "match": str(self.match) if self.match else None,
+            "match_manifest_sha256": self.match_manifest_sha256(),
             "sources_per_split": self.sources_per_split,
             "source_labels": self.source_labels,
             "targets": self.targets,
@@ -169,9 +170,28 @@ class AdversarialCorpus:
             "seed": self.seed,
         }
 
+    def match_manifest_sha256(self) -> str | None:
+        """Hash of the matched corpus's manifest: a noise control is stale once its counterpart changes.
+
+        Raises:
+            FileNotFoundError: the matched corpus is not finished yet.
+        """
+        if self.match is None:
+            return None
+        path = Path(self.match) / manifest.MANIFEST_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{self.root} remakes the examples of {self.match}, which is not finished: build "
+                                    "that corpus first (list it before this one)")
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
     def is_complete(self) -> bool:
         info = build.read_corpus_info(self.root)
-        return bool(info and info.get("complete") and info.get("settings") == self.settings())
+        if not (info and info.get("complete")):
+            return False
+        try:
+            return info.get("settings") == self.settings()
+        except FileNotFoundError:  # the matched corpus is gone or unfinished
+            return False
 
     # ---- the whole build -------------------------------------------------------------------------------------
 
