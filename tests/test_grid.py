@@ -18,6 +18,7 @@ DETECTOR_CONFIGS = sorted((CONFIGS / "detector").glob("*.yaml"))
 LIGHTNING_CONFIGS = [p for p in DETECTOR_CONFIGS if not p.name.startswith("grid")]
 GRID_CONFIGS = [p for p in DETECTOR_CONFIGS if p.name.startswith("grid")]
 SOURCE_CONFIGS = sorted((CONFIGS / "detector" / "sources").glob("*.yaml"))
+OVERLAYS = sorted((CONFIGS / "detector" / "grid_overlays").glob("*.yaml"))
 
 
 @pytest.fixture(autouse=True)
@@ -85,6 +86,8 @@ def test_tiny_grid_end_to_end_and_resume(detection_sets, tmp_path):  # noqa: F81
     again = grid_main(["-c", str(path)])  # every run is done: nothing retrains
     assert (out / "runs" / "white" / "IMFCC" / "seed1" / "results.json").stat().st_mtime_ns == stamp
     assert again.values("test/auroc") == auc
+    with pytest.raises(ValueError, match="other settings"):  # never mixes runs of another set-up into the table
+        grid_main(["-c", str(path), "--model", json.dumps({**config["model"], "backbone": "rescnn"})])
 
 
 def test_grid_refuses_unknown_sources(detection_sets, tmp_path):  # noqa: F811
@@ -116,6 +119,16 @@ def test_grid_configs_parse_and_name_loadable_sources(config, monkeypatch):
         assert module.labels == ["normal", "adversarial"]
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
+def test_grid_overlays_compose_and_build_detectors(overlay, monkeypatch):
+    from lit_app.models.detector import DetectorModule
+
+    monkeypatch.chdir(CONFIGS.parent)
+    settings = build_parser().parse_args(["-c", str(CONFIGS / "detector" / "grid_demo.yaml"), "-c", str(overlay)]).as_dict()
+    for overrides in settings["features"].values():
+        DetectorModule(**{**settings["model"], **overrides})
+
+
 @pytest.mark.parametrize("source", SOURCE_CONFIGS, ids=lambda p: p.name)
 def test_source_configs_compose_with_lit_app(source, capsys, monkeypatch):
     monkeypatch.chdir(CONFIGS.parent)
@@ -125,3 +138,17 @@ def test_source_configs_compose_with_lit_app(source, capsys, monkeypatch):
     data = yaml.safe_load(capsys.readouterr().out)["data"]
     assert data["class_path"] == "lit_app.data.adversarial.AdversarialDataModule"
     assert data["init_args"]["train_sets"][0]["init_args"]["root"].startswith("data/adversarial/")
+
+
+def test_grid_run_logs_to_wandb(detection_sets, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    config = {"sources": {"white": source(detection_sets["white"])}, "train": {"white": ["white"]},
+              "test": {"white": ["white"]}, "features": {"LFCC": {"feature": "lfcc"}},
+              "model": {"input_mode": "blocks", "n_coefficients": 20, "win_ms": 32, "hop_ms": 16},
+              "trainer": {"max_epochs": 1, "accelerator": "cpu"}, "seeds": [0], "batch_size": 8, "logger": "wandb",
+              "out_dir": str(tmp_path / "grid")}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    table = grid_main(["-c", str(path)])
+    assert len(table.results) == 1 and "test/auroc" in table.results[0].metrics
+    assert (tmp_path / "grid" / "runs" / "white" / "LFCC" / "seed0" / "test-white" / "test_roc.png").is_file()

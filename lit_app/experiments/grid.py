@@ -153,8 +153,13 @@ def run_one(
 ) -> dict[str, Any]:
     """Train one detector and test it on each test condition; skipped when its results already exist."""
     results_path = run_dir / "results.json"
+    settings = json.loads(json.dumps({"model": model_args, "trainer": trainer_args, "train": train_sources,
+                                      "batch_size": batch_size, "monitor": monitor}, default=str))
     if results_path.is_file():
         record = json.loads(results_path.read_text())
+        if record.get("settings") != settings:
+            raise ValueError(f"{run_dir} holds a run with other settings ({record.get('settings')}); give this grid "
+                             "another out_dir, or delete the folder to retrain")
         if set(tests) <= set(record["tests"]) and (run_dir / "curves.pt").is_file():
             rank_zero_info(f"{name}: done before, skipped")
             return record
@@ -178,7 +183,7 @@ def run_one(
         raise RuntimeError(f"{name}: training saved no checkpoint (is {monitor!r} logged during validation?)")
     # Reload from the file alone: what a user of the checkpoint gets is what the table reports.
     detector = load_module(best, DetectorModule)
-    record: dict[str, Any] = {"train": train_sources, "seed": seed, "checkpoint": best, "tests": {}}
+    record: dict[str, Any] = {"settings": settings, "seed": seed, "checkpoint": best, "tests": {}}
     saved_curves = {}
     for test_name, test_sources in tests.items():
         tester = pl.Trainer(
@@ -188,6 +193,12 @@ def run_one(
         metrics = tester.test(detector, datamodule=DetectionMixture([sources[s] for s in test_sources], batch_size), verbose=False)[0]
         record["tests"][test_name] = {k: float(v) for k, v in metrics.items()}
         saved_curves[test_name] = detector.test_curve
+        if isinstance(run_logger, WandbLogger):
+            # One W&B run per detector: every test condition's metrics and figures under its own prefix.
+            run_logger.log_metrics({f"{test_name}/{k.removeprefix('test/')}": v for k, v in record["tests"][test_name].items()})
+            folder = Path(tester.log_dir or tester.default_root_dir)
+            for figure in ("test_roc", "test_confusion_matrix"):
+                run_logger.log_image(f"{test_name}/{figure.removeprefix('test_')}", [str(folder / f"{figure}.png")])
     if isinstance(run_logger, WandbLogger):
         run_logger.experiment.finish()
     record["seconds"] = time.perf_counter() - started
