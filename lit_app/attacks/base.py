@@ -147,7 +147,7 @@ class Attack(ABC):
     ) -> AttackOutput:
         """Judge every clip on its final 16-bit form and measure its distortion."""
         adversarial = metrics.quantize(adversarial) * metrics.valid_mask(lengths, adversarial.shape[1])
-        predictions = victim.predict(adversarial, lengths)
+        predictions = judge(victim, adversarial, lengths)
         db_x = metrics.db_x(clean, adversarial, lengths).tolist()
         snr = metrics.snr_db(clean, adversarial, lengths).tolist()
         linf = metrics.linf_int16(clean, adversarial, lengths).long().tolist()
@@ -168,3 +168,16 @@ class Attack(ABC):
             )
         ]
         return AttackOutput(adversarial.cpu(), results)
+
+
+@torch.no_grad()
+def judge(victim: Victim, clips: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+    """The victim's output for each clip as it will be read back: alone, at its own length.
+
+    A recogniser's features near the end of a clip can depend on the padding that follows it in a batch, so
+    clips of different lengths are judged one at a time; clips of one length are judged together.
+    """
+    if bool((lengths == lengths[0]).all()):
+        return victim.predict(clips[:, : int(lengths[0])], lengths)
+    return [victim.predict(clip[None, :length], lengths[i : i + 1])[0]
+            for i, (clip, length) in enumerate(zip(clips, lengths.tolist()))]

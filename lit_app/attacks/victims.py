@@ -118,6 +118,10 @@ class ClassifierVictim(Victim):
         return (torch.tensor(indices, dtype=torch.long, device=self.device),)
 
     def logits(self, waveforms: torch.Tensor) -> torch.Tensor:
+        # Shorter clips are zero-padded, longer ones cut, as prepare() does for a single clip.
+        extra = self.clip_samples - waveforms.shape[1]
+        if extra:
+            waveforms = F.pad(waveforms, (0, extra)) if extra > 0 else waveforms[:, : self.clip_samples]
         return self.module(waveforms)
 
     def loss(self, waveforms: torch.Tensor, lengths: torch.Tensor, encoded: Encoded) -> torch.Tensor:
