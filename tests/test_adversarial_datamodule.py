@@ -120,7 +120,8 @@ def test_every_adversarial_config_builds_the_data_module(config, tmp_path, monke
         assert corpus.attack.settings()  # every attack reports its settings for the manifest
 
 
-def test_results_table_and_audio_pairs_go_to_wandb(corpora):
+def test_results_table_and_audio_pairs_go_to_wandb(corpora, tmp_path, monkeypatch):
+    import wandb
     from pytorch_lightning.loggers import WandbLogger
 
     from lit_app.data.adversarial_wandb import example_pairs, log_corpora, results_table
@@ -133,9 +134,13 @@ def test_results_table_and_audio_pairs_go_to_wandb(corpora):
     assert all(p["success"] for _, p in pairs) and pairs[0][1]["split"] == "test"
     table = results_table({attacked.root: rows})
     assert [row[2] for row in table] == ["train", "val", "test"] and all(row[1] == "pgd" for row in table)
-    logger = WandbLogger(project="lit-app-tests")  # WANDB_MODE=disabled in the tests
-    assert logger.experiment is not None
+    monkeypatch.setenv("WANDB_MODE", "offline")  # restored afterwards: the other tests keep W&B disabled
+    logger = WandbLogger(project="lit-app-tests", save_dir=str(tmp_path), offline=True)
     log_corpora(logger, {attacked.root: rows}, 2)
+    wandb.finish()
+    media = list(tmp_path.rglob("files/media/*/adversarial/*"))
+    assert sum(p.suffix == ".wav" for p in media) == 4  # two clean/adversarial pairs, written offline
+    assert {p.name.split("_")[0] for p in media if p.suffix == ".json"} == {"results", "examples"}
 
 
 class Probe(pl.LightningModule):

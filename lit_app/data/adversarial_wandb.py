@@ -11,8 +11,8 @@ from lit_app.data.adversarial_manifest import SPLITS
 
 RESULT_COLUMNS = ["corpus", "attack", "split", "examples", "success_rate", "mean_db_x_successful",
                   "mean_snr_db_successful", "median_queries"]
-PAIR_COLUMNS = ["corpus", "split", "source", "clean", "adversarial", "source_label", "clean_prediction", "target",
-                "adversarial_prediction", "success", "db_x", "snr_db", "queries"]
+PAIR_COLUMNS = ["corpus", "split", "source", "clean_path", "perturbed_path", "source_label", "clean_prediction",
+                "target", "perturbed_prediction", "success", "db_x", "snr_db", "queries"]
 
 
 def results_table(corpora: dict[Path, list[dict[str, Any]]]) -> list[list[Any]]:
@@ -43,21 +43,24 @@ def example_pairs(root: Path, rows: list[dict[str, Any]], count: int) -> list[tu
 
 
 def log_corpora(logger: Any, corpora: dict[Path, list[dict[str, Any]]], pairs_per_corpus: int) -> None:
-    """Log ``adversarial/results`` and ``adversarial/examples`` tables through a ``WandbLogger``."""
-    import wandb
+    """Log through a ``WandbLogger``: ``adversarial/results`` (per corpus and split), ``adversarial/examples``
+    (one row per pair) and ``adversarial/audio`` (each pair's clean then perturbed clip, captioned).
 
+    The audio goes through ``log_audio`` rather than table cells: W&B writes media files for it even offline,
+    while audio cells of a run table are written only to an artifact.
+    """
     logger.log_table(key="adversarial/results", columns=RESULT_COLUMNS, data=results_table(corpora))
-    data = []
-    for root, rows in corpora.items():
+    rows, clips, captions = [], [], []
+    for root, corpus_rows in corpora.items():
         root = Path(root)
-        for clean, perturbed in example_pairs(root, rows, pairs_per_corpus):
-            audio = [read_audio(root / r["path"], STRICT).numpy() for r in (clean, perturbed)]
-            data.append([
-                root.name, perturbed["split"], perturbed["source_id"],
-                wandb.Audio(audio[0], sample_rate=16000, caption=f"clean: {clean['source_label']}"),
-                wandb.Audio(audio[1], sample_rate=16000, caption=f"{perturbed['kind']} -> {perturbed['prediction']}"),
-                clean["source_label"], clean["prediction"], perturbed["target"], perturbed["prediction"],
-                perturbed["success"], perturbed["db_x"], perturbed["snr_db"], perturbed["queries"],
-            ])
-    if data:
-        logger.log_table(key="adversarial/examples", columns=PAIR_COLUMNS, data=data)
+        for clean, perturbed in example_pairs(root, corpus_rows, pairs_per_corpus):
+            rows.append([root.name, perturbed["split"], perturbed["source_id"], clean["path"], perturbed["path"],
+                         clean["source_label"], clean["prediction"], perturbed["target"], perturbed["prediction"],
+                         perturbed["success"], perturbed["db_x"], perturbed["snr_db"], perturbed["queries"]])
+            clips += [read_audio(root / r["path"], STRICT).numpy() for r in (clean, perturbed)]
+            captions += [f"{root.name} {clean['source_id']} clean: {clean['source_label']!r}, heard {clean['prediction']!r}",
+                         f"{root.name} {perturbed['kind']} -> {perturbed['target']!r}: heard {perturbed['prediction']!r}, "
+                         f"dB_x {perturbed['db_x']}, SNR {perturbed['snr_db']} dB"]
+    if rows:
+        logger.log_table(key="adversarial/examples", columns=PAIR_COLUMNS, data=rows)
+        logger.log_audio(key="adversarial/audio", audios=clips, sample_rate=[16000] * len(clips), caption=captions)
