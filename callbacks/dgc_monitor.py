@@ -10,7 +10,9 @@ from pytorch_lightning.utilities import rank_zero_warn
 
 
 class DGCMonitor(Callback):
-    """Log density, bytes sent, dense bytes, compression ratio and top-k selection time of every step.
+    """Log density, bytes sent, dense bytes, compression ratio and DGC's time of every step.
+
+    ``selection_ms`` is the top-k selection, ``compression_ms`` all local DGC work (selection included).
 
     The DGC communication hook only records these (logging from inside a hook would run in the middle of
     the backward pass); this callback reads them after the optimizer step. Values are this rank's; every
@@ -44,6 +46,7 @@ class DGCMonitor(Callback):
                 f"{p}dense_bytes": float(stats.dense_bytes),
                 f"{p}compression_ratio": stats.compression_ratio,
                 f"{p}selection_ms": stats.selection_ms,
+                f"{p}compression_ms": stats.compression_ms,
                 f"{p}dense_buckets": float(stats.dense_buckets),
             },
             on_step=True,

@@ -36,6 +36,7 @@ class StepStats:
     buckets: int = 0
     dense_buckets: int = 0
     timers: list[Stopwatch] = field(default_factory=list)
+    work: list[Stopwatch] = field(default_factory=list)
 
     @property
     def compression_ratio(self) -> float:
@@ -45,6 +46,11 @@ class StepStats:
     def selection_ms(self) -> float:
         """Top-k selection time over all buckets; synchronises CUDA events, so read it after the step."""
         return sum(t.ms() for t in self.timers)
+
+    @property
+    def compression_ms(self) -> float:
+        """All local DGC work (compress and decompress, selection included) over all buckets."""
+        return sum(t.ms() for t in self.work)
 
     def add(self, packet: Packet) -> None:
         layout = packet.layout
@@ -105,10 +111,15 @@ def dgc_hook(state: DGCHookState, bucket: dist.GradBucket) -> torch.futures.Futu
     if bucket.index() == 0 or state._current is None:
         state._current = StepStats(state.iteration, density)
 
+    stats = state._current
+    compress_time = Stopwatch(buffer.device)
+    compress_time.start()
     packet = state.compressor.compress(bucket.parameters(), buffer, world_size, density, force_dense=dense_phase)
-    state._current.add(packet)
+    compress_time.stop()
+    stats.add(packet)
+    stats.work.append(compress_time)
     if bucket.is_last():
-        state.last_step, state._current = state._current, None
+        state.last_step, state._current = stats, None
         state.iteration += 1
 
     if packet.dense:
@@ -119,7 +130,11 @@ def dgc_hook(state: DGCHookState, bucket: dist.GradBucket) -> torch.futures.Futu
         future = dist.all_gather_into_tensor(received, packet.payload, group=group, async_op=True).get_future()
 
     def finish(_: torch.futures.Future) -> torch.Tensor:
+        decompress_time = Stopwatch(buffer.device)
+        decompress_time.start()
         buffer.copy_(state.compressor.decompress(packet, received, world_size))
+        decompress_time.stop()
+        stats.work.append(decompress_time)
         return buffer
 
     return future.then(finish)

@@ -1,0 +1,181 @@
+"""KWS accuracy side by side on 2 CPU gloo ranks: dense DDP, bf16 compress hook, PowerSGD and DGC.
+
+Same victim (``KWSModule`` with the settings of ``configs/kws/demo.yaml``), same synthetic corpus, same
+seed, same SGD schedule and the same number of steps for every method; only the gradient exchange
+differs. Hooks are attached on CPU too (``CommHookDDPStrategy``, ``DGCStrategy``); Lightning's stock DDP
+would drop them there. Test accuracy is measured after training, in this process, on the test split:
+voices that training never heard. DGC uses the paper's warm-up densities, staged every few steps (the
+paper stages them per epoch, which would cover this whole short run), then 0.1%.
+
+    flock /tmp/cpu.lock python benchmarks/dgc_accuracy.py              # about 15 minutes on 2 cores
+    python benchmarks/dgc_accuracy.py --methods ddp dgc --epochs 1     # a quicker look
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+import yaml
+from pytorch_lightning.callbacks import Callback
+from torchmetrics.classification import MulticlassAccuracy
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from dgc_comm_model import powersgd_bytes  # noqa: E402
+
+from callbacks import DGCMonitor  # noqa: E402
+from lit_app.data.kws import KWSDataModule  # noqa: E402
+from lit_app.models.kws import KWSModule  # noqa: E402
+from strategies.dgc import PAPER_WARMUP, CommHookDDPStrategy, DGCStrategy  # noqa: E402
+
+NOT_MODEL_SETTINGS = {"lr", "weight_decay", "optimizer", "momentum", "nesterov", "lr_schedule", "warmup_fraction"}
+METHODS = ["ddp", "bf16", "powersgd", "dgc"]
+
+
+class OneThreadPerRank(Callback):
+    """Two ranks on two cores: one intra-op thread each, or they fight over the cores."""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // trainer.world_size))
+
+
+class CollectStats(Callback):
+    """Sums the bytes DGC sent over training (rank 0) and hands the totals back through callback_metrics."""
+
+    def __init__(self) -> None:
+        self.sent = self.dense = self.steps = 0
+        self.last_iteration = -1
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        state = getattr(trainer.strategy, "dgc_state", None)
+        stats = state.last_step if state is not None else None
+        if stats is None or stats.iteration == self.last_iteration:
+            return
+        self.last_iteration = stats.iteration
+        self.sent += stats.bytes_sent
+        self.dense += stats.dense_bytes
+        self.steps += 1
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.steps:
+            trainer.callback_metrics["bench/bytes_per_step"] = torch.tensor(self.sent / self.steps, dtype=torch.float64)
+            trainer.callback_metrics["bench/ratio_overall"] = torch.tensor(self.dense / self.sent, dtype=torch.float64)
+
+
+def strategy(method: str, args: argparse.Namespace) -> pl.strategies.Strategy:
+    common = dict(start_method="spawn", process_group_backend="gloo", timeout=timedelta(minutes=5))
+    if method == "dgc":
+        return DGCStrategy(
+            density=args.density,
+            warmup_densities=PAPER_WARMUP,
+            warmup_interval="step",
+            warmup_every=args.dgc_warmup_steps,
+            **common,
+        )
+    hook = {"ddp": "allreduce", "bf16": "bf16", "powersgd": "powersgd"}[method]
+    return CommHookDDPStrategy(hook=hook, powersgd_rank=args.powersgd_rank, **common)
+
+
+def run(method: str, args: argparse.Namespace) -> dict:
+    pl.seed_everything(args.seed, workers=True)
+    settings = yaml.safe_load((REPO / "configs/kws/demo.yaml").read_text())["model"]["init_args"]
+    settings = {k: v for k, v in settings.items() if k not in NOT_MODEL_SETTINGS}
+    model = KWSModule(**settings, batch_norm=True, optimizer="sgd", lr=args.lr, momentum=0.9,
+                      weight_decay=args.weight_decay, lr_schedule="onecycle")
+    data = KWSDataModule(root=args.root, task="keywords12", batch_size=args.batch_size, seed=args.seed)
+    callbacks: list[Callback] = [OneThreadPerRank(), CollectStats()]
+    if method == "dgc":
+        callbacks.append(DGCMonitor())
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy=strategy(method, args),
+        max_epochs=args.epochs,
+        limit_train_batches=args.limit_train_batches,
+        check_val_every_n_epoch=args.epochs,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=REPO / "runs" / "dgc_bench" / f"accuracy-{method}",
+        callbacks=callbacks,
+    )
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=data)
+    seconds = time.perf_counter() - start
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+
+    data.setup("test")  # the trained weights of rank 0 are back in this process
+    accuracy = MulticlassAccuracy(len(model.labels), average="micro")
+    model.eval()
+    with torch.no_grad():
+        for audio, target in data.test_dataloader():
+            accuracy.update(model(audio.float() / 32768.0), target)
+    test_clips = len(data.datasets["testing"])
+    params = [p for p in model.parameters() if p.requires_grad]
+    dense = 4 * sum(p.numel() for p in params)
+    sent = {"ddp": dense, "bf16": dense // 2, "powersgd": powersgd_bytes([list(p.shape) for p in params], args.powersgd_rank),
+            "dgc": metrics.get("bench/bytes_per_step", float("nan"))}[method]
+    return {
+        "method": method,
+        "test_acc": float(accuracy.compute()),
+        "test_clips": test_clips,
+        "val_acc": metrics.get("val/acc"),
+        "steps": trainer.global_step,
+        "seconds": seconds,
+        "bytes_per_step": sent,
+        "ratio_overall": dense / sent,
+        "ratio_final": metrics.get("dgc/compression_ratio", dense / sent),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--root", default="data/synthetic_keywords_small", help="built by configs/kws/demo.yaml")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64, help="per rank")
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--density", type=float, default=0.001)
+    parser.add_argument("--dgc-warmup-steps", type=int, default=8, help="steps per warm-up stage")
+    parser.add_argument("--powersgd-rank", type=int, default=2)
+    parser.add_argument("--limit-train-batches", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(REPO / "runs/dgc_bench/accuracy.json"))
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    print(f"KWS accuracy, 2 CPU gloo ranks - {datetime.date.today()} - {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores - torch {torch.__version__} - {args.epochs} epochs, batch {args.batch_size} per rank, "
+          f"SGD lr {args.lr} onecycle, momentum 0.9, wd {args.weight_decay}, seed {args.seed}")
+    results = []
+    for method in args.methods:
+        result = run(method, args)
+        results.append(result)
+        print(json.dumps(result), flush=True)
+    print(f"\n{'method':<10} {'test acc':>9} {'+/- 1 s.e.':>10} {'val acc':>8} {'steps':>6} {'bytes/step':>12} "
+          f"{'ratio':>8} {'time':>7}")
+    for r in results:
+        se = math.sqrt(r["test_acc"] * (1 - r["test_acc"]) / r["test_clips"])
+        print(f"{r['method']:<10} {100 * r['test_acc']:>8.2f}% {100 * se:>9.2f}% {100 * (r['val_acc'] or 0):>7.2f}% "
+              f"{r['steps']:>6} {r['bytes_per_step'] / 1e3:>9.1f} kB {r['ratio_overall']:>7.1f}x {r['seconds']:>6.0f}s")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"args": vars(args), "date": str(datetime.date.today()), "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
