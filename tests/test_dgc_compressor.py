@@ -199,12 +199,14 @@ def test_tensor_selection_is_exact_per_tensor_top_k():
     for n in sizes[:-1]:
         starts.append(starts[-1] + n)
     for density in (0.001, 0.05, 0.3, 1.0):
-        plan = TopKPlan(starts, sizes, density, "tensor", torch.device("cpu"))
-        chosen = plan.select(score)
-        assert chosen.numel() == plan.k == sum(max(1, math.ceil(density * n - 1e-9)) for n in sizes)
         expected = torch.cat([score[s : s + n].topk(tensor_k(n, density)).indices + s for s, n in zip(starts, sizes)])
-        assert set(chosen.tolist()) == set(expected.tolist())
-        assert len(plan.groups) < len(sizes)  # batched: fewer top-k calls than tensors
+        for batched in (True, False):
+            plan = TopKPlan(starts, sizes, density, "tensor", torch.device("cpu"), batched=batched)
+            chosen = plan.select(score)
+            assert chosen.numel() == plan.k == sum(max(1, math.ceil(density * n - 1e-9)) for n in sizes)
+            assert set(chosen.tolist()) == set(expected.tolist())
+            # batched (the GPU default): fewer top-k calls than tensors; unbatched (CPU): one each, in place
+            assert (len(plan.groups) < len(sizes)) if batched else (len(plan.groups) == len(sizes))
 
 
 def test_bucket_selection_is_one_global_top_k():

@@ -6,9 +6,10 @@ flattened 25.5 M vector 0.68 ms). Two batched modes, both with the same k on eve
 sends a message of the same size:
 
 - ``tensor`` (the paper's rule): each tensor keeps its own ``ceil(density * numel)`` largest entries.
-  Tensors are grouped by size class (powers of two); a group's rows are padded to the longest member
-  with -1 (scores are ``|v| >= 0``, so padding is never chosen) and one 2-D ``topk`` serves the group.
-  Large tensors sit alone in their class and are selected in place, without a copy.
+  On GPUs tensors are grouped by size class (powers of two); a group's rows are padded to the longest
+  member with -1 (scores are ``|v| >= 0``, so padding is never chosen) and one 2-D ``topk`` serves the
+  group. Large tensors sit alone in their class and are selected in place, without a copy. On CPUs a
+  launch costs nothing while the padded copy does, so every tensor is selected in place.
 - ``bucket``: one ``topk`` over the concatenated compressed entries of the bucket with the same total k.
   Fewer kernels, but a layer with larger gradients may take more than its share of the budget.
 """
@@ -65,6 +66,7 @@ class TopKPlan:
         density: fraction of entries to keep.
         selection: ``tensor`` (per-tensor k) or ``bucket`` (one k for all).
         device: device of the bucket.
+        batched: group tensors by size class (``tensor`` mode); by default on GPUs only.
     """
 
     def __init__(
@@ -74,7 +76,9 @@ class TopKPlan:
         density: float,
         selection: Selection,
         device: torch.device,
+        batched: bool | None = None,
     ) -> None:
+        self.batched = device.type != "cpu" if batched is None else batched
         self.ks = [tensor_k(n, density) for n in numels]
         self.k = sum(self.ks)
         self.groups: list[_Slice | _Padded | _Concatenated] = []
@@ -99,8 +103,8 @@ class TopKPlan:
 
     def _plan_tensor(self, members: list[tuple[int, int, int]], device: torch.device) -> None:
         classes: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
-        for start, numel, k in members:
-            classes[(numel - 1).bit_length()].append((start, numel, k))
+        for i, (start, numel, k) in enumerate(members):
+            classes[(numel - 1).bit_length() if self.batched else -1 - i].append((start, numel, k))
         for size_class in sorted(classes):
             group = classes[size_class]
             if len(group) == 1:

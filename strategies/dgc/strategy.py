@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Literal
@@ -16,7 +17,7 @@ from lightning_fabric.utilities.types import _PATH
 from pytorch_lightning.plugins.precision import Precision
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.trainer.states import TrainerFn
-from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from pytorch_lightning.utilities.rank_zero import rank_zero_info
 from torch.nn.parallel import DistributedDataParallel
 
 from strategies.dgc import wire
@@ -270,9 +271,11 @@ class DGCStrategy(DDPStrategy):
         elif not get_filesystem(path).exists(path):
             problem = f"{path} is missing"
         if problem is not None:
-            rank_zero_warn(
-                f"DGC momenta and residuals of {checkpoint_path} cannot be restored ({problem}); training continues "
-                "from empty DGC state, so it will not reproduce the uninterrupted run."
+            # Every rank warns: each one may miss its own file.
+            warnings.warn(
+                f"[rank {self.global_rank}] DGC momenta and residuals of {checkpoint_path} cannot be restored "
+                f"({problem}); training continues from empty DGC state, so it will not reproduce the uninterrupted run.",
+                stacklevel=2,
             )
             return checkpoint
         own = self.checkpoint_io.load_checkpoint(path, weights_only=True)
