@@ -8,7 +8,7 @@ from torch import nn
 from lit_app.checkpoints import CheckpointError, load_module
 from lit_app.data.detection import collate_detection
 from lit_app.metrics.detection import BinaryEER, equal_error_rate
-from lit_app.models.detector import DetectorModule, aggregate_blocks, split_into_blocks
+from lit_app.models.detector import DetectorModule, add_noise_at_snr, aggregate_blocks, split_into_blocks
 from lit_app.models.kws import KWSModule
 from lit_app.nets.detector_cnn import PaperCNN, ResCNN
 from lit_app.nets.feature_norm import MaskedFeatureNorm
@@ -164,3 +164,18 @@ def test_labels_must_be_the_detection_labels():
     assert DetectorModule(labels=["normal", "adversarial"]).labels == ["normal", "adversarial"]
     with pytest.raises(ValueError, match="normal"):
         DetectorModule(labels=["yes", "no"])
+
+
+def test_noise_augmentation_hits_normal_clips_at_the_snr():
+    torch.manual_seed(0)
+    audio = torch.zeros(4, 8000)
+    audio[:, :6000] = torch.randn(4, 6000) * 0.1
+    lengths = torch.tensor([6000, 6000, 6000, 6000])
+    noisy = add_noise_at_snr(audio, lengths, torch.tensor([10.0, 20.0, 30.0, 40.0]))
+    delta = noisy - audio
+    snr = 10 * torch.log10(audio.pow(2).sum(1) / delta.pow(2).sum(1))
+    assert torch.allclose(snr, torch.tensor([10.0, 20.0, 30.0, 40.0]), atol=0.05) and delta[:, 6000:].abs().max() == 0
+    detector = DetectorModule(noise_augment=1.0, noise_snr_db=(20.0, 20.0))
+    augmented = detector.augment(audio, lengths, torch.tensor([0, 1, 0, 1]))
+    assert torch.equal(augmented[1], audio[1]) and torch.equal(augmented[3], audio[3])
+    assert not torch.equal(augmented[0], audio[0]) and not torch.equal(augmented[2], audio[2])

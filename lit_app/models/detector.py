@@ -75,6 +75,17 @@ def aggregate_blocks(block_logits: torch.Tensor, owner: torch.Tensor, batch_size
     return torch.stack([torch.log1p(-score), torch.log(score)], dim=1)
 
 
+def add_noise_at_snr(audio: torch.Tensor, lengths: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
+    """White Gaussian noise added to each clip at its own SNR (dB), over its valid samples only."""
+    inside = (torch.arange(audio.shape[1], device=audio.device)[None, :] < lengths[:, None]).to(audio.dtype)
+    noise = torch.randn_like(audio) * inside
+    count = lengths.clamp(min=1).to(audio.dtype)
+    signal_power = (audio * inside).pow(2).sum(1) / count
+    noise_power = noise.pow(2).sum(1).clamp(min=1e-12) / count
+    gain = torch.sqrt(signal_power / (noise_power * 10.0 ** (snr_db / 10.0)))
+    return (audio + gain[:, None] * noise).clamp(-1.0, 1.0)
+
+
 class DetectorModule(LitAppModule):
     """Tells normal clips from adversarial ones: ``[batch, samples]`` waveforms to 2-class logits.
 
@@ -107,6 +118,10 @@ class DetectorModule(LitAppModule):
         block_ms: block length in ``blocks`` mode.
         block_hop_ms: hop between blocks (equal to ``block_ms``: no overlap).
         aggregate: block-to-utterance aggregation: ``mean``, ``max`` or ``logit_mean``.
+        noise_augment: share of *normal* training clips that get white noise at a random SNR from
+            ``noise_snr_db``, still labelled normal: teaches the detector that added noise alone is not an
+            attack (what the noise control measures).
+        noise_snr_db: SNR range of that noise, dB (the adversarial examples' SNRs are typically 20-50 dB).
         sample_rate: input sample rate.
         **optimizer_settings: optimiser and schedule settings of :class:`~lit_app.base.LitAppModule`.
     """
@@ -130,6 +145,8 @@ class DetectorModule(LitAppModule):
         block_ms: float = 512.0,
         block_hop_ms: float = 512.0,
         aggregate: Aggregate = "mean",
+        noise_augment: float = 0.0,
+        noise_snr_db: tuple[float, float] = (15.0, 50.0),
         sample_rate: int = 16000,
         **optimizer_settings: Any,
     ) -> None:
@@ -145,6 +162,8 @@ class DetectorModule(LitAppModule):
         self.norm = MaskedFeatureNorm(self.front_end.num_features, feature_norm)
         self.input_mode = input_mode
         self.aggregate = aggregate
+        self.noise_augment = noise_augment
+        self.noise_snr_db = tuple(noise_snr_db)
         self.block = ms_to_samples(block_ms, sample_rate)
         self.block_hop = ms_to_samples(block_hop_ms, sample_rate)
         self.num_frames = self.front_end.num_frames(self.block) if input_mode == "blocks" else max_frames
@@ -190,8 +209,21 @@ class DetectorModule(LitAppModule):
         return self(audio, lengths).softmax(-1)[:, 1]
 
     # ------------------------------------------------------------------------------------------ training
+    def augment(self, audio: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Noise at a random SNR on a random ``noise_augment`` share of the normal clips of a training batch."""
+        chosen = (torch.rand(labels.shape, device=audio.device) < self.noise_augment) & (labels == 0)
+        if not bool(chosen.any()):
+            return audio
+        low, high = self.noise_snr_db
+        snr = low + (high - low) * torch.rand(int(chosen.sum()), device=audio.device)
+        audio = audio.clone()
+        audio[chosen] = add_noise_at_snr(audio[chosen], lengths[chosen].to(audio.device), snr)
+        return audio
+
     def _loss_and_logits(self, batch: DetectionBatch) -> tuple[torch.Tensor, torch.Tensor]:
         audio, lengths, labels = batch
+        if self.training and self.noise_augment > 0:
+            audio = self.augment(audio, lengths, labels)
         if self.input_mode == "blocks":
             # Each block is a training example labelled like its clip (the follow-up paper's set-up).
             logits, owner = self.block_logits(audio, lengths)
