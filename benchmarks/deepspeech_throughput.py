@@ -30,6 +30,16 @@ SIZES = {"small (demo.yaml)": REPO / "configs/asr/demo.yaml", "full (full.yaml)"
 NOT_MODEL_SETTINGS = {"lr", "weight_decay", "optimizer", "momentum", "nesterov", "lr_schedule", "warmup_fraction"}
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def model_from_config(path: Path) -> DeepSpeechModule:
     settings = yaml.safe_load(path.read_text())["model"]["init_args"]
     return DeepSpeechModule(**{k: v for k, v in settings.items() if k not in NOT_MODEL_SETTINGS})
@@ -81,8 +91,7 @@ def main() -> None:
     gpu = device.type == "cuda"
     steps = args.steps or (20 if gpu else 3)
     warmup = args.warmup if args.warmup is not None else (5 if gpu else 1)
-    where = torch.cuda.get_device_name(device) if gpu else f"{platform.processor() or platform.machine()}, " \
-        f"{torch.get_num_threads()} threads"
+    where = torch.cuda.get_device_name(device) if gpu else f"{cpu_name()}, {torch.get_num_threads()} threads"
     print(f"DeepSpeech training throughput - {datetime.date.today()} - {device.type} ({where}) - torch {torch.__version__}")
     print(f"batch {args.batch_size} x {args.seconds:g} s clips, {args.precision}, {steps} timed steps after {warmup}")
     print(f"{'size':<20} {'hidden':>6} {'parameters':>12} {'gradient MB':>12} {'gradient MiB':>13} {'utterances/s':>13}")

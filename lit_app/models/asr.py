@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import torch
@@ -198,7 +199,7 @@ class DeepSpeechModule(LitAppModule):
 
     # ---- Lightning hooks ----------------------------------------------------------------------------------------
 
-    def _shared_step(self, batch: Any, stage: str) -> tuple[torch.Tensor | None, list[str], list[str], Any]:
+    def _shared_step(self, batch: Any, batch_idx: int, stage: str) -> tuple[torch.Tensor | None, list[str], list[str], Any]:
         waveforms, lengths, targets, target_lengths, ids = batch
         log_probs, frames = self(waveforms, lengths)
         needed = ctc_frames_needed(targets, target_lengths).to(frames.device)
@@ -220,11 +221,17 @@ class DeepSpeechModule(LitAppModule):
         on_step = stage == "train"
         self.log(f"{stage}/wer", wer, on_step=on_step, on_epoch=True, batch_size=len(ids))
         self.log(f"{stage}/cer", cer, on_step=on_step, on_epoch=True, batch_size=len(ids), prog_bar=True)
-        if stage != "train" and len(self._examples) < self.num_examples:
-            for item in zip(ids, references, hypotheses):
-                if len(self._examples) < self.num_examples:
-                    self._examples.append(item)
+        if stage != "train" and len(self._examples) < self.num_examples and batch_idx % self._example_stride(stage) == 0:
+            # Batches come sorted by duration: one example from every few batches spans short to long clips.
+            self._examples.append((ids[0], references[0], hypotheses[0]))
         return loss, hypotheses, references, (log_probs, frames)
+
+    def _example_stride(self, stage: str) -> int:
+        counts = self.trainer.num_val_batches if stage == "val" else self.trainer.num_test_batches
+        total = sum(counts) if counts else 0
+        if not math.isfinite(total):  # loaders without a length
+            return 1
+        return max(1, int(total) // max(self.num_examples, 1))
 
     def _report_infeasible(self, ids: Any, lengths: torch.Tensor, frames: torch.Tensor, needed: torch.Tensor,
                            feasible: torch.Tensor, stage: str) -> None:
@@ -242,14 +249,14 @@ class DeepSpeechModule(LitAppModule):
             rank_zero_warn(message)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
-        loss, *_ = self._shared_step(batch, "train")
+        loss, *_ = self._shared_step(batch, batch_idx, "train")
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._shared_step(batch, "val")
+        self._shared_step(batch, batch_idx, "val")
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        _, _, references, (log_probs, frames) = self._shared_step(batch, "test")
+        _, _, references, (log_probs, frames) = self._shared_step(batch, batch_idx, "test")
         if self.test_beam_size > 0:
             if self._beam is None:
                 self._beam = BeamSearchDecoder(self.alphabet, beam_size=self.test_beam_size)
