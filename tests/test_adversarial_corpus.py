@@ -91,25 +91,28 @@ def test_a_built_corpus_is_complete_valid_and_follows_the_source_splits(tmp_path
         make_corpus(tmp_path / "pgd", tiny_keywords, kws_victim, attack=PGD(epsilon=512)).build()
 
 
-def write_config(path: Path, corpus_root: Path, keywords: Path, victim: Path) -> Path:
-    config = {"data": {"class_path": "lit_app.data.adversarial.AdversarialDataModule", "init_args": {"train_sets": [{
-        "root": str(corpus_root), "victim": str(victim),
-        "attack": {"class_path": "lit_app.attacks.PGD", "init_args": {"epsilon": 1024, "iterations": 40, "check_every": 0}},
+def write_config(folder: Path, corpus_root: Path, keywords: Path, victim: Path) -> Path:
+    """A data config laid out like the repo's: the corpus and its attack in files of their own, named by path."""
+    (folder / "attacks").mkdir(parents=True)
+    (folder / "attacks" / "pgd.yaml").write_text(json.dumps(
+        {"class_path": "lit_app.attacks.PGD", "init_args": {"epsilon": 1024, "iterations": 40, "check_every": 0}}))
+    (folder / "corpus.yaml").write_text(json.dumps({
+        "root": str(corpus_root), "victim": str(victim), "attack": "attacks/pgd.yaml",
         "source": {"class_path": "lit_app.data.kws.KWSDataModule", "init_args": {"root": str(keywords)}},
         "sources_per_split": {"train": 4, "val": 2, "test": 2}, "targets_per_source": 2, "batch_size": 1,
         "device": "cpu", "show_progress": False,
-    }]}}}
-    path.write_text(json.dumps(config))
-    return path
+    }))
+    config = folder / "config.yaml"
+    config.write_text(json.dumps({"data": {"class_path": "lit_app.data.adversarial.AdversarialDataModule",
+                                           "init_args": {"train_sets": ["corpus.yaml"]}}}))
+    return config
 
 
 def test_a_killed_generation_run_resumes_without_duplicates_or_gaps(tmp_path, tiny_keywords, kws_victim):
-    from jsonargparse import CLI
-
-    from lit_app.data.adversarial_generate import generate
+    from lit_app.data.adversarial_generate import main
 
     root = tmp_path / "killed"
-    config = write_config(tmp_path / "config.json", root, tiny_keywords, kws_victim)
+    config = write_config(tmp_path / "configs", root, tiny_keywords, kws_victim)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, "-m", "lit_app.data.adversarial_generate", "--config", str(config)],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -128,7 +131,7 @@ def test_a_killed_generation_run_resumes_without_duplicates_or_gaps(tmp_path, ti
         handle.write('{"id": "adv-0000')
     (root / "adversarial" / "train" / ".adv-000001.wav.x.part").write_bytes(b"RIFF")
 
-    CLI(generate, args=["--config", str(config)])
+    main(["--config", str(config)])
     rows = manifest.read_manifest(root)
     plan = json.loads((root / "plan.json").read_text())["jobs"]
     assert [r["id"] for r in rows] == [job["id"] for job in plan] and len({r["id"] for r in rows}) == len(rows) == 32

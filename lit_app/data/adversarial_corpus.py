@@ -216,11 +216,14 @@ class AdversarialCorpus:
 
     def start(self, device: str | torch.device | None = None) -> bool:
         """Claim the folder and make the plan if there is none; returns whether the corpus is already complete."""
+        if self.is_complete():
+            return True
+        # Load the victim before touching the folder: a bad checkpoint must not leave a claimed, empty corpus.
+        victim = load_victim(self.victim, resolve_device(str(device or self.device)))
         if build.claim_folder(self.root, KIND, self.settings()):
             return True
         if not (self.root / PLAN_FILE).is_file():
-            jobs = self.plan(load_victim(self.victim, resolve_device(str(device or self.device))))
-            build.write_json_atomic(self.root / PLAN_FILE, {"jobs": jobs})
+            build.write_json_atomic(self.root / PLAN_FILE, {"jobs": self.plan(victim)})
         return False
 
     # ---- planning --------------------------------------------------------------------------------------------

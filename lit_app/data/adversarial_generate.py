@@ -46,7 +46,24 @@ def generate(
             print(f"{corpus.root}: {'complete' if complete else f'{len(corpus.missing())} clips still missing'}")
 
 
-if __name__ == "__main__":
-    from jsonargparse import CLI
+def main(args: list[str] | None = None) -> None:
+    """Parse the command line (or ``args``) and run :func:`generate`."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
 
-    CLI(generate)
+    from lit_app.base import LitAppDataModule
+
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="a config with a data section")
+    # The data module as a subclass argument, as LightningCLI declares it: only then does jsonargparse resolve
+    # corpus and attack files named inside the config (train_sets: [sets/x.yaml]) relative to it.
+    parser.add_subclass_arguments(LitAppDataModule, "data", required=True)
+    parser.add_function_arguments(generate, skip={"data"})
+    config = parser.parse_args(args)
+    data = parser.instantiate_classes(config).data
+    if not isinstance(data, AdversarialDataModule):
+        parser.error(f"data must be an AdversarialDataModule, got {type(data).__name__}")
+    generate(data, config.stage, config.shard, config.num_shards, config.device)
+
+
+if __name__ == "__main__":
+    main()
