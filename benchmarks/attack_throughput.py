@@ -16,9 +16,11 @@ stays in the batch for every step (early stopping would otherwise make the figur
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from jsonargparse import CLI
@@ -37,15 +39,23 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed(step: Callable[[], object], device: str, repeats: int) -> float:
-    """Seconds per call of ``step`` after one warm-up call."""
-    step()
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
+def timed(step: Callable[[], object], device: str, calls: int, blocks: int = 3, warmup: int = 2) -> float:
+    """Seconds per call of ``step``: ``warmup`` calls, then the fastest of ``blocks`` timed blocks of ``calls``.
+
+    The fastest block is the least disturbed by other processes on a shared machine; bare and attack costs
+    are measured the same way, so their ratio is fair.
+    """
+    for _ in range(warmup):
         step()
-    synchronize(device)
-    return (time.perf_counter() - start) / repeats
+    best = float("inf")
+    for _ in range(blocks):
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(calls):
+            step()
+        synchronize(device)
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
 
 
 def machine(device: str) -> str:
@@ -74,15 +84,11 @@ def cw_rows(victim: CTCVictim, device: str, batch_sizes: list[int], seconds: flo
             d = torch.zeros_like(x, requires_grad=True)
             torch.autograd.grad(victim.loss(x + d, lengths, encoded).sum(), d)
 
-        bare_s = timed(bare, device, max(steps // 10, 2))
+        bare_s = timed(bare, device, max(steps // 3, 2))
         # patience and max_iterations make every clip take exactly `steps` steps (an untrained victim never
         # succeeds; a trained one would stop clips early and flatter the figure).
         attack = CarliniWagner(max_iterations=steps, patience=10**6)
-        synchronize(device)
-        start = time.perf_counter()
-        attack(victim, x, lengths, [TARGET] * batch)
-        synchronize(device)
-        step_s = (time.perf_counter() - start) / steps
+        step_s = timed(partial(attack, victim, x, lengths, [TARGET] * batch), device, 1, blocks=2, warmup=1) / steps
         print(f"{batch:6d} {bare_s:15.4f} {step_s:14.4f} {step_s / bare_s - 1:9.1%} {batch * 60 / (step_s * cw_steps):13.1f}")
 
 
@@ -94,17 +100,14 @@ def genetic_rows(victim: ClassifierVictim, device: str, batch_sizes: list[int], 
         x = quantize(torch.randn(batch, victim.clip_samples, device=device) * 0.05)
         population = quantize(torch.randn(batch * members, victim.clip_samples, device=device) * 0.05)
         view = QueryOnlyView(victim)
-        bare_s = timed(lambda view=view, population=population: view(population), device, 5)
+        bare_s = timed(partial(view, population), device, 3)
         # The least likely class of each clip as target keeps every clip searching for every generation.
         with torch.no_grad():
             targets = [victim.labels[i] for i in victim.module(x).argmin(-1).tolist()]
         attack = GeneticAttack(max_generations=generations)
-        synchronize(device)
-        start = time.perf_counter()
-        out = attack(victim, x, torch.full((batch,), victim.clip_samples, device=device), targets)
-        synchronize(device)
-        elapsed = time.perf_counter() - start
-        queries = sum(r.queries for r in out.results)
+        lengths = torch.full((batch,), victim.clip_samples, device=device)
+        queries = sum(r.queries for r in attack(victim, x, lengths, targets).results)
+        elapsed = timed(partial(attack, victim, x, lengths, targets), device, 1, blocks=2, warmup=0)
         bare_qps, attack_qps = batch * members / bare_s, queries / elapsed
         print(f"{batch:6d} {batch * members:14d} {bare_qps:15.0f} {attack_qps:17.0f} {bare_qps / attack_qps - 1:9.1%}")
 
@@ -140,7 +143,8 @@ def main(
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
-    print(f"{datetime.date.today()} | {machine(device)} | torch {torch.__version__}")
+    # The load average shows whether other processes shared the machine while it was measured.
+    print(f"{datetime.date.today()} | {machine(device)} | torch {torch.__version__} | load {os.getloadavg()[0]:.2f}")
     if asr_checkpoint:
         asr = load_victim(asr_checkpoint, device)
     else:
@@ -149,6 +153,7 @@ def main(
     cw_rows(asr, device, cw_batch_sizes, clip_seconds, timed_steps, cw_steps)
     kws = load_victim(kws_checkpoint, device) if kws_checkpoint else ClassifierVictim(KWSModule(padding="valid"), device)
     genetic_rows(kws, device, genetic_batch_sizes, generations)
+    print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
