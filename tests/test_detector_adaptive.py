@@ -107,3 +107,13 @@ def test_run_adaptive_writes_its_table(tiny_keywords, tmp_path):
     saved = json.loads((tmp_path / "out" / "adaptive.json").read_text())
     assert saved["settings"]["attack"] == "PGD" and len(saved["rows"]) == 2
     assert "| detector weight |" in (tmp_path / "out" / "adaptive.md").read_text()
+
+
+def test_adaptive_demo_config_parses(monkeypatch):
+    from lit_app.experiments.adaptive import main
+    from tests.conftest import CONFIGS
+
+    monkeypatch.chdir(CONFIGS.parent)
+    with pytest.raises(SystemExit) as stop:
+        main(["-c", str(CONFIGS / "detector" / "adaptive_demo.yaml"), "--print_config"])
+    assert stop.value.code == 0
