@@ -70,6 +70,8 @@ class CollectStats(Callback):
         self.steps += 1
 
     def on_train_end(self, trainer, pl_module) -> None:
+        # The spawn launcher returns callback_metrics to the main process, but not the loop's step count.
+        trainer.callback_metrics["bench/steps"] = torch.tensor(float(trainer.global_step))
         if self.steps:
             trainer.callback_metrics["bench/bytes_per_step"] = torch.tensor(self.sent / self.steps, dtype=torch.float64)
             trainer.callback_metrics["bench/ratio_overall"] = torch.tensor(self.dense / self.sent, dtype=torch.float64)
@@ -93,8 +95,9 @@ def run(method: str, args: argparse.Namespace) -> dict:
     pl.seed_everything(args.seed, workers=True)
     settings = yaml.safe_load((REPO / "configs/kws/demo.yaml").read_text())["model"]["init_args"]
     settings = {k: v for k, v in settings.items() if k not in NOT_MODEL_SETTINGS}
-    model = KWSModule(**settings, batch_norm=True, optimizer="sgd", lr=args.lr, momentum=0.9,
-                      weight_decay=args.weight_decay, lr_schedule="onecycle")
+    settings.update(batch_norm=True, optimizer="sgd", lr=args.lr, momentum=0.9, weight_decay=args.weight_decay,
+                    lr_schedule="onecycle")
+    model = KWSModule(**settings)
     data = KWSDataModule(root=args.root, task="keywords12", batch_size=args.batch_size, seed=args.seed)
     callbacks: list[Callback] = [OneThreadPerRank(), CollectStats()]
     if method == "dgc":
@@ -135,7 +138,7 @@ def run(method: str, args: argparse.Namespace) -> dict:
         "test_acc": float(accuracy.compute()),
         "test_clips": test_clips,
         "val_acc": metrics.get("val/acc"),
-        "steps": trainer.global_step,
+        "steps": int(metrics["bench/steps"]),
         "seconds": seconds,
         "bytes_per_step": sent,
         "ratio_overall": dense / sent,
