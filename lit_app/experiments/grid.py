@@ -37,6 +37,7 @@ from lit_app.metrics.detection import save_roc_figure
 from lit_app.models.detector import DetectorModule
 
 QUIET_TRAINER = {"enable_model_summary": False, "enable_progress_bar": False}
+KIND_ORDER = ("known", "unknown", "multi-condition", "partly known", "control")
 
 
 def load_source(spec: LitAppDataModule | str | dict[str, Any]) -> LitAppDataModule:
@@ -131,7 +132,9 @@ def run_grid(
                     for test_name in tests:
                         curves[(train_name, test_name, feature_name)] = saved[test_name]
     kinds = {(t, c): row_kind(train[t], test[c], c in controls) for t, c in wanted}
-    table = ResultsTable(results, kinds, list(features), wanted)
+    # Rows grouped like the anchor table: known attacks, then unknown, then multi-condition, then the rest.
+    rows = sorted(wanted, key=lambda pair: KIND_ORDER.index(kinds[pair]))
+    table = ResultsTable(results, kinds, list(features), rows)
     paths = table.write(out, title)
     save_grid_figures(table, curves, out)
     rank_zero_info(f"\n{table.markdown('test/auroc')}\n\nresults: {paths['markdown']} and {paths['csv']}")
