@@ -259,3 +259,17 @@ def test_genetic_mutation_keeps_both_bounds_and_the_int16_range():
     assert delta.abs().max() <= 2000 and (delta[:, 1:] != 0).float().mean() > 0.2
     assert torch.all(x[0] + delta[0] <= 32767) and torch.all(x[1] + delta[1] >= -32768)
     assert torch.all(delta[1, :, 600:] == 0)  # nothing past a clip's length
+
+
+def test_final_judgement_sees_each_clip_alone_at_its_own_length():
+    from lit_app.attacks.base import judge
+
+    class PaddingSensitive:
+        """Answers with the width of the batch it is shown: a recogniser whose end frames see the padding."""
+
+        def predict(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+            return [str(waveforms.shape[1])] * waveforms.shape[0]
+
+    clips = torch.zeros(3, 800)
+    assert judge(PaddingSensitive(), clips, torch.tensor([800, 500, 300])) == ["800", "500", "300"]
+    assert judge(PaddingSensitive(), clips, torch.tensor([500, 500, 500])) == ["500"] * 3
