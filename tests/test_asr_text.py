@@ -86,7 +86,7 @@ def test_wer_and_cer_on_known_strings():
 
 
 def test_beam_search_agrees_with_greedy_on_peaked_output():
-    pytest.importorskip("flashlight.lib.text", reason="beam search needs the optional flashlight-text package")
+    pytest.importorskip("flashlight.lib.text", reason="beam search needs flashlight-text (a pinned dependency)")
     decoder = BeamSearchDecoder(ALPHABET, beam_size=8)
     log_probs = frames_for("__tt_uu_rn  _lleft_").unsqueeze(0)
     assert decoder(log_probs, torch.tensor([log_probs.shape[1]])) == ["turn left"]
