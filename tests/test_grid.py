@@ -15,7 +15,8 @@ from tests.conftest import CONFIGS
 from tests.detector_helpers import detection_sets  # noqa: F401  (fixture)
 
 DETECTOR_CONFIGS = sorted((CONFIGS / "detector").glob("*.yaml"))
-LIGHTNING_CONFIGS = [p for p in DETECTOR_CONFIGS if not p.name.startswith("grid")]
+# grid_*.yaml drive lit_app.experiments.grid and adaptive_*.yaml lit_app.experiments.adaptive (tested there).
+LIGHTNING_CONFIGS = [p for p in DETECTOR_CONFIGS if not p.name.startswith(("grid", "adaptive"))]
 GRID_CONFIGS = [p for p in DETECTOR_CONFIGS if p.name.startswith("grid")]
 SOURCE_CONFIGS = sorted((CONFIGS / "detector" / "sources").glob("*.yaml"))
 OVERLAYS = sorted((CONFIGS / "detector" / "grid_overlays").glob("*.yaml"))
