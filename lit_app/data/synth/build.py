@@ -12,6 +12,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
@@ -98,6 +100,17 @@ def remove_partial_files(root: Path) -> int:
     return removed
 
 
+def exit_with_parent(parent: int) -> None:
+    """Pool initializer: end this worker when the build process dies (killed, not shut down), not linger."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def render_missing(
     root: Path,
     specs: Sequence[dict[str, Any]],
@@ -123,7 +136,8 @@ def render_missing(
             for chunk in chunks:
                 progress.advance(task, render(chunk))
             return len(todo)
-        with ProcessPoolExecutor(max_workers=num_workers, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=num_workers, mp_context=get_context("spawn"),
+                                 initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
             pending = {pool.submit(render, chunk) for chunk in chunks[: 2 * num_workers]}
             queued = iter(chunks[2 * num_workers :])
             while pending:
