@@ -1,6 +1,6 @@
 """Attack throughput beside the victim's bare cost, to show what the attack loops add.
 
-    python benchmarks/attack_throughput.py [--device cuda] [--cw_batch_sizes 1 16 64] [--genetic_batch_sizes 8 64]
+    python benchmarks/attack_throughput.py [--device cuda] [--cw_batch_sizes '[1,16,64]'] [--genetic_batch_sizes '[8,64]']
 
 C&W: seconds per attack step (forward + backward to the input through the DeepSpeech victim, plus the
 loop's bookkeeping and a success check every 10 steps) against one bare forward + backward of the same batch,

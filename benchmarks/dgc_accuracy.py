@@ -149,7 +149,7 @@ def run(method: str, args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
-    parser.add_argument("--root", default="data/synthetic_keywords_small", help="built by configs/kws/demo.yaml")
+    parser.add_argument("--root", default="data/synthetic_keywords", help="built by configs/kws/demo.yaml")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64, help="per rank")
     parser.add_argument("--lr", type=float, default=0.05)

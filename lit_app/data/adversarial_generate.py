@@ -59,7 +59,7 @@ def main(args: list[str] | None = None) -> None:
     parser.add_subclass_arguments(LitAppDataModule, "data", required=True)
     parser.add_function_arguments(generate, skip={"data"})
     config = parser.parse_args(args)
-    data = parser.instantiate_classes(config).data
+    data = parser.instantiate(config).data
     if not isinstance(data, AdversarialDataModule):
         parser.error(f"data must be an AdversarialDataModule, got {type(data).__name__}")
     generate(data, config.stage, config.shard, config.num_shards, config.device)

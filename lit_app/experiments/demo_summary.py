@@ -17,6 +17,7 @@ CORPORA = ("blackbox-demo", "whitebox-demo", "kws-pgd-demo", "kws-cw-yes-right-d
            "blackbox-noise-demo", "whitebox-noise-demo")
 ADVERSARIAL_ROOT = Path("data/adversarial")
 GRID = Path("runs/detector-grid-demo")
+ADAPTIVE = Path("runs/detector-adaptive-demo/adaptive.md")
 TIMES = Path("runs/demo-times.txt")
 
 
@@ -47,11 +48,12 @@ def corpus_lines() -> list[str]:
 
 
 def report() -> str:
-    """The whole report as Markdown."""
+    """The whole report as Markdown (missing parts say so)."""
     parts = ["## Victims", *victim_lines(), "", "## Adversarial corpora (successful examples for dB_x and SNR)",
              *corpus_lines(), ""]
     table = GRID / "results.md"
     parts += ["## Detector grid", table.read_text() if table.is_file() else f"({table} is missing)", ""]
+    parts += ["## Adaptive attacker", ADAPTIVE.read_text() if ADAPTIVE.is_file() else f"({ADAPTIVE} is missing)", ""]
     if TIMES.is_file():
         parts += ["## Stage wall times (latest run of each stage)", "```", TIMES.read_text().strip(), "```"]
     return "\n".join(parts)

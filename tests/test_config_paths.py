@@ -1,0 +1,79 @@
+"""Every victim checkpoint, source corpus and detector a config names is produced by some other config.
+
+A set config that points at a folder no config builds fails only after the victims have trained, deep
+inside the main job; these checks catch that in a second.
+"""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import CONFIGS
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def victim_configs() -> list[dict]:
+    return [load(p) for folder in ("kws", "asr") for p in sorted((CONFIGS / folder).glob("*.yaml"))]
+
+
+def built_corpora() -> set[str]:
+    """Synthetic corpus folders that a victim config builds (a data module with a ``synthesize`` section)."""
+    roots = set()
+    for config in victim_configs():
+        init = config.get("data", {}).get("init_args", {})
+        if "synthesize" in init:
+            roots.add(init["root"])
+    return roots
+
+
+def written_checkpoints() -> set[str]:
+    """``best.ckpt`` files that a victim config's ModelCheckpoint writes."""
+    paths = set()
+    for config in victim_configs():
+        for callback in config.get("trainer", {}).get("callbacks", []):
+            if callback["class_path"].endswith("ModelCheckpoint"):
+                init = callback["init_args"]
+                paths.add(f"{init['dirpath']}/{init.get('filename', 'best')}.ckpt")
+    return paths
+
+
+def grid_detectors() -> set[str]:
+    """Detector checkpoints that the grid configs write: ``<out_dir>/runs/<train>/<feature>/seed<k>``."""
+    paths = set()
+    for grid in sorted((CONFIGS / "detector").glob("grid_*.yaml")):
+        config = load(grid)
+        for train in config["train"]:
+            for feature in config["features"]:
+                for seed in config["seeds"]:
+                    paths.add(f"{config['out_dir']}/runs/{train}/{feature}/seed{seed}/checkpoints/best.ckpt")
+    return paths
+
+
+ATTACK_SETS = sorted((CONFIGS / "adversarial" / "sets").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", ATTACK_SETS, ids=lambda p: p.stem)
+def test_attack_sets_name_a_victim_and_a_source_that_configs_produce(config):
+    settings = load(config)
+    if "source" not in settings:  # a set derived from another corpus (noise at matched SNR)
+        return
+    root = settings["source"]["init_args"]["root"]
+    if root.startswith("data/synthetic"):
+        assert root in built_corpora(), f"{config.name}: no config builds {root}"
+        assert settings["victim"] in written_checkpoints(), f"{config.name}: no config writes {settings['victim']}"
+
+
+def test_adaptive_config_names_products_of_other_configs():
+    settings = load(CONFIGS / "detector" / "adaptive_demo.yaml")
+    assert settings["victim"] in written_checkpoints()
+    assert settings["source"]["init_args"]["root"] in built_corpora()
+    assert settings["detector"] in grid_detectors()
+
+
+def test_the_checks_see_the_demo_products():
+    assert "data/synthetic_keywords" in built_corpora() and "data/synthetic_sentences_demo" in built_corpora()
+    assert {"runs/kws-demo/checkpoints/best.ckpt", "runs/asr-demo/checkpoints/best.ckpt"} <= written_checkpoints()
