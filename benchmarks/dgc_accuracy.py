@@ -7,7 +7,7 @@ would drop them there. Test accuracy is measured after training, in this process
 voices that training never heard. DGC uses the paper's warm-up densities, staged every few steps (the
 paper stages them per epoch, which would cover this whole short run), then 0.1%.
 
-    flock /tmp/cpu.lock python benchmarks/dgc_accuracy.py              # about 15 minutes on 2 cores
+    flock /tmp/cpu.lock python benchmarks/dgc_accuracy.py              # about 26 minutes on 2 cores (6.4 per method)
     python benchmarks/dgc_accuracy.py --methods ddp dgc --epochs 1     # a quicker look
 """
 

@@ -11,7 +11,7 @@ Times are the hook's own measurements (CUDA events on a GPU), summed over bucket
 packing, decoding). Both are compared with the backward time of the plain model (no DDP). Results also go
 to ``runs/dgc_bench/compression-<device>.json`` for ``benchmarks/dgc_comm_model.py``.
 
-    flock /tmp/cpu.lock python benchmarks/dgc_compression.py          # CPU (about 3 minutes on 2 cores)
+    flock /tmp/cpu.lock python benchmarks/dgc_compression.py          # CPU (about 8 minutes on 2 cores)
     python benchmarks/dgc_compression.py --device cuda                 # GPU (H100 class)
 """
 
