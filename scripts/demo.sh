@@ -36,12 +36,7 @@ victim() {  # victim NAME CONFIG...: fit (resuming from last.ckpt) and test a vi
 }
 
 stage kws-victim victim kws-demo configs/kws/demo.yaml
-python - <<'PY'
-import json
-metrics = json.load(open("runs/kws-demo/results.json"))["metrics"]
-print(f"\nKWS victim: test accuracy on unseen voices = {metrics['test/acc']:.2%}"
-      "  (checkpoint runs/kws-demo/checkpoints/best.ckpt; W&B offline run under runs/wandb)")
-PY
+python -m lit_app.experiments.demo_summary kws
 [ "$only" = kws ] && exit 0
 
 stage asr-victim victim asr-demo configs/asr/demo.yaml

@@ -4,6 +4,7 @@ A set config that points at a folder no config builds fails only after the victi
 inside the main job; these checks catch that in a second.
 """
 
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,12 @@ def load(path: Path) -> dict:
     return yaml.safe_load(path.read_text()) or {}
 
 
-def victim_configs() -> list[dict]:
-    return [load(p) for folder in ("kws", "asr") for p in sorted((CONFIGS / folder).glob("*.yaml"))]
+@cache
+def victim_configs() -> tuple[dict, ...]:
+    return tuple(load(p) for folder in ("kws", "asr") for p in sorted((CONFIGS / folder).glob("*.yaml")))
 
 
+@cache
 def built_corpora() -> set[str]:
     """Synthetic corpus folders that a victim config builds (a data module with a ``synthesize`` section)."""
     roots = set()
@@ -30,6 +33,7 @@ def built_corpora() -> set[str]:
     return roots
 
 
+@cache
 def written_checkpoints() -> set[str]:
     """``best.ckpt`` files that a victim config's ModelCheckpoint writes."""
     paths = set()
@@ -41,6 +45,7 @@ def written_checkpoints() -> set[str]:
     return paths
 
 
+@cache
 def grid_detectors() -> set[str]:
     """Detector checkpoints that the grid configs write: ``<out_dir>/runs/<train>/<feature>/seed<k>``."""
     paths = set()

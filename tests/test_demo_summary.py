@@ -26,3 +26,12 @@ def test_report_shows_victims_corpora_grid_and_missing_parts(tmp_path, monkeypat
     assert "| whitebox-demo | not built |" in text
     assert "| train -> test | MFCC |" in text and "adaptive.md is missing" in text
     assert "kws-victim 832 s" in text
+
+
+def test_victim_lines_alone(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs/kws-demo").mkdir(parents=True)
+    (tmp_path / "runs/kws-demo/results.json").write_text(json.dumps({"metrics": {"test/acc": 0.9146}}))
+    demo_summary.main(["kws"])
+    assert capsys.readouterr().out == "- KWS victim, on unseen voices: test/acc = 0.9146\n"
+    assert not (tmp_path / "runs/demo-summary.md").exists()

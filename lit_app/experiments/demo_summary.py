@@ -1,6 +1,7 @@
 """The closing report of ``scripts/demo.sh``: victims, attacks, detector grid and stage times, in one place.
 
     python -m lit_app.experiments.demo_summary            # after scripts/demo.sh
+    python -m lit_app.experiments.demo_summary kws        # one victim's line only
 """
 
 from __future__ import annotations
@@ -9,40 +10,47 @@ import json
 import sys
 from pathlib import Path
 
+import yaml
+
+from lit_app.data.synth.build import read_corpus_info
+
 VICTIMS = {
-    "KWS victim (runs/kws-demo)": (Path("runs/kws-demo/results.json"), ("test/acc",)),
-    "DeepSpeech victim (runs/asr-demo)": (Path("runs/asr-demo/results.json"), ("test/cer", "test/wer")),
+    "kws": ("KWS victim, on unseen voices", Path("runs/kws-demo/results.json"), ("test/acc",)),
+    "asr": ("DeepSpeech victim, on unseen voices and sentences", Path("runs/asr-demo/results.json"),
+            ("test/cer", "test/wer")),
 }
-CORPORA = ("blackbox-demo", "whitebox-demo", "kws-pgd-demo", "kws-cw-yes-right-demo",
-           "blackbox-noise-demo", "whitebox-noise-demo")
-ADVERSARIAL_ROOT = Path("data/adversarial")
+# The main job builds the demo sets of the repository's attack configs; their folders are named there.
+SET_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "adversarial" / "sets"
 GRID = Path("runs/detector-grid-demo")
 ADAPTIVE = Path("runs/detector-adaptive-demo/adaptive.md")
 TIMES = Path("runs/demo-times.txt")
 
 
-def victim_lines() -> list[str]:
+def victim_lines(names: list[str] | None = None) -> list[str]:
     lines = []
-    for name, (path, keys) in VICTIMS.items():
+    for name in names or list(VICTIMS):
+        title, path, keys = VICTIMS[name]
         if not path.is_file():
-            lines.append(f"- {name}: no results ({path} is missing)")
+            lines.append(f"- {title}: no results ({path} is missing)")
             continue
         metrics = json.loads(path.read_text())["metrics"]
-        lines.append(f"- {name}: " + ", ".join(f"{k} = {metrics[k]:.4f}" for k in keys if k in metrics))
+        lines.append(f"- {title}: " + ", ".join(f"{k} = {metrics[k]:.4f}" for k in keys if k in metrics))
     return lines
+
+
+def demo_corpora() -> list[Path]:
+    return [Path(yaml.safe_load(config.read_text())["root"]) for config in sorted(SET_CONFIGS.glob("*_demo.yaml"))]
 
 
 def corpus_lines() -> list[str]:
     lines = ["| corpus | examples | success rate | mean dB_x | mean SNR (dB) | median queries | median iterations |",
              "|---|---|---|---|---|---|---|"]
-    for name in CORPORA:
-        info_file = ADVERSARIAL_ROOT / name / "corpus.json"
-        info = json.loads(info_file.read_text()) if info_file.is_file() else {}
-        attack = info.get("summary", {}).get("attack")
+    for root in demo_corpora():
+        attack = (read_corpus_info(root) or {}).get("summary", {}).get("attack")
         if attack is None:
-            lines.append(f"| {name} | not built | | | | | |")
+            lines.append(f"| {root.name} | not built | | | | | |")
             continue
-        lines.append(f"| {name} | {attack['examples']} | {attack['success_rate']} | {attack['mean_db_x_successful']} | "
+        lines.append(f"| {root.name} | {attack['examples']} | {attack['success_rate']} | {attack['mean_db_x_successful']} | "
                      f"{attack['mean_snr_db_successful']} | {attack['median_queries']} | {attack['median_iterations']} |")
     return lines
 
@@ -55,11 +63,15 @@ def report() -> str:
     parts += ["## Detector grid", table.read_text() if table.is_file() else f"({table} is missing)", ""]
     parts += ["## Adaptive attacker", ADAPTIVE.read_text() if ADAPTIVE.is_file() else f"({ADAPTIVE} is missing)", ""]
     if TIMES.is_file():
-        parts += ["## Stage wall times (latest run of each stage)", "```", TIMES.read_text().strip(), "```"]
+        parts += ["## Stage wall times (every run, in order)", "```", TIMES.read_text().strip(), "```"]
     return "\n".join(parts)
 
 
-def main() -> None:
+def main(victims: list[str] | None = None) -> None:
+    """Print (and save) the whole report; with victim names (``kws``, ``asr``) print just their lines."""
+    if victims:
+        sys.stdout.write("\n".join(victim_lines(victims)) + "\n")
+        return
     text = report()
     Path("runs").mkdir(exist_ok=True)
     Path("runs/demo-summary.md").write_text(text + "\n")
@@ -67,4 +79,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
