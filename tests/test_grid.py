@@ -126,6 +126,8 @@ def test_grid_overlays_compose_and_build_detectors(overlay, monkeypatch):
 
     monkeypatch.chdir(CONFIGS.parent)
     settings = build_parser().parse_args(["-c", str(CONFIGS / "detector" / "grid_demo.yaml"), "-c", str(overlay)]).as_dict()
+    used = {s for condition in ("train", "test") for members in settings[condition].values() for s in members}
+    assert used <= set(settings["sources"])
     for overrides in settings["features"].values():
         DetectorModule(**{**settings["model"], **overrides})
 

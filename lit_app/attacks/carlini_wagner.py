@@ -95,15 +95,16 @@ class CarliniWagner(Attack):
             if active.numel() == 0:
                 break
             width = int(lengths[active].max())
-            x, m, d = clean[active, :width], mask[active, :width], delta[active, :width].requires_grad_()
+            rows = self.rows(active, batch)
+            x, m, d = clean[rows, :width], mask[rows, :width], delta[rows, :width].detach().requires_grad_()
             noise = torch.randn(x.shape, device=device, generator=generator) * noise_std
             loss = victim.loss((x + d + noise * m).clamp(-1.0, 1.0), lengths[active], select(encoded, active))
             (gradient,) = torch.autograd.grad(loss.sum(), d)
-            direction = self.direction(gradient.sign(), moment1, moment2, active, width, step)
+            direction = self.direction(gradient.sign(), moment1, moment2, rows, width, step)
             with torch.no_grad():
                 limit = bound[active].unsqueeze(1)
                 updated = torch.maximum(torch.minimum(d - lr * direction, limit), -limit) * m
-                delta[active, :width] = updated
+                delta[rows, :width] = updated
             queries[active] += 1
             iterations[active] = step
             if step % self.check_every and step != self.max_iterations:
@@ -129,15 +130,23 @@ class CarliniWagner(Attack):
         adversarial = torch.where(succeeded.unsqueeze(1), best, last)
         return adversarial.detach(), queries, iterations, feasible
 
+    @staticmethod
+    def rows(active: torch.Tensor, batch: int) -> torch.Tensor | slice:
+        """Index of the active clips: a plain slice while every clip is active, so tensors are viewed, not copied."""
+        return slice(None) if active.numel() == batch else active
+
     def direction(
-        self, sign: torch.Tensor, moment1: torch.Tensor, moment2: torch.Tensor, active: torch.Tensor, width: int, step: int
+        self, sign: torch.Tensor, moment1: torch.Tensor, moment2: torch.Tensor, rows: torch.Tensor | slice, width: int,
+        step: int,
     ) -> torch.Tensor:
         """The update direction: the gradient sign, or Adam's step on it (moments kept per clip)."""
         if self.optimizer == "sign":
             return sign
         beta1, beta2, eps = 0.9, 0.999, 1e-8
-        m = moment1[active, :width] * beta1 + (1 - beta1) * sign
-        v = moment2[active, :width] * beta2 + (1 - beta2) * sign * sign
-        moment1[active, :width], moment2[active, :width] = m, v
+        m = moment1[rows, :width].mul_(beta1).add_(sign, alpha=1 - beta1)
+        # sign * sign is 1 wherever the gradient is non-zero: the second moment needs no product.
+        v = moment2[rows, :width].mul_(beta2).add_(sign.abs(), alpha=1 - beta2)
+        if isinstance(rows, torch.Tensor):  # gathered copies: write them back
+            moment1[rows, :width], moment2[rows, :width] = m, v
         # Steps per clip equal the global step: a clip takes part in every step until it stops.
-        return (m / (1 - beta1**step)) / (torch.sqrt(v / (1 - beta2**step)) + eps)
+        return (m / (1 - beta1**step)) / (v.div(1 - beta2**step).sqrt_().add_(eps))
