@@ -44,6 +44,8 @@ def test_fast_dev_run(config, tmp_path, tiny_sentences, monkeypatch):
     metrics = cli.trainer.callback_metrics
     assert {"train/loss_step", "val/loss", "val/cer", "val/wer"} <= set(metrics)
     assert cli.model.alphabet.symbols == cli.datamodule.labels  # the data module's alphabet reached the model
+    # The bucketed batch sampler shards by rank itself; Lightning refuses to wrap it on several devices otherwise.
+    assert cli.config.fit.trainer.use_distributed_sampler is False
 
 
 def test_fit_then_test_writes_results_and_a_loadable_victim(tmp_path, tiny_sentences, monkeypatch):
