@@ -255,6 +255,11 @@ def test_dense_fallback_when_all_gather_moves_more(density, world, dense):
     assert wire.prefer_dense(k, 0, n, torch.float32, world) is dense
 
 
+def test_warmup_never_sparser_than_the_final_density():
+    schedule = DensitySchedule(0.01, PAPER_WARMUP, "step", 1)
+    assert [schedule.at(0, step) for step in range(6)] == [0.25, 0.0625, 0.015625, 0.01, 0.01, 0.01]
+
+
 def test_paper_warmup_schedule():
     schedule = DensitySchedule(0.001, PAPER_WARMUP, "epoch", 1)
     assert [schedule.at(e, 0) for e in range(6)] == [0.25, 0.0625, 0.015625, 0.004, 0.001, 0.001]

@@ -15,7 +15,8 @@ class DensitySchedule:
 
     Args:
         density: final density (0.001 sends 0.1% of the entries: 99.9% sparsity).
-        warmup: densities of the warm-up stages, in order; empty for none.
+        warmup: densities of the warm-up stages, in order; empty for none. A stage sparser than the final
+            density is raised to it (the paper's stages end at 0.4%, below a final density of 1% say).
         interval: whether a warm-up stage lasts ``every`` epochs or ``every`` optimizer steps.
         every: length of each warm-up stage in epochs or steps.
     """
@@ -35,7 +36,7 @@ class DensitySchedule:
         if every < 1:
             raise ValueError(f"each warm-up stage must last at least 1 {interval}, got {every}")
         self.density = float(density)
-        self.warmup = tuple(float(d) for d in warmup)
+        self.warmup = tuple(max(float(d), self.density) for d in warmup)
         self.interval = interval
         self.every = int(every)
 
