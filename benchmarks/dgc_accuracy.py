@@ -57,26 +57,27 @@ METHODS = ["ddp", "bf16", "powersgd", "dgc"]
 
 @dataclass(frozen=True)
 class Victim:
-    """What differs between the two victims: config, model and data classes, defaults and the test metrics."""
+    """What differs between the two victims beyond their demo config: classes, SGD defaults, test metrics.
+
+    The config gives the model settings, the corpus, gradient clipping and whether the data module shards
+    batches by rank itself (``trainer.use_distributed_sampler: false``).
+    """
 
     config: str
     model: type[pl.LightningModule]
     data: Callable[[str, int, int], pl.LightningDataModule]
-    root: str
     metrics: tuple[str, ...]
     lr: float
     batch_size: int
-    clip: float | None
-    shards_batches: bool = False  # its batch sampler splits batches by rank itself (no DistributedSampler)
 
 
 VICTIMS = {
     "kws": Victim("configs/kws/demo.yaml", KWSModule,
                   lambda root, batch, seed: KWSDataModule(root=root, task="keywords12", batch_size=batch, seed=seed),
-                  "data/synthetic_keywords", ("test/acc",), lr=0.003, batch_size=64, clip=None),
+                  ("test/acc",), lr=0.003, batch_size=64),
     "asr": Victim("configs/asr/demo.yaml", DeepSpeechModule,
                   lambda root, batch, seed: ASRDataModule(root=root, corpus="synthetic", batch_size=batch, seed=seed),
-                  "data/synthetic_sentences_demo", ("test/cer", "test/wer"), lr=0.05, batch_size=16, clip=5.0, shards_batches=True),
+                  ("test/cer", "test/wer"), lr=0.05, batch_size=16),
 }
 
 
@@ -127,10 +128,10 @@ def strategy(method: str, args: argparse.Namespace, clip: float | None) -> pl.st
     return CommHookDDPStrategy(hook=hook, powersgd_rank=args.powersgd_rank, **common)
 
 
-def run(method: str, victim: Victim, args: argparse.Namespace) -> dict:
+def run(method: str, victim: Victim, config: dict, args: argparse.Namespace) -> dict:
     pl.seed_everything(args.seed, workers=True)
-    settings = yaml.safe_load((REPO / victim.config).read_text())["model"]["init_args"]
-    settings = {k: v for k, v in settings.items() if k not in NOT_MODEL_SETTINGS}
+    settings = {k: v for k, v in config["model"]["init_args"].items() if k not in NOT_MODEL_SETTINGS}
+    clip = config["trainer"].get("gradient_clip_val")
     settings.update(optimizer="sgd", lr=args.lr, momentum=0.9, weight_decay=args.weight_decay, lr_schedule="onecycle")
     model = victim.model(**settings)
     data = victim.data(args.root, args.batch_size, args.seed)
@@ -141,9 +142,9 @@ def run(method: str, victim: Victim, args: argparse.Namespace) -> dict:
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=2,
-        strategy=strategy(method, args, victim.clip),
-        gradient_clip_val=None if method == "dgc" else victim.clip,
-        use_distributed_sampler=not victim.shards_batches,
+        strategy=strategy(method, args, clip),
+        gradient_clip_val=None if method == "dgc" else clip,
+        use_distributed_sampler=config["trainer"].get("use_distributed_sampler", True),
         max_epochs=args.epochs,
         limit_train_batches=args.limit_train_batches,
         check_val_every_n_epoch=args.epochs,
@@ -198,17 +199,19 @@ def main() -> None:
     parser.add_argument("--out", help="JSON results; default runs/dgc_bench/accuracy-VICTIM.json")
     args = parser.parse_args()
     victim = VICTIMS[args.victim]
-    args.root = args.root or victim.root
+    config = yaml.safe_load((REPO / victim.config).read_text())
+    args.root = args.root or config["data"]["init_args"]["root"]
     args.lr = args.lr or victim.lr
     args.batch_size = args.batch_size or victim.batch_size
     args.out = args.out or str(REPO / f"runs/dgc_bench/accuracy-{args.victim}.json")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     print(f"{args.victim} victim, 2 CPU gloo ranks - {datetime.date.today()} - {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores - torch {torch.__version__} - {args.epochs} epochs, batch {args.batch_size} per rank, "
-          f"SGD lr {args.lr} onecycle, momentum 0.9, wd {args.weight_decay}, clip {victim.clip}, seed {args.seed}")
+          f"SGD lr {args.lr} onecycle, momentum 0.9, wd {args.weight_decay}, "
+          f"clip {config['trainer'].get('gradient_clip_val')}, seed {args.seed}")
     results = []
     for method in args.methods:
-        result = run(method, victim, args)
+        result = run(method, victim, config, args)
         results.append(result)
         print(json.dumps(result), flush=True)
     names = [name.removeprefix("test/") for name in victim.metrics]
