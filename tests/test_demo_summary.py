@@ -24,6 +24,7 @@ def test_report_shows_victims_corpora_grid_and_missing_parts(tmp_path, monkeypat
     assert "runs/asr-demo/results.json is missing" in text
     assert "| blackbox-demo | 270 | 0.9185 | -9.24 | 12.34 | 920.0 | 46.0 |" in text
     assert "| whitebox-demo | not built |" in text
+    assert "whitebox-more-demo" not in text  # a demo set of the repository that the main job does not build
     assert "| train -> test | MFCC |" in text and "adaptive.md is missing" in text
     assert "kws-victim 832 s" in text
 

@@ -19,8 +19,9 @@ VICTIMS = {
     "asr": ("DeepSpeech victim, on unseen voices and sentences", Path("runs/asr-demo/results.json"),
             ("test/cer", "test/wer")),
 }
-# The main job builds the demo sets of the repository's attack configs; their folders are named there.
-SET_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "adversarial" / "sets"
+REPO = Path(__file__).resolve().parents[2]
+# The main job builds exactly the corpora its detector grid reads (sources relative to the repository root).
+MAIN_GRID = REPO / "configs" / "detector" / "grid_demo.yaml"
 GRID = Path("runs/detector-grid-demo")
 ADAPTIVE = Path("runs/detector-adaptive-demo/adaptive.md")
 TIMES = Path("runs/demo-times.txt")
@@ -39,7 +40,14 @@ def victim_lines(names: list[str] | None = None) -> list[str]:
 
 
 def demo_corpora() -> list[Path]:
-    return [Path(yaml.safe_load(config.read_text())["root"]) for config in sorted(SET_CONFIGS.glob("*_demo.yaml"))]
+    """Folders of the adversarial corpora the main job's grid reads, each once, in the grid's source order."""
+    from lit_app.experiments.grid import load_source  # imports torch: only the full report needs it
+
+    roots: dict[str, Path] = {}
+    for spec in yaml.safe_load(MAIN_GRID.read_text())["sources"].values():
+        for corpus in load_source(str(REPO / spec)).corpora():
+            roots.setdefault(str(corpus.root), corpus.root)
+    return list(roots.values())
 
 
 def corpus_lines() -> list[str]:
