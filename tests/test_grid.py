@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from lit_app.cli import main as lit_app_main
-from lit_app.experiments.grid import build_parser, load_source
+from lit_app.experiments.grid import attack_identities, build_parser, load_source
 from lit_app.experiments.grid import main as grid_main
 from lit_app.experiments.results_table import ResultsTable, RunResult, format_cell, row_kind
 from tests.conftest import CONFIGS
@@ -130,6 +130,18 @@ def test_grid_overlays_compose_and_build_detectors(overlay, monkeypatch):
     assert used <= set(settings["sources"])
     for overrides in settings["features"].values():
         DetectorModule(**{**settings["model"], **overrides})
+
+
+def test_rows_are_known_or_unknown_by_attack_and_victim_not_by_set_name(detection_sets, monkeypatch):  # noqa: F811
+    monkeypatch.chdir(CONFIGS.parent)
+    overlay = CONFIGS / "detector" / "grid_overlays" / "more_whitebox.yaml"
+    settings = build_parser().parse_args(["-c", str(CONFIGS / "detector" / "grid_demo.yaml"), "-c", str(overlay)]).as_dict()
+    attacks = {name: attack_identities(name, load_source(settings["sources"][name])) for name in ("white", "white_more", "black", "cw_kws")}
+    assert attacks["white_more"] == attacks["white"]  # more clips of C&W on the same DeepSpeech: the known attack
+    assert row_kind(sorted(attacks["white_more"]), sorted(attacks["white"]), False) == "known"
+    assert attacks["cw_kws"].isdisjoint(attacks["white"])  # the same attack on another victim is not
+    assert attacks["black"].isdisjoint(attacks["white"])
+    assert attack_identities("white", load_source(source(detection_sets["white"]))) == {"white"}  # says nothing: its name
 
 
 @pytest.mark.parametrize("source", SOURCE_CONFIGS, ids=lambda p: p.name)

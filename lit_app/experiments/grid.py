@@ -61,6 +61,18 @@ def load_source(spec: LitAppDataModule | str | dict[str, Any]) -> LitAppDataModu
     return parser.instantiate(config).data
 
 
+def attack_identities(name: str, source: LitAppDataModule) -> set[str]:
+    """The attacks a source holds, as ``attack against victim``; its own name when it does not say.
+
+    Rows are labelled known or unknown by these, so a second set of the same attack on the same victim
+    (more source clips, other targets) counts as the known attack, not as a new one.
+    """
+    corpora = getattr(source, "corpora", None)
+    if corpora is None:
+        return {name}
+    return {f"{corpus.attack.name} against {Path(corpus.victim).resolve()}" for corpus in corpora()} or {name}
+
+
 def run_grid(
     sources: dict[str, Any],
     train: dict[str, list[str]],
@@ -131,7 +143,15 @@ def run_grid(
                     saved = torch.load(run_dir / "curves.pt", weights_only=True)
                     for test_name in tests:
                         curves[(train_name, test_name, feature_name)] = saved[test_name]
-    kinds = {(t, c): row_kind(train[t], test[c], c in controls) for t, c in wanted}
+    attacks = {name: attack_identities(name, source) for name, source in sources.items()}
+    kinds = {
+        (t, c): row_kind(
+            sorted(set().union(*(attacks[s] for s in train[t]))),
+            sorted(set().union(*(attacks[s] for s in test[c]))),
+            c in controls,
+        )
+        for t, c in wanted
+    }
     # Rows grouped like the anchor table: known attacks, then unknown, then multi-condition, then the rest.
     rows = sorted(wanted, key=lambda pair: KIND_ORDER.index(kinds[pair]))
     table = ResultsTable(results, kinds, list(features), rows)
