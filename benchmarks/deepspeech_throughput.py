@@ -24,10 +24,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from lit_app.base import architecture_settings  # noqa: E402
 from lit_app.models.asr import DeepSpeechModule  # noqa: E402
 
 SIZES = {"small (demo.yaml)": REPO / "configs/asr/demo.yaml", "full (full.yaml)": REPO / "configs/asr/full.yaml"}
-NOT_MODEL_SETTINGS = {"lr", "weight_decay", "optimizer", "momentum", "nesterov", "lr_schedule", "warmup_fraction"}
 
 
 def cpu_name() -> str:
@@ -41,8 +41,7 @@ def cpu_name() -> str:
 
 
 def model_from_config(path: Path) -> DeepSpeechModule:
-    settings = yaml.safe_load(path.read_text())["model"]["init_args"]
-    return DeepSpeechModule(**{k: v for k, v in settings.items() if k not in NOT_MODEL_SETTINGS})
+    return DeepSpeechModule(**architecture_settings(yaml.safe_load(path.read_text())["model"]["init_args"]))
 
 
 def measure(model: DeepSpeechModule, batch_size: int, seconds: float, steps: int, warmup: int,

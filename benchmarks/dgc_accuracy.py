@@ -46,13 +46,13 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from dgc_comm_model import powersgd_bytes  # noqa: E402
 
 from callbacks import DGCMonitor  # noqa: E402
+from lit_app.base import architecture_settings  # noqa: E402
 from lit_app.data.asr import ASRDataModule  # noqa: E402
 from lit_app.data.kws import KWSDataModule  # noqa: E402
 from lit_app.models.asr import DeepSpeechModule  # noqa: E402
 from lit_app.models.kws import KWSModule  # noqa: E402
 from strategies.dgc import PAPER_WARMUP, CommHookDDPStrategy, DGCStrategy  # noqa: E402
 
-NOT_MODEL_SETTINGS = {"lr", "weight_decay", "optimizer", "momentum", "nesterov", "lr_schedule", "warmup_fraction"}
 METHODS = ["ddp", "bf16", "powersgd", "dgc"]
 
 
@@ -132,8 +132,7 @@ def strategy(method: str, args: argparse.Namespace, clip: float | None) -> pl.st
 
 def run(method: str, victim: Victim, config: dict, args: argparse.Namespace) -> dict:
     pl.seed_everything(args.seed, workers=True)
-    settings = {k: v for k, v in config["model"]["init_args"].items() if k not in NOT_MODEL_SETTINGS}
-    clip = args.clip
+    settings = architecture_settings(config["model"]["init_args"])
     settings.update(optimizer="sgd", lr=args.lr, momentum=0.9, weight_decay=args.weight_decay, lr_schedule="onecycle")
     model = victim.model(**settings)
     data = victim.data(args.root, args.batch_size, args.seed)
@@ -144,8 +143,8 @@ def run(method: str, victim: Victim, config: dict, args: argparse.Namespace) -> 
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=2,
-        strategy=strategy(method, args, clip),
-        gradient_clip_val=None if method == "dgc" else clip,
+        strategy=strategy(method, args, args.clip),
+        gradient_clip_val=None if method == "dgc" else args.clip,
         use_distributed_sampler=config["trainer"].get("use_distributed_sampler", True),
         max_epochs=args.epochs,
         limit_train_batches=args.limit_train_batches,

@@ -37,18 +37,17 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from lit_app.base import architecture_settings  # noqa: E402
 from lit_app.models.asr import DeepSpeechModule  # noqa: E402
 from lit_app.models.kws import KWSModule  # noqa: E402
 from strategies.dgc import CompressorSettings, DGCCompressor, DGCHookState, dgc_hook  # noqa: E402
 from strategies.dgc.wire import VALUE_DTYPES  # noqa: E402
 
-NOT_MODEL_SETTINGS = {"lr", "weight_decay", "optimizer", "momentum", "nesterov", "lr_schedule", "warmup_fraction"}
 VARIANTS = [("fp32", "tensor"), ("bf16", "tensor"), ("bf16", "bucket")]
 
 
 def model_settings(config: str) -> dict:
-    settings = yaml.safe_load((REPO / config).read_text())["model"]["init_args"]
-    return {k: v for k, v in settings.items() if k not in NOT_MODEL_SETTINGS}
+    return architecture_settings(yaml.safe_load((REPO / config).read_text())["model"]["init_args"])
 
 
 def kws_workload(batch: int, device: torch.device) -> tuple[torch.nn.Module, Callable]:

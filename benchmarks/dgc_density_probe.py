@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -27,12 +26,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from lit_app.base import architecture_settings, warmup_cosine  # noqa: E402
 from lit_app.data.kws import KWSDataModule  # noqa: E402
 from lit_app.models.kws import KWSModule  # noqa: E402
 from strategies.dgc import PAPER_WARMUP, DensitySchedule  # noqa: E402
 from strategies.dgc.compressor import CompressorSettings, DGCCompressor  # noqa: E402
-
-OPTIMIZER_SETTINGS = {"lr", "weight_decay", "optimizer", "momentum", "nesterov", "lr_schedule", "warmup_fraction"}
 
 
 def main() -> None:
@@ -53,7 +51,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     config = yaml.safe_load((REPO / "configs/kws/demo.yaml").read_text())
-    model = KWSModule(**{k: v for k, v in config["model"]["init_args"].items() if k not in OPTIMIZER_SETTINGS})
+    model = KWSModule(**architecture_settings(config["model"]["init_args"]))
     root = args.root or config["data"]["init_args"]["root"]
     data = KWSDataModule(root=root, task="keywords12", batch_size=args.batch_size, seed=args.seed)
     data.setup("fit")
@@ -64,23 +62,15 @@ def main() -> None:
     compressor.configure_optimizer(0.9, weight_decay={p: 5e-4 for p in params})
     schedule = DensitySchedule(min(args.density, 1.0), PAPER_WARMUP, "step", args.warmup_steps)
     optimizer = torch.optim.SGD(params, lr=args.lr)  # momentum and weight decay live in the compressor
-    warm = max(1, int(args.lr_warmup * args.steps))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * min((s - warm) / (args.steps - warm), 1))),
-    )
-
-    def waveforms(audio: torch.Tensor, train: bool) -> torch.Tensor:
-        audio = audio.float() / 32768.0
-        return data.augmenter(audio) if train and data.augmenter is not None else audio
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(int(args.lr_warmup * args.steps), args.steps))
 
     step, losses, start = 0, [], time.perf_counter()
     print(f"density {args.density}, {args.steps} steps of {args.batch_size}, lr {args.lr}, clip {args.clip}, "
           f"masking {not args.no_masking}, warm-up stages of {args.warmup_steps} steps")
+    model.train()
     while step < args.steps:
         for audio, target in data.train_dataloader():
-            model.train()
-            loss = F.cross_entropy(model(waveforms(audio, True)), target)
+            loss = F.cross_entropy(model(data.waveforms(audio, augment=True)), target)
             optimizer.zero_grad()
             loss.backward()
             density = schedule.at(0, step)
@@ -103,7 +93,7 @@ def main() -> None:
     correct = total = 0
     with torch.no_grad():
         for audio, target in data.val_dataloader():
-            correct += (model(waveforms(audio, False)).argmax(1) == target).sum().item()
+            correct += (model(data.waveforms(audio, augment=False)).argmax(1) == target).sum().item()
             total += len(target)
     print(json.dumps({**vars(args), "val_acc": correct / total, "val_items": total}))
 

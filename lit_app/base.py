@@ -6,7 +6,9 @@ LightningCLI selects subclasses of these in YAML (``class_path``/``init_args``) 
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import pytorch_lightning as pl
@@ -64,18 +66,32 @@ class LitAppModule(pl.LightningModule):
             return optimizer
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         warmup = int(self.warmup_fraction * total) if self.lr_schedule == "onecycle" else 0
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CLASS_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
+
+
+def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
+    """lr factor per optimizer step: linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def architecture_settings(init_args: Mapping[str, Any]) -> dict[str, Any]:
+    """A model config's ``init_args`` without :class:`LitAppModule`'s optimiser settings.
+
+    For benchmarks that build the same network with an optimiser of their own.
+    """
+    optimizer_settings = set(inspect.signature(LitAppModule.__init__).parameters)
+    return {key: value for key, value in init_args.items() if key not in optimizer_settings}
 
 
 class LitAppDataModule(pl.LightningDataModule):

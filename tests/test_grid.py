@@ -138,7 +138,7 @@ def test_rows_are_known_or_unknown_by_attack_and_victim_not_by_set_name(detectio
     settings = build_parser().parse_args(["-c", str(CONFIGS / "detector" / "grid_demo.yaml"), "-c", str(overlay)]).as_dict()
     attacks = {name: attack_identities(name, load_source(settings["sources"][name])) for name in ("white", "white_more", "black", "cw_kws")}
     assert attacks["white_more"] == attacks["white"]  # more clips of C&W on the same DeepSpeech: the known attack
-    assert row_kind(sorted(attacks["white_more"]), sorted(attacks["white"]), False) == "known"
+    assert row_kind(attacks["white_more"], attacks["white"], False) == "known"
     assert attacks["cw_kws"].isdisjoint(attacks["white"])  # the same attack on another victim is not
     assert attacks["black"].isdisjoint(attacks["white"])
     assert attack_identities("white", load_source(source(detection_sets["white"]))) == {"white"}  # says nothing: its name

@@ -129,9 +129,13 @@ class KWSDataModule(LitAppDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader("testing", shuffle=False)
 
+    def waveforms(self, audio: torch.Tensor, augment: bool) -> torch.Tensor:
+        """Float waveforms in [-1, 1] of an int16 batch, augmented when ``augment`` (and augmentation is on)."""
+        audio = audio.float() / 32768.0
+        if augment and self.augmenter is not None:
+            audio = self.augmenter.to(audio.device)(audio)
+        return audio
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         audio, targets = batch
-        audio = audio.float() / 32768.0
-        if self.augmenter is not None and self.trainer is not None and self.trainer.training:
-            audio = self.augmenter.to(audio.device)(audio)
-        return audio, targets
+        return self.waveforms(audio, augment=self.trainer is not None and self.trainer.training), targets

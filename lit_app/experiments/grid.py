@@ -144,14 +144,11 @@ def run_grid(
                     for test_name in tests:
                         curves[(train_name, test_name, feature_name)] = saved[test_name]
     attacks = {name: attack_identities(name, source) for name, source in sources.items()}
-    kinds = {
-        (t, c): row_kind(
-            sorted(set().union(*(attacks[s] for s in train[t]))),
-            sorted(set().union(*(attacks[s] for s in test[c]))),
-            c in controls,
-        )
-        for t, c in wanted
-    }
+
+    def held(members: list[str]) -> set[str]:
+        return set().union(*(attacks[name] for name in members))
+
+    kinds = {(t, c): row_kind(held(train[t]), held(test[c]), c in controls) for t, c in wanted}
     # Rows grouped like the anchor table: known attacks, then unknown, then multi-condition, then the rest.
     rows = sorted(wanted, key=lambda pair: KIND_ORDER.index(kinds[pair]))
     table = ResultsTable(results, kinds, list(features), rows)

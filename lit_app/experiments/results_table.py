@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import statistics
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +29,7 @@ class RunResult:
     metrics: dict[str, float]
 
 
-def row_kind(train_sources: Sequence[str], test_sources: Sequence[str], control: bool) -> str:
+def row_kind(train_sources: Collection[str], test_sources: Collection[str], control: bool) -> str:
     """``known``, ``unknown``, ``multi-condition``, ``partly known`` or ``control`` for a train -> test row."""
     if control:
         return "control"
