@@ -76,7 +76,7 @@ class Victim:
 VICTIMS = {
     "kws": Victim("configs/kws/demo.yaml", KWSModule,
                   lambda root, batch, seed: KWSDataModule(root=root, task="keywords12", batch_size=batch, seed=seed),
-                  ("test/acc",), lr=0.01, batch_size=16, clip=5.0),
+                  ("test/acc",), lr=0.03, batch_size=16, clip=5.0),
     "asr": Victim("configs/asr/demo.yaml", DeepSpeechModule,
                   lambda root, batch, seed: ASRDataModule(root=root, corpus="synthetic", batch_size=batch, seed=seed),
                   ("test/cer", "test/wer"), lr=0.05, batch_size=16),
@@ -189,7 +189,7 @@ def main() -> None:
     parser.add_argument("--root", help="corpus; default: the one the victim's demo config builds")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, help="per rank; default 16")
-    parser.add_argument("--lr", type=float, help="peak SGD learning rate; default 0.01 (KWS; without clipping 0.01 "
+    parser.add_argument("--lr", type=float, help="peak SGD learning rate; default 0.03 (KWS; without clipping 0.01 "
                         "and up diverge in the first steps), 0.05 (DeepSpeech)")
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--density", type=float, default=0.001)
