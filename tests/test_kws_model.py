@@ -14,6 +14,24 @@ def test_cnn_shapes_and_size(padding, params):
     assert sum(p.numel() for p in net.parameters()) == params
 
 
+def test_pooling_before_relu_equals_the_reference_order_in_training_too():
+    """ReLU after max-pooling (cheaper) gives what conv -> ReLU -> dropout -> pool gives, dropout draw included."""
+    net = CnnTradFpool3(12, padding="valid", batch_norm=True, dropout=0.3).train()
+    conv1, bn1, _, _, _, conv2, bn2 = (net.features[i] for i in (1, 2, 3, 4, 5, 7, 8))
+    pool = torch.nn.MaxPool2d(2, ceil_mode=True)
+    features = torch.randn(4, 101, 40, requires_grad=True)
+
+    def reference_forward(x):
+        x = pool(torch.nn.functional.dropout(torch.relu(bn1(conv1(x.unsqueeze(1)))), 0.3))
+        x = pool(torch.nn.functional.dropout(torch.relu(bn2(conv2(x))), 0.3))
+        return net.classifier(x.flatten(1))
+
+    torch.manual_seed(5)
+    expected = reference_forward(features)
+    torch.manual_seed(5)
+    assert torch.equal(net(features), expected)
+
+
 def test_module_takes_waveforms_and_is_differentiable():
     model = KWSModule(labels=task_labels("words35")).eval()
     wave = (torch.randn(3, 16000) * 0.1).requires_grad_()

@@ -41,19 +41,22 @@ class CnnTradFpool3(nn.Module):
     ) -> None:
         super().__init__()
         pad = same_padding if padding == "same" else lambda kernel: nn.Identity()
+        # ReLU after pooling: max-pooling commutes with ReLU and dropout's non-negative scaling, so the output
+        # (and the dropout draw) equals conv -> ReLU -> dropout -> pool, with ReLU on a quarter of the elements.
+        # The parameterised layers keep their indices, so checkpoints load either way.
         self.features = nn.Sequential(
             pad((20, 8)),
             nn.Conv2d(1, 64, kernel_size=(20, 8)),
             nn.BatchNorm2d(64) if batch_norm else nn.Identity(),
-            nn.ReLU(),
             nn.Dropout(dropout),
             nn.MaxPool2d(2, ceil_mode=True),
+            nn.ReLU(),
             pad((10, 4)),
             nn.Conv2d(64, 64, kernel_size=(10, 4)),
             nn.BatchNorm2d(64) if batch_norm else nn.Identity(),
-            nn.ReLU(),
             nn.Dropout(dropout),
             nn.MaxPool2d(2, ceil_mode=True),
+            nn.ReLU(),
         )
         with torch.no_grad():
             flat = self.features(torch.zeros(1, 1, num_frames, num_coefficients)).numel()
