@@ -11,12 +11,12 @@ at ``clip / sqrt(N)``, as the paper prescribes; the KWS network needs it (withou
 chance in the first sparse steps; ``dgc_density_probe.py`` shows the curves).
 
     flock /tmp/cpu.lock python benchmarks/dgc_accuracy.py                  # KWS, about 25 minutes on 2 cores
-    flock /tmp/cpu.lock python benchmarks/dgc_accuracy.py --victim asr     # DeepSpeech demo model
+    flock /tmp/cpu.lock python benchmarks/dgc_accuracy.py --victim asr --methods ddp dgc   # DeepSpeech demo model
     python benchmarks/dgc_accuracy.py --methods ddp dgc --epochs 1         # a quicker look
 
-No SGD recipe for the DeepSpeech demo model is known yet: in single-process probes (batch 32, clip 5, momentum
-0.9) SGD at lr 0.05-0.2 was still on the CTC plateau after 500 steps, where AdamW 3e-3 leaves it after ~300,
-and lr 0.5 diverged; ``--victim asr`` runs, but its numbers mean little until such a recipe is found.
+Each victim has its own SGD recipe (``VICTIMS``): the keyword spotter lr 0.03 with clipping at 5; DeepSpeech
+Nesterov momentum, lr 0.3, clipping at 1 (``asr_sgd_probe.py`` found it: plain momentum at lr 0.05-0.2 stays on
+the CTC plateau for hundreds of steps).
 """
 
 from __future__ import annotations
@@ -60,8 +60,9 @@ METHODS = ["ddp", "bf16", "powersgd", "dgc"]
 class Victim:
     """What differs between the two victims beyond their demo config: classes, SGD defaults, test metrics.
 
-    The config gives the model settings, the corpus, gradient clipping (``clip`` where it has none) and
-    whether the data module shards batches by rank itself (``trainer.use_distributed_sampler: false``).
+    The config gives the model settings, the corpus and whether the data module shards batches by rank itself
+    (``trainer.use_distributed_sampler: false``); the SGD recipe (lr, Nesterov, clipping) is the victim's own,
+    as the demo configs train with AdamW.
     """
 
     config: str
@@ -70,7 +71,8 @@ class Victim:
     metrics: tuple[str, ...]
     lr: float
     batch_size: int
-    clip: float | None = None  # when the config has none but SGD needs one
+    clip: float
+    nesterov: bool = False
 
 
 VICTIMS = {
@@ -79,7 +81,7 @@ VICTIMS = {
                   ("test/acc",), lr=0.03, batch_size=16, clip=5.0),
     "asr": Victim("configs/asr/demo.yaml", DeepSpeechModule,
                   lambda root, batch, seed: ASRDataModule(root=root, corpus="synthetic", batch_size=batch, seed=seed),
-                  ("test/cer", "test/wer"), lr=0.05, batch_size=16),
+                  ("test/cer", "test/wer"), lr=0.3, batch_size=16, clip=1.0, nesterov=True),
 }
 
 
@@ -124,6 +126,7 @@ def strategy(method: str, args: argparse.Namespace, clip: float | None) -> pl.st
             warmup_interval="step",
             warmup_every=args.dgc_warmup_steps,
             clip_norm=clip,
+            momentum_masking=not args.no_masking,
             **common,
         )
     hook = {"ddp": "allreduce", "bf16": "bf16", "powersgd": "powersgd"}[method]
@@ -133,7 +136,8 @@ def strategy(method: str, args: argparse.Namespace, clip: float | None) -> pl.st
 def run(method: str, victim: Victim, config: dict, args: argparse.Namespace) -> dict:
     pl.seed_everything(args.seed, workers=True)
     settings = architecture_settings(config["model"]["init_args"])
-    settings.update(optimizer="sgd", lr=args.lr, momentum=0.9, weight_decay=args.weight_decay, lr_schedule="onecycle")
+    settings.update(optimizer="sgd", lr=args.lr, momentum=0.9, nesterov=args.nesterov, weight_decay=args.weight_decay,
+                    lr_schedule="onecycle")
     model = victim.model(**settings)
     data = victim.data(args.root, args.batch_size, args.seed)
     callbacks: list[Callback] = [OneThreadPerRank(), CollectStats()]
@@ -190,13 +194,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, help="per rank; default 16")
     parser.add_argument("--lr", type=float, help="peak SGD learning rate; default 0.03 (KWS; without clipping 0.01 "
-                        "and up diverge in the first steps), 0.05 (DeepSpeech)")
+                        "and up diverge in the first steps), 0.3 (DeepSpeech)")
+    parser.add_argument("--nesterov", action=argparse.BooleanOptionalAction,
+                        help="Nesterov momentum (DGC corrects it too); default: on for DeepSpeech, off for KWS")
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--density", type=float, default=0.001)
+    parser.add_argument("--no-masking", action="store_true", help="DGC without momentum factor masking")
     parser.add_argument("--dgc-warmup-steps", type=int, default=57, help="steps per warm-up stage (57: the four "
                         "stages take 3/4 of the first KWS epoch at the default batch)")
     parser.add_argument("--clip", type=float, help="gradient norm bound: global for the dense methods, per tensor at "
-                        "clip / sqrt(N) for DGC; default: the victim config's gradient_clip_val, 5 for KWS")
+                        "clip / sqrt(N) for DGC; default 5 (KWS), 1 (DeepSpeech)")
     parser.add_argument("--powersgd-rank", type=int, default=2)
     parser.add_argument("--limit-train-batches", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -207,15 +214,15 @@ def main() -> None:
     args.root = args.root or config["data"]["init_args"]["root"]
     args.lr = args.lr or victim.lr
     args.batch_size = args.batch_size or victim.batch_size
-    if args.clip is None:
-        args.clip = config["trainer"].get("gradient_clip_val") or victim.clip
+    args.clip = victim.clip if args.clip is None else args.clip
+    args.nesterov = victim.nesterov if args.nesterov is None else args.nesterov
     args.out = args.out or str(REPO / f"runs/dgc_bench/accuracy-{args.victim}.json")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     print(f"{args.victim} victim, 2 CPU gloo ranks - {datetime.date.today()} - {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores - torch {torch.__version__} - {args.epochs} epochs, batch {args.batch_size} per rank, "
-          f"SGD lr {args.lr} onecycle, momentum 0.9, wd {args.weight_decay}, "
+          f"SGD lr {args.lr} onecycle, momentum 0.9{' (Nesterov)' if args.nesterov else ''}, wd {args.weight_decay}, "
           f"clip {args.clip}, seed {args.seed}, "
-          f"DGC warm-up stages of {args.dgc_warmup_steps} steps")
+          f"DGC warm-up stages of {args.dgc_warmup_steps} steps{', no momentum masking' if args.no_masking else ''}")
     results = []
     for method in args.methods:
         result = run(method, victim, config, args)
