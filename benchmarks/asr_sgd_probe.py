@@ -6,7 +6,7 @@ gradient norm, and prints the training loss per character every 100 steps and th
 A 1000-step run takes about 3.5 minutes on 2 cores. Use it to pick an SGD recipe before a 2-rank
 ``dgc_accuracy.py --victim asr`` run; its numbers are not a substitute for that run.
 
-    python benchmarks/asr_sgd_probe.py --lr 0.3 --nesterov --clip 1     # the SGD recipe in RESULTS.md
+    python benchmarks/asr_sgd_probe.py                                 # the SGD recipe: lr 0.3, Nesterov, clip 1
     python benchmarks/asr_sgd_probe.py --adamw --lr 0.003 --clip 5      # the demo config's optimiser
 """
 
@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from itertools import chain, count, islice
 from pathlib import Path
 
 import torch
@@ -36,7 +37,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.3, help="peak lr (warm-up, then cosine decay)")
     parser.add_argument("--adamw", action="store_true", help="AdamW instead of momentum SGD")
     parser.add_argument("--momentum", type=float, default=0.9)
-    parser.add_argument("--nesterov", action="store_true")
+    parser.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--clip", type=float, default=1.0, help="global gradient norm bound")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -62,26 +63,23 @@ def main() -> None:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(int(args.lr_warmup * args.steps), args.steps))
     print(json.dumps(vars(args)), flush=True)
 
-    step, losses, start = 0, [], time.perf_counter()
+    losses, start = [], time.perf_counter()
+    batches = islice(chain.from_iterable(data.train_dataloader() for _ in count()), args.steps)  # epochs as needed
     model.train()
-    while step < args.steps:
-        for waveforms, lengths, targets, target_lengths, _ in data.train_dataloader():
-            log_probs, frames = model(waveforms, lengths)
-            loss = model.ctc_loss(log_probs, frames, targets, target_lengths)  # per target character
-            if not torch.isfinite(loss):
-                sys.exit(f"step {step}: loss {loss.item()}; this setting diverges")
-            optimizer.zero_grad()
-            loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(params, args.clip)
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
-            step += 1
-            if step % 100 == 0:
-                print(f"step {step:>5}  training loss per character {sum(losses[-100:]) / 100:.3f}  "
-                      f"gradient norm {norm:.2f}  {time.perf_counter() - start:.0f} s", flush=True)
-            if step >= args.steps:
-                break
+    for step, (waveforms, lengths, targets, target_lengths, _) in enumerate(batches):
+        log_probs, frames = model(waveforms, lengths)
+        loss = model.ctc_loss(log_probs, frames, targets, target_lengths)  # per target character
+        if not torch.isfinite(loss):
+            sys.exit(f"step {step}: loss {loss.item()}; this setting diverges")
+        optimizer.zero_grad()
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(params, args.clip)
+        optimizer.step()
+        scheduler.step()
+        losses.append(loss.item())
+        if (step + 1) % 100 == 0:
+            print(f"step {step + 1:>5}  training loss per character {sum(losses[-100:]) / 100:.3f}  "
+                  f"gradient norm {norm:.2f}  {time.perf_counter() - start:.0f} s", flush=True)
 
     model.eval()
     cer = CharErrorRate()

@@ -117,7 +117,7 @@ class CollectStats(Callback):
             trainer.callback_metrics["bench/ratio_overall"] = torch.tensor(self.dense / self.sent, dtype=torch.float64)
 
 
-def strategy(method: str, args: argparse.Namespace, clip: float | None) -> pl.strategies.Strategy:
+def strategy(method: str, args: argparse.Namespace) -> pl.strategies.Strategy:
     common = dict(start_method="spawn", process_group_backend="gloo", timeout=timedelta(minutes=5))
     if method == "dgc":
         return DGCStrategy(
@@ -125,7 +125,7 @@ def strategy(method: str, args: argparse.Namespace, clip: float | None) -> pl.st
             warmup_densities=PAPER_WARMUP,
             warmup_interval="step",
             warmup_every=args.dgc_warmup_steps,
-            clip_norm=clip,
+            clip_norm=args.clip,
             momentum_masking=not args.no_masking,
             **common,
         )
@@ -147,7 +147,7 @@ def run(method: str, victim: Victim, config: dict, args: argparse.Namespace) -> 
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=2,
-        strategy=strategy(method, args, args.clip),
+        strategy=strategy(method, args),
         gradient_clip_val=None if method == "dgc" else args.clip,
         use_distributed_sampler=config["trainer"].get("use_distributed_sampler", True),
         max_epochs=args.epochs,

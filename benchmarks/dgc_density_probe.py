@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import time
+from itertools import chain, count, islice
 from pathlib import Path
 
 import torch
@@ -64,30 +65,27 @@ def main() -> None:
     optimizer = torch.optim.SGD(params, lr=args.lr)  # momentum and weight decay live in the compressor
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(int(args.lr_warmup * args.steps), args.steps))
 
-    step, losses, start = 0, [], time.perf_counter()
+    losses, start = [], time.perf_counter()
+    batches = islice(chain.from_iterable(data.train_dataloader() for _ in count()), args.steps)  # epochs as needed
     print(f"density {args.density}, {args.steps} steps of {args.batch_size}, lr {args.lr}, clip {args.clip}, "
           f"masking {not args.no_masking}, warm-up stages of {args.warmup_steps} steps")
     model.train()
-    while step < args.steps:
-        for audio, target in data.train_dataloader():
-            loss = F.cross_entropy(model(data.waveforms(audio, augment=True)), target)
-            optimizer.zero_grad()
-            loss.backward()
-            density = schedule.at(0, step)
-            packet = compressor.compress(params, torch.cat([p.grad.reshape(-1) for p in params]), 1, density,
-                                         force_dense=args.density >= 1)
-            update = compressor.decompress(packet, packet.payload, 1)
-            for p, new in zip(params, update.split([p.numel() for p in params])):
-                p.grad.copy_(new.view_as(p))
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
-            step += 1
-            if step % 50 == 0:
-                print(f"step {step:>5}  density {density:.4f}  training loss {sum(losses[-50:]) / 50:.3f}  "
-                      f"{time.perf_counter() - start:.0f} s", flush=True)
-            if step >= args.steps:
-                break
+    for step, (audio, target) in enumerate(batches):
+        loss = F.cross_entropy(model(data.waveforms(audio, augment=True)), target)
+        optimizer.zero_grad()
+        loss.backward()
+        density = schedule.at(0, step)
+        packet = compressor.compress(params, torch.cat([p.grad.reshape(-1) for p in params]), 1, density,
+                                     force_dense=args.density >= 1)
+        update = compressor.decompress(packet, packet.payload, 1)
+        for p, new in zip(params, update.split([p.numel() for p in params])):
+            p.grad.copy_(new.view_as(p))
+        optimizer.step()
+        scheduler.step()
+        losses.append(loss.item())
+        if (step + 1) % 50 == 0:
+            print(f"step {step + 1:>5}  density {density:.4f}  training loss {sum(losses[-50:]) / 50:.3f}  "
+                  f"{time.perf_counter() - start:.0f} s", flush=True)
 
     model.eval()
     correct = total = 0
