@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 SCRIPT = r'''
 import json, sys
+from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from torch import nn
@@ -42,7 +43,8 @@ class Tiny(pl.LightningModule):
 class Report(Callback):
     def on_train_end(self, trainer, pl_module):
         stats = trainer.strategy.dgc_state.last_step
-        print("RESULT " + json.dumps({
+        # One file per rank: both ranks printing to the launcher's shared stdout can interleave on one line.
+        Path(sys.argv[1], f"result-rank{trainer.global_rank}.json").write_text(json.dumps({
             "rank": trainer.global_rank,
             "world": trainer.world_size,
             "environment": type(trainer.strategy.cluster_environment).__name__,
@@ -50,7 +52,7 @@ class Report(Callback):
             "steps": trainer.global_step,
             "dense_buckets": stats.dense_buckets,
             "checksum": float(sum(p.double().sum() for p in pl_module.parameters())),
-        }), flush=True)
+        }))
 
 
 trainer = pl.Trainer(accelerator="cpu", devices=2, strategy=DGCStrategy(density=0.1, warmup_densities=(), min_compress_numel=64,
@@ -75,7 +77,7 @@ def test_torchrun_launch_runs_dgc_on_both_ranks(tmp_path):
         cwd=REPO, env=env, capture_output=True, text=True, timeout=200,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    results = [json.loads(line.split("RESULT ", 1)[1]) for line in proc.stdout.splitlines() if "RESULT " in line]
+    results = [json.loads(path.read_text()) for path in sorted(tmp_path.glob("result-rank*.json"))]
     assert sorted(r["rank"] for r in results) == [0, 1]
     for r in results:
         assert r["environment"] == "TorchElasticEnvironment"  # the launcher's ranks, not Lightning's own
