@@ -1,25 +1,54 @@
 #!/usr/bin/env bash
-# The GPU measurements the issues ask for, as one bounded script for a short lease on a GPU machine.
+# The GPU measurements the issues ask for, as bounded scripts for a short lease on a GPU machine.
 #
-#   bash benchmarks/gpu_checks.sh wheels    # here, once: the pure-Python/cp312 wheels the GPU image lacks, into .whl/
-#   bash benchmarks/gpu_checks.sh run       # there: installs .whl/ into /tmp/site, runs each check with a time cap
+#   bash benchmarks/gpu_checks.sh kit        # here, once: Python 3.12 wheels the GPU image lacks (.whl/, 13 MB)
+#                                            # and flite's Debian packages (.tts-debs/, 13 MB)
+#   bash benchmarks/gpu_checks.sh run        # there, carrying .whl: each benchmark under its own time cap
+#   bash benchmarks/gpu_checks.sh kws-large  # there, carrying .whl and .tts-debs: builds the large keyword
+#                                            # corpus and trains configs/kws/large.yaml for at most 5 minutes
 #
-# The GPU image (Python 3.12, torch 2.11.0+cu130, torchaudio, pytorch-lightning 2.6, torchmetrics, numpy, yaml)
-# lacks jsonargparse, its docstring/typeshed helpers, soundfile and cffi; the benchmarks need nothing else
-# (wandb, espeakng-loader and flashlight-text are imported lazily). Every check runs under `timeout`, so one
-# slow check cannot eat the others' time; logs and JSON results go to $OUT (or runs/gpu_checks) to be
-# copied into benchmarks/RESULTS.md with the device name and date each benchmark prints.
-# Caps add up to about 8.5 minutes: run it with a 600 s limit.
+# The GPU image (Python 3.12, torch 2.11.0+cu130, torchaudio, pytorch-lightning 2.6, torchmetrics, numpy, yaml,
+# rich, matplotlib) lacks jsonargparse, its docstring/typeshed helpers, soundfile, cffi and espeakng-loader;
+# nothing else is needed (wandb and flashlight-text are imported lazily, the CSV logger replaces W&B there).
+# Every step runs under `timeout`, so one slow step cannot eat the others' time; logs and JSON results go to
+# $OUT (or runs/gpu_checks) to be copied into benchmarks/RESULTS.md with the device name and date each prints.
+# `run` takes about 8.5 minutes at most and `kws-large` about 8: one lease (15 minutes with the start) holds
+# one of them. Extra arguments to `kws-large` go to `lit-app fit` (smaller corpus for a smoke run, say).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-WHEELS=(jsonargparse==4.53.0 docstring_parser==0.18.0 typeshed_client==2.15.0 soundfile==0.14.0 cffi==2.1.1 pycparser==3.12)
+WHEELS=(jsonargparse==4.53.0 docstring_parser==0.18.0 typeshed_client==2.15.0 soundfile==0.14.0 cffi==2.1.1 pycparser==3.12
+        espeakng-loader==0.2.4)
+FLITE_DEBS=(flite libflite1 libasound2)
 
-wheels() {
+kit() {
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
         -d .whl "${WHEELS[@]}"
-    ls .whl
+    mkdir -p .tts-debs && (cd .tts-debs && apt-get download "${FLITE_DEBS[@]}")
+    ls .whl .tts-debs
+}
+
+setup() {  # the carried wheels and flite, then the machine's description
+    out=${OUT:-runs/gpu_checks}
+    mkdir -p "$out"
+    if [[ -d .whl ]] && ! python3 -c "import jsonargparse, soundfile, espeakng_loader" 2>/dev/null; then
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+        export PYTHONPATH="$PWD:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+    else
+        export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+    fi
+    if [[ -d .tts-debs ]] && ! command -v flite >/dev/null; then
+        for deb in .tts-debs/*.deb; do dpkg -x "$deb" /tmp/tts; done
+        export PATH="/tmp/tts/usr/bin:$PATH" LD_LIBRARY_PATH="/tmp/tts/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    fi
+    {
+        date -u
+        nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
+        python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+        echo "flite: $(command -v flite || echo missing)"
+    } | tee "$out/machine.txt"
+    device=${DEVICE:-cuda}
 }
 
 check() {  # check NAME SECONDS COMMAND...: one benchmark, capped, its output in NAME.log
@@ -32,20 +61,7 @@ check() {  # check NAME SECONDS COMMAND...: one benchmark, capped, its output in
 }
 
 run() {
-    out=${OUT:-runs/gpu_checks}
-    mkdir -p "$out"
-    if [[ -d .whl ]]; then
-        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-        export PYTHONPATH="$PWD:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
-    else
-        export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-    fi
-    {
-        date -u
-        nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
-        python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-    } | tee "$out/machine.txt"
-    local device=${DEVICE:-cuda}
+    setup
     # 6: the DGC goal (top-k selection against the full DeepSpeech backward) and the comm model's inputs
     check dgc_selection 60 python3 benchmarks/dgc_selection.py --device "$device"
     check dgc_compression 150 python3 benchmarks/dgc_compression.py --device "$device" --out "$out/compression-$device.json"
@@ -63,8 +79,21 @@ run() {
     check detector 30 python3 benchmarks/detector_throughput.py --device "$device" --batch_sizes '[64,256]'
 }
 
+kws_large() {  # issue 2's goal: at least 97% on unseen voices with the large corpus
+    setup
+    local trainer=configs/trainer/gpu.yaml
+    [[ $device == cpu ]] && trainer=configs/trainer/cpu.yaml
+    local configs=(-c configs/kws/large.yaml -c "$trainer" -c configs/logger/csv.yaml)
+    # max_time ends training cleanly (best and last checkpoints written) so that the test always runs.
+    check kws_large_fit 420 python3 -m lit_app.cli fit "${configs[@]}" --trainer.max_time 00:00:05:00 "$@"
+    check kws_large_test 90 python3 -m lit_app.cli test "${configs[@]}" "$@" --ckpt_path runs/kws-large/checkpoints/best.ckpt
+    cp runs/kws-large/results.json "$out/kws-large-results.json"
+    find runs/csv -name metrics.csv -newer "$out/machine.txt" -exec cp {} "$out/kws-large-metrics.csv" \;
+}
+
 case "${1:-}" in
-    wheels) wheels ;;
+    kit) kit ;;
     run) run ;;
-    *) echo "usage: bash benchmarks/gpu_checks.sh wheels|run" >&2; exit 2 ;;
+    kws-large) shift; kws_large "$@" ;;
+    *) echo "usage: bash benchmarks/gpu_checks.sh kit|run|kws-large [lit-app fit arguments]" >&2; exit 2 ;;
 esac
