@@ -4,7 +4,9 @@
 
 C&W: seconds per attack step (forward + backward to the input through the DeepSpeech victim, plus the
 loop's bookkeeping and a success check every 10 steps) against one bare forward + backward of the same batch,
-and the resulting adversarial examples per minute for a ``--cw_steps``-step attack (1000 in the paper).
+and the resulting adversarial examples per minute for a ``--cw_steps``-step attack (1000 in the paper). Bare
+and attack blocks alternate (``--rounds``), so a shared machine's drift does not enter their ratio; the range of
+the per-round overheads shows how far one figure can be trusted.
 Genetic: queries per second of the attack (whole populations in one forward pass, plus selection, crossover
 and mutation) against the keyword spotter's bare batched forward throughput at the same number of clips.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from functools import partial
@@ -58,6 +61,22 @@ def timed(step: Callable[[], object], device: str, calls: int, blocks: int = 3, 
     return best
 
 
+def paired(bare: Callable[[], object], attack: Callable[[], object], device: str, bare_calls: int, rounds: int,
+           ) -> tuple[list[float], list[float]]:
+    """Seconds per bare call and per attack call, measured alternately in ``rounds`` rounds after one warm-up each.
+
+    Alternating the two keeps slow drifts of a shared machine (other processes, clock changes) out of their
+    ratio: each round's ratio compares two measurements a few seconds apart.
+    """
+    bare()
+    attack()
+    bare_s, attack_s = [], []
+    for _ in range(rounds):
+        bare_s.append(timed(bare, device, bare_calls, blocks=1, warmup=0))
+        attack_s.append(timed(attack, device, 1, blocks=1, warmup=0))
+    return bare_s, attack_s
+
+
 def machine(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(device)
@@ -70,11 +89,13 @@ def machine(device: str) -> str:
     return f"{model}, {torch.get_num_threads()} threads"
 
 
-def cw_rows(victim: CTCVictim, device: str, batch_sizes: list[int], seconds: float, steps: int, cw_steps: int) -> None:
+def cw_rows(victim: CTCVictim, device: str, batch_sizes: list[int], seconds: float, steps: int, cw_steps: int,
+            rounds: int) -> None:
     samples = int(seconds * 16000)
     print(f"\nC&W on DeepSpeech ({sum(p.numel() for p in victim.module.parameters()):,} parameters), "
-          f"{seconds:g} s clips, {steps} timed steps per batch size")
-    print(f"{'batch':>6} {'bare fwd+bwd s':>15} {'attack step s':>14} {'overhead':>9} {'examples/min':>13}")
+          f"{seconds:g} s clips, {steps} attack steps against {steps} bare steps, alternately, {rounds} rounds; "
+          "medians, and the overhead's range over rounds")
+    print(f"{'batch':>6} {'bare fwd+bwd s':>15} {'attack step s':>14} {'overhead':>9} {'range':>16} {'examples/min':>13}")
     for batch in batch_sizes:
         x = quantize(torch.randn(batch, samples, device=device) * 0.05)
         lengths = torch.full((batch,), samples, device=device)
@@ -84,12 +105,16 @@ def cw_rows(victim: CTCVictim, device: str, batch_sizes: list[int], seconds: flo
             d = torch.zeros_like(x, requires_grad=True)
             torch.autograd.grad(victim.loss(x + d, lengths, encoded).sum(), d)
 
-        bare_s = timed(bare, device, max(steps // 3, 2))
         # patience and max_iterations make every clip take exactly `steps` steps (an untrained victim never
         # succeeds; a trained one would stop clips early and flatter the figure).
         attack = CarliniWagner(max_iterations=steps, patience=10**6)
-        step_s = timed(partial(attack, victim, x, lengths, [TARGET] * batch), device, 1, blocks=2, warmup=1) / steps
-        print(f"{batch:6d} {bare_s:15.4f} {step_s:14.4f} {step_s / bare_s - 1:9.1%} {batch * 60 / (step_s * cw_steps):13.1f}")
+        bare_s, attack_s = paired(bare, partial(attack, victim, x, lengths, [TARGET] * batch), device, steps, rounds)
+        step_s = [a / steps for a in attack_s]
+        overheads = sorted(a / b - 1 for a, b in zip(step_s, bare_s))
+        bare_med, step_med = statistics.median(bare_s), statistics.median(step_s)
+        spread = f"{overheads[0]:.1%} to {overheads[-1]:.1%}"
+        print(f"{batch:6d} {bare_med:15.4f} {step_med:14.4f} {statistics.median(overheads):9.1%} {spread:>16} "
+              f"{batch * 60 / (step_med * cw_steps):13.1f}")
 
 
 def genetic_rows(victim: ClassifierVictim, device: str, batch_sizes: list[int], generations: int) -> None:
@@ -119,6 +144,7 @@ def main(
     clip_seconds: float = 3.0,
     cw_steps: int = 1000,
     timed_steps: int = 30,
+    rounds: int = 5,
     generations: int = 10,
     full: bool = False,
     asr_checkpoint: str | None = None,
@@ -133,7 +159,8 @@ def main(
         genetic_batch_sizes: clips attacked together by the genetic attack (each with 20 members).
         clip_seconds: length of the C&W clips.
         cw_steps: steps of the attack whose examples per minute are reported (1000 in the paper).
-        timed_steps: C&W steps timed per batch size.
+        timed_steps: C&W steps per timed attack, and bare steps per timed bare block.
+        rounds: alternating bare/attack measurements per C&W batch size.
         generations: genetic generations timed per batch size.
         full: paper-size DeepSpeech (2048 hidden units) instead of the demo size (256).
         asr_checkpoint: a DeepSpeech checkpoint to measure instead of an untrained network.
@@ -150,7 +177,7 @@ def main(
     else:
         asr = CTCVictim(DeepSpeechModule(n_hidden=2048 if full else 256, hop_ms=10.0 if full else 20.0,
                                          win_ms=25.0 if full else 32.0), device)
-    cw_rows(asr, device, cw_batch_sizes, clip_seconds, timed_steps, cw_steps)
+    cw_rows(asr, device, cw_batch_sizes, clip_seconds, timed_steps, cw_steps, rounds)
     kws = load_victim(kws_checkpoint, device) if kws_checkpoint else ClassifierVictim(KWSModule(padding="valid"), device)
     genetic_rows(kws, device, genetic_batch_sizes, generations)
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
