@@ -11,7 +11,8 @@
 # rich, matplotlib) lacks jsonargparse, its docstring/typeshed helpers, soundfile, cffi and espeakng-loader;
 # nothing else is needed (wandb and flashlight-text are imported lazily, the CSV logger replaces W&B there).
 # Every step runs under `timeout`, so one slow step cannot eat the others' time; logs and JSON results go to
-# $OUT (or runs/gpu_checks) to be copied into benchmarks/RESULTS.md with the device name and date each prints.
+# runs/gpu_checks (and as gpu_checks.tar.gz into $OUT when it is set), to be copied into benchmarks/RESULTS.md
+# with the device name and date each benchmark prints.
 # `run` takes 9 minutes at most and `kws-large` 8.5: one lease (15 minutes with the start) holds
 # one of them. Extra arguments to `kws-large` go to `lit-app fit` (smaller corpus for a smoke run, say).
 set -uo pipefail
@@ -30,14 +31,14 @@ kit() {
 }
 
 setup() {  # the carried wheels and flite, then the machine's description
-    out=${OUT:-runs/gpu_checks}
+    out=runs/gpu_checks
     mkdir -p "$out"
+    # The device tool returns at most 8 files from $OUT: everything goes back as one archive, even after a failure.
+    [[ -n ${OUT:-} ]] && trap 'tar -czf "$OUT/gpu_checks.tar.gz" -C "$out" .' EXIT
     if [[ -d .whl ]] && ! python3 -c "import jsonargparse, soundfile, espeakng_loader" 2>/dev/null; then
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-        export PYTHONPATH="$PWD:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
-    else
-        export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
     fi
+    export PYTHONPATH="$PWD:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
     if [[ -d .tts-debs ]] && ! command -v flite >/dev/null; then
         for deb in .tts-debs/*.deb; do dpkg -x "$deb" /tmp/tts; done
         export PATH="/tmp/tts/usr/bin:$PATH" LD_LIBRARY_PATH="/tmp/tts/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -83,12 +84,15 @@ kws_large() {  # issue 2's goal: at least 97% on unseen voices with the large co
     setup
     local trainer=configs/trainer/gpu.yaml
     [[ $device == cpu ]] && trainer=configs/trainer/cpu.yaml
-    local configs=(-c configs/kws/large.yaml -c "$trainer" -c configs/logger/csv.yaml)
+    # CSV metrics straight into $out/kws-large/{fit,test}/
+    local configs=(-c configs/kws/large.yaml -c "$trainer" -c configs/logger/csv.yaml
+                   --trainer.logger.init_args.save_dir "$out" --trainer.logger.init_args.name kws-large)
     # max_time ends training cleanly (best and last checkpoints written) so that the test always runs.
-    check kws_large_fit 420 python3 -m lit_app.cli fit "${configs[@]}" --trainer.max_time 00:00:04:00 "$@"
-    check kws_large_test 90 python3 -m lit_app.cli test "${configs[@]}" "$@" --ckpt_path runs/kws-large/checkpoints/best.ckpt
+    check kws_large_fit 420 python3 -m lit_app.cli fit "${configs[@]}" --trainer.logger.init_args.version fit \
+        --trainer.max_time 00:00:04:00 "$@"
+    check kws_large_test 90 python3 -m lit_app.cli test "${configs[@]}" --trainer.logger.init_args.version test "$@" \
+        --ckpt_path runs/kws-large/checkpoints/best.ckpt
     cp runs/kws-large/results.json "$out/kws-large-results.json"
-    find runs/csv -name metrics.csv -newer "$out/machine.txt" -exec cp {} "$out/kws-large-metrics.csv" \;
 }
 
 case "${1:-}" in
