@@ -6,8 +6,11 @@ Lightning's ``DDPStrategy(ddp_comm_hook=...)`` attaches the hook only on CUDA, s
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any, Literal
 
+import torch
 import torch.distributed as dist
 from pytorch_lightning.strategies import DDPStrategy
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
@@ -44,7 +47,29 @@ class CommHookDDPStrategy(DDPStrategy):
                 matrix_approximation_rank=self.powersgd_rank,
                 start_powerSGD_iter=self.powersgd_start_iter,
             )
-            self.model.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
+            hook = powerSGD_hook.powerSGD_hook
+            if dist.get_backend() == "gloo":
+                hook = one_bucket_at_a_time(hook)
+            self.model.register_comm_hook(state, hook)
             return
         hook = {"fp16": default_hooks.fp16_compress_hook, "bf16": default_hooks.bf16_compress_hook}[self.hook]
         self.model.register_comm_hook(dist.group.WORLD, hook)
+
+
+def one_bucket_at_a_time(hook: Callable[[Any, dist.GradBucket], torch.futures.Future]) -> Callable:
+    """Run a chained-collective hook to completion before DDP hands it the next bucket.
+
+    PowerSGD issues its second and third all-reduce from ``.then()`` callbacks of the first. Gloo completes work
+    on its own threads, so with two or more buckets those callbacks race the next bucket's first all-reduce, and
+    ranks can issue the collectives in different orders: gloo aborts with "Received data size doesn't match".
+    Only gloo runs get this wrapper; NCCL runs use the stock hook, PyTorch's tested path. Waiting costs the overlap
+    of communication with the rest of the backward pass, which CPU runs barely have.
+    """
+
+    @functools.wraps(hook)  # keeps the name DDP logs, and the signature DDP checks
+    def serialised(state: Any, bucket: dist.GradBucket) -> torch.futures.Future:
+        done: torch.futures.Future = torch.futures.Future()
+        done.set_result(hook(state, bucket).wait())
+        return done
+
+    return serialised
