@@ -13,6 +13,10 @@ os.environ["WANDB_SILENT"] = "true"
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
+# A Trainer that writes and prints nothing of its own: tests pass what they check explicitly.
+QUIET_TRAINER = dict(
+    accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
+)
 
 
 @pytest.fixture(autouse=True)

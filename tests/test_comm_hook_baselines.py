@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from strategies.dgc import CommHookDDPStrategy
+from tests.conftest import QUIET_TRAINER
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.multiprocess]
 
@@ -75,16 +76,8 @@ def test_hook_trains_a_multi_bucket_model_on_gloo(hook, tmp_path):
         timeout=timedelta(seconds=60),  # a broken collective fails the test instead of hanging it
     )
     trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=2,
-        strategy=strategy,
-        max_epochs=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        callbacks=[Record(tmp_path / "ranks")],
+        devices=2, strategy=strategy, max_epochs=2, default_root_dir=tmp_path, callbacks=[Record(tmp_path / "ranks")],
+        **QUIET_TRAINER,
     )
     trainer.fit(Wide())
     ranks = [torch.load(tmp_path / "ranks" / f"rank{r}.pt", weights_only=False) for r in range(2)]

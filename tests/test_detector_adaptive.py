@@ -12,9 +12,9 @@ from lit_app.data.kws import KWSDataModule
 from lit_app.experiments.adaptive import DETECTED, DetectorAwareVictim, run_adaptive
 from lit_app.models.detector import DetectorModule
 from lit_app.models.kws import KWSModule
+from tests.conftest import QUIET_TRAINER
 
 SAMPLES = 4000
-QUIET = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +43,7 @@ def noise_detector() -> DetectorModule:
                                          collate_fn=collate_detection)
     detector = DetectorModule(feature="lfcc", backbone="paper", input_mode="utterance", n_coefficients=20, win_ms=32,
                               hop_ms=16, max_frames=14, lr=3e-3)
-    pl.Trainer(max_epochs=4, **QUIET).fit(detector, loader)
+    pl.Trainer(max_epochs=4, **QUIET_TRAINER).fit(detector, loader)
     return detector.eval()
 
 
@@ -90,11 +90,11 @@ def test_detector_loss_is_differentiable_through_the_front_end():
 def test_run_adaptive_writes_its_table(tiny_keywords, tmp_path):
     data = KWSDataModule(root=str(tiny_keywords), batch_size=16, augment=False)
     victim = KWSModule(padding="valid", dropout=0.0)
-    trainer = pl.Trainer(max_steps=2, limit_val_batches=0, **QUIET)
+    trainer = pl.Trainer(max_steps=2, limit_val_batches=0, **QUIET_TRAINER)
     trainer.fit(victim, data)
     trainer.save_checkpoint(tmp_path / "victim.ckpt")
     detector = DetectorModule(backbone="paper", input_mode="blocks", n_coefficients=20, win_ms=32, hop_ms=16)
-    detector_trainer = pl.Trainer(max_steps=1, **QUIET)
+    detector_trainer = pl.Trainer(max_steps=1, **QUIET_TRAINER)
     detector_trainer.fit(detector, torch.utils.data.DataLoader([(tones(1, 0)[0], 0), (tones(1, 1)[0], 1)], batch_size=2,
                                                                collate_fn=collate_detection))
     detector_trainer.save_checkpoint(tmp_path / "detector.ckpt")

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from callbacks import DGCMonitor
 from strategies.dgc import DGCStrategy
+from tests.conftest import QUIET_TRAINER
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 4  # 4 steps per epoch and rank
@@ -92,16 +93,8 @@ def fit(root: Path, name: str, ckpt_path: str | None = None, checkpoints: bool =
     if checkpoints:
         callbacks.append(ModelCheckpoint(dirpath=root / "ckpt", filename="{epoch}", save_top_k=-1, every_n_epochs=1))
     trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=2,
-        strategy=dgc(),
-        max_epochs=EPOCHS,
-        logger=False,
-        enable_checkpointing=checkpoints,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=root,
-        callbacks=callbacks,
+        devices=2, strategy=dgc(), max_epochs=EPOCHS, default_root_dir=root, callbacks=callbacks,
+        **{**QUIET_TRAINER, "enable_checkpointing": checkpoints},
     )
     trainer.fit(Tiny(), ckpt_path=ckpt_path)
     ranks = [torch.load(root / name / f"rank{r}.pt", weights_only=False) for r in range(2)]
@@ -198,16 +191,7 @@ def one_rank_group(monkeypatch):
 
 def one_rank_trainer(tmp_path, **kwargs) -> pl.Trainer:
     return pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        strategy=dgc(start_method="popen"),
-        max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        **kwargs,
+        devices=1, strategy=dgc(start_method="popen"), max_steps=1, default_root_dir=tmp_path, **QUIET_TRAINER, **kwargs
     )
 
 
