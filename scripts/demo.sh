@@ -6,7 +6,9 @@
 #      keyword spotter (unknown attacks), and the noise controls
 #   4. the detector grid (train on white-box / black-box / both, test on every condition, 5 feature families,
 #      3 seeds) and its results table
-#   5. the adaptive attacker against one of the grid's detectors
+#   5. noise flooding (no training: asks the victims about noisy copies of each test clip), alone and fused
+#      with the grid's IMFCC detectors
+#   6. the adaptive attacker against one of the grid's detectors
 # Every stage resumes where an interrupted run stopped. `bash scripts/demo.sh kws` runs stage 1 only.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -46,5 +48,6 @@ for config in configs/adversarial/blackbox_demo.yaml configs/adversarial/whitebo
   stage "attack:$(basename "$config" .yaml)" python -m lit_app.data.adversarial_generate -c "$config"
 done
 stage detector-grid python -m lit_app.experiments.grid -c configs/detector/grid_demo.yaml
+stage noise-flooding python -m lit_app.experiments.noise_flooding -c configs/detector/noise_flooding_demo.yaml
 stage adaptive-attack python -m lit_app.experiments.adaptive -c configs/detector/adaptive_demo.yaml
 python -m lit_app.experiments.demo_summary

@@ -79,6 +79,14 @@ def test_adaptive_config_names_products_of_other_configs():
     assert settings["detector"] in grid_detectors()
 
 
+def test_noise_flooding_config_fuses_detectors_its_grid_trains():
+    settings = load(CONFIGS / "detector" / "noise_flooding_demo.yaml")
+    grid = load(CONFIGS.parent / settings["grid"])
+    for pattern in settings["fuse_with"].values():
+        assert {pattern.format(seed=seed) for seed in settings["seeds"]} <= grid_detectors()
+    assert set(settings["fuse_with"]) <= set(grid["train"])
+
+
 def test_the_checks_see_the_demo_products():
     assert "data/synthetic_keywords" in built_corpora() and "data/synthetic_sentences_demo" in built_corpora()
     assert {"runs/kws-demo/checkpoints/best.ckpt", "runs/asr-demo/checkpoints/best.ckpt"} <= written_checkpoints()

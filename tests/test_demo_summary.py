@@ -16,6 +16,8 @@ def test_report_shows_victims_corpora_grid_and_missing_parts(tmp_path, monkeypat
     (corpus / "corpus.json").write_text(json.dumps({"complete": True, "summary": {"attack": attack}}))
     (tmp_path / "runs/detector-grid-demo").mkdir(parents=True)
     (tmp_path / "runs/detector-grid-demo/results.md").write_text("| train -> test | MFCC |\n")
+    (tmp_path / "runs/noise-flooding-demo").mkdir(parents=True)
+    (tmp_path / "runs/noise-flooding-demo/results.md").write_text("| train -> test | noise flooding 20 dB |\n")
     (tmp_path / "runs/demo-times.txt").write_text("2026-11-29T04:56:26Z kws-victim 832 s\n")
 
     demo_summary.main()
@@ -26,6 +28,7 @@ def test_report_shows_victims_corpora_grid_and_missing_parts(tmp_path, monkeypat
     assert "| whitebox-demo | not built |" in text
     assert "whitebox-more-demo" not in text  # a demo set of the repository that the main job does not build
     assert "| train -> test | MFCC |" in text and "adaptive.md is missing" in text
+    assert "| train -> test | noise flooding 20 dB |" in text
     assert "kws-victim 832 s" in text
 
 

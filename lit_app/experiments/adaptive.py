@@ -36,6 +36,7 @@ from lit_app.base import LitAppDataModule
 from lit_app.checkpoints import load_module
 from lit_app.data.adversarial_sources import SourceClip, list_sources
 from lit_app.data.detection import collate_detection
+from lit_app.defences import NoiseFlooding
 from lit_app.models.detector import DetectorModule
 
 DETECTED = "[detected] "
@@ -119,10 +120,21 @@ def detector_scores(detector: DetectorModule, audio: torch.Tensor, lengths: torc
 
 
 def summarise(weight: float, clean_scores: torch.Tensor, scores: torch.Tensor, fooled: torch.Tensor,
-              snr: list[float], db_x: list[float], threshold: float) -> dict[str, Any]:
+              snr: list[float], db_x: list[float], threshold: float,
+              flooding: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, Any]:
+    """One row of the table; with ``flooding`` (noise-flooding scores of the clean and the attacked clips), also
+    what the detector fused with noise flooding (flagged when either flags) catches."""
     detected = scores >= threshold
     successful = fooled.sum().item()
     ok = fooled.tolist()
+    extra = {}
+    if flooding is not None:
+        clean_flooding, flooding_scores = flooding
+        fused = detected | (flooding_scores >= 0.5)
+        extra = {
+            "fused_detection_rate": (fused & fooled).sum().item() / max(successful, 1),
+            "fused_false_positive_rate": ((clean_scores >= threshold) | (clean_flooding >= 0.5)).float().mean().item(),
+        }
     return {
         "weight": weight,
         "clips": len(ok),
@@ -133,15 +145,19 @@ def summarise(weight: float, clean_scores: torch.Tensor, scores: torch.Tensor, f
         "false_positive_rate": (clean_scores >= threshold).float().mean().item(),
         "median_snr_db": statistics.median([s for s, o in zip(snr, ok) if o]) if successful else float("nan"),
         "median_db_x": statistics.median([d for d, o in zip(db_x, ok) if o]) if successful else float("nan"),
+        **extra,
     }
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| detector weight | victim success | detection rate (of successful) | fools victim and detector | "
-             "mean detector score | median SNR dB | median dB_x |", "|---|---|---|---|---|---|---|"]
+    fused = "fused_detection_rate" in rows[0]
+    head = ("| detector weight | victim success | detection rate (of successful) | fools victim and detector | "
+            "mean detector score | median SNR dB | median dB_x |")
+    lines = [head + (" detection rate, fused with noise flooding |" if fused else ""), "|---|---|---|---|---|---|---|" + ("---|" if fused else "")]
     for r in rows:
         lines.append(f"| {r['weight']:g} | {r['victim_success']:.3f} | {r['detection_rate']:.3f} | {r['fools_both']:.3f} | "
-                     f"{r['mean_score']:.3f} | {r['median_snr_db']:.1f} | {r['median_db_x']:.1f} |")
+                     f"{r['mean_score']:.3f} | {r['median_snr_db']:.1f} | {r['median_db_x']:.1f} |"
+                     + (f" {r['fused_detection_rate']:.3f} |" if fused else ""))
     return "\n".join(lines)
 
 
@@ -158,6 +174,8 @@ def run_adaptive(
     threshold: float = 0.5,
     margin: float = 2.0,
     seed: int = 0,
+    flooding_snr_db: float | None = None,
+    flooding_draws: int = 8,
     device: str = "auto",
     out_dir: str = "runs/adaptive",
 ) -> list[dict[str, Any]]:
@@ -176,6 +194,9 @@ def run_adaptive(
         threshold: detection threshold on the detector's adversarial probability.
         margin: log-odds margin the adaptive loss aims below the threshold.
         seed: seed of the clip choice, the targets and the attack.
+        flooding_snr_db: also fuse the detector with noise flooding at this SNR (:mod:`lit_app.defences`) and
+            report what the pair catches; the attack itself still knows only the detector.
+        flooding_draws: noisy copies per clip for noise flooding.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda:N``.
         out_dir: where ``adaptive.json`` and ``adaptive.md`` are written.
     """
@@ -192,6 +213,8 @@ def run_adaptive(
     rows = []
     clean_batch = collate_detection([(w, 0) for w in waves])
     clean_scores = detector_scores(trained, clean_batch.audio, clean_batch.lengths)
+    flooding = None if flooding_snr_db is None else NoiseFlooding(plain, flooding_snr_db, flooding_draws, seed)
+    clean_flooding = None if flooding is None else flooding.score(clean_batch.audio, clean_batch.lengths)
     for weight in weights:
         attacked = plain if weight == 0 else DetectorAwareVictim(plain, trained, weight, threshold, margin)
         adversarial, lengths, fooled, snr, db_x = [], [], [], [], []
@@ -207,12 +230,14 @@ def run_adaptive(
         width = max(a.numel() for a in adversarial)
         audio = torch.stack([F.pad(a, (0, width - a.numel())) for a in adversarial])
         scores = detector_scores(trained, audio, torch.cat(lengths))
-        rows.append(summarise(weight, clean_scores, scores, torch.tensor(fooled), snr, db_x, threshold))
+        flooded = None if flooding is None else (clean_flooding, flooding.score(audio, torch.cat(lengths)))
+        rows.append(summarise(weight, clean_scores, scores, torch.tensor(fooled), snr, db_x, threshold, flooded))
         print(markdown(rows[-1:]).splitlines()[-1], flush=True)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     settings = {"victim": victim, "detector": detector, "attack": type(attack).__name__, "attack_settings": attack.settings(),
-                "clips": len(clips), "split": split, "threshold": threshold, "margin": margin, "seed": seed}
+                "clips": len(clips), "split": split, "threshold": threshold, "margin": margin, "seed": seed,
+                "flooding_snr_db": flooding_snr_db, "flooding_draws": flooding_draws}
     (out / "adaptive.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
     (out / "adaptive.md").write_text(markdown(rows) + "\n")
     print(markdown(rows))

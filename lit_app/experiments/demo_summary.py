@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 # The main job builds exactly the corpora its detector grid reads (sources relative to the repository root).
 MAIN_GRID = REPO / "configs" / "detector" / "grid_demo.yaml"
 GRID = Path("runs/detector-grid-demo")
+FLOODING = Path("runs/noise-flooding-demo/results.md")
 ADAPTIVE = Path("runs/detector-adaptive-demo/adaptive.md")
 TIMES = Path("runs/demo-times.txt")
 
@@ -69,6 +70,8 @@ def report() -> str:
              *corpus_lines(), ""]
     table = GRID / "results.md"
     parts += ["## Detector grid", table.read_text() if table.is_file() else f"({table} is missing)", ""]
+    parts += ["## Noise flooding, alone and fused with the grid's IMFCC detectors",
+              FLOODING.read_text() if FLOODING.is_file() else f"({FLOODING} is missing)", ""]
     parts += ["## Adaptive attacker", ADAPTIVE.read_text() if ADAPTIVE.is_file() else f"({ADAPTIVE} is missing)", ""]
     if TIMES.is_file():
         parts += ["## Stage wall times (every run, in order)", "```", TIMES.read_text().strip(), "```"]

@@ -1,0 +1,262 @@
+"""The noise-flooding detector on a grid's test conditions: detection with no detector training at all.
+
+The detector grid (:mod:`lit_app.experiments.grid`) trains CNNs on some attacks and tests them on others.
+Noise flooding (:class:`lit_app.defences.NoiseFlooding`) trains on nothing, so it makes the other half of
+the comparison: how well a clip is told apart by asking its victim about noisy copies of it. This command
+scores the test split of every test condition of a grid config with the victim each corpus was made
+against, and writes a table in the grid's layout (rows ``nothing -> test``, one column per noise level,
+mean ± std over noise seeds)::
+
+    python -m lit_app.experiments.noise_flooding -c configs/detector/noise_flooding_demo.yaml
+
+With ``fuse_with``, trained detectors of the grid are scored on the same clips, alone and fused with noise
+flooding (a clip's score is the larger of the two: flagged when either flags it), in rows ``train -> test``.
+The two fail on different attacks: a CNN trained on loud black-box perturbations catches PGD, which noise
+flooding misses, and noise flooding catches the minimal perturbations of other attacks that the CNN never saw.
+
+Finished (noise level, seed) runs are skipped when the command is repeated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from pytorch_lightning.utilities import rank_zero_info
+from torch.utils.data import DataLoader
+from torchmetrics.classification import BinaryROC
+
+from lit_app.attacks.victims import Victim, load_victim
+from lit_app.checkpoints import load_module
+from lit_app.data.adversarial import DetectionClips
+from lit_app.data.detection import collate_detection
+from lit_app.defences import NoiseFlooding
+from lit_app.experiments.grid import attack_identities, load_source
+from lit_app.experiments.results_table import ResultsTable, RunResult, row_kind
+from lit_app.metrics.detection import detection_metrics, save_roc_figure
+from lit_app.models.detector import DetectorModule
+
+TRAIN = "nothing"
+
+
+def victim_items(name: str, source: Any) -> dict[str, list[tuple[str, int]]]:
+    """The test clips ``(path, label)`` a grid source serves, grouped by the victim checkpoint they were made against."""
+    if not hasattr(source, "test_sets") or not hasattr(source, "examples"):
+        raise ValueError(f"source {name!r} ({type(source).__name__}) does not say which victim its clips were made "
+                         "against; noise flooding needs an adversarial data module (lit_app.data.adversarial)")
+    roots = [(f"{corpus.root}{os.sep}", corpus) for corpus in source.test_sets]
+    grouped: dict[str, list[tuple[str, int]]] = {}
+    for path, label in source.examples(source.test_sets, "test"):
+        corpus = next(c for prefix, c in roots if path.startswith(prefix))
+        grouped.setdefault(str(corpus.victim), []).append((path, label))
+    return grouped
+
+
+def score_clips(
+    score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], items: list[tuple[str, int]], batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores (on the CPU) and labels of ``(path, label)`` clips, read and scored ``batch_size`` at a time."""
+    scores, labels = [], []
+    for batch in DataLoader(DetectionClips(items), batch_size=batch_size, collate_fn=collate_detection):
+        scores.append(score(batch.audio, batch.lengths).cpu())
+        labels.append(batch.labels)
+    return torch.cat(scores), torch.cat(labels)
+
+
+def evaluate(scores: torch.Tensor, labels: torch.Tensor) -> tuple[dict[str, float], tuple[torch.Tensor, torch.Tensor]]:
+    """The grid's test metrics (``test/auroc``, ``test/eer``, ``test/recall``, ``test/fpr``...) and the ROC curve."""
+    metrics = detection_metrics("test/")
+    values = {k: float(v) for k, v in metrics(scores, labels).items()}
+    values["test/fpr"] = 1.0 - values["test/specificity"]
+    fpr, tpr, _ = BinaryROC()(scores, labels)
+    return values, (fpr, tpr)
+
+
+def column_name(snr_db: float) -> str:
+    return f"noise flooding {snr_db:g} dB"
+
+
+def fused_columns(snr_db: float) -> tuple[str, str]:
+    return "trained CNN", f"CNN + {column_name(snr_db)}"
+
+
+def fuse(
+    checkpoint: str, scored: dict[str, dict[str, Any]], conditions: dict[str, list[str]], device: str, batch_size: int
+) -> dict[str, tuple[dict[str, float], dict[str, float]]]:
+    """Metrics of a trained detector alone and fused (max) with noise-flooding scores, per test condition."""
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"{checkpoint}: no such detector checkpoint; run the grid that trains it first")
+    detector = load_module(checkpoint, DetectorModule, map_location=device).eval()
+
+    @torch.no_grad()
+    def score(audio: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return detector.score(audio.to(device), lengths.to(device))
+
+    trained = {name: score_clips(score, [(path, 0) for path in saved["paths"]], batch_size)[0] for name, saved in scored.items()}
+    metrics = {}
+    for test_name, members in conditions.items():
+        labels = torch.cat([scored[m]["labels"] for m in members])
+        alone = torch.cat([trained[m] for m in members])
+        flooding = torch.cat([scored[m]["scores"] for m in members])
+        metrics[test_name] = (evaluate(alone, labels)[0], evaluate(torch.maximum(alone, flooding), labels)[0])
+    return metrics
+
+
+def run_noise_flooding(
+    grid: str,
+    snr_db: list[float] = [15.0, 20.0, 30.0],
+    draws: int = 8,
+    seeds: list[int] = [0, 1, 2],
+    tests: list[str] | None = None,
+    fuse_with: dict[str, str] = {},
+    fuse_snr_db: float | None = None,
+    batch_size: int = 64,
+    device: str = "auto",
+    out_dir: str = "runs/noise-flooding",
+    title: str = "Noise flooding (no detector training)",
+) -> ResultsTable:
+    """Score a grid's test conditions with noise flooding; write and return the results table.
+
+    Args:
+        grid: a grid YAML (e.g. ``configs/detector/grid_demo.yaml``); its ``sources``, ``test`` and ``controls``
+            are used, relative to the working directory as for the grid.
+        snr_db: noise levels, one table column each.
+        draws: noisy copies per clip.
+        seeds: noise seeds; each cell reports the mean and standard deviation over them.
+        tests: the test conditions to score; all of the grid's by default.
+        fuse_with: trained detectors to score alone and fused with noise flooding: the grid's train condition
+            -> checkpoint path with ``{seed}`` (seed k of the detector pairs with noise seed k), e.g.
+            ``black: runs/detector-grid-demo/runs/black/IMFCC/seed{seed}/checkpoints/best.ckpt``.
+        fuse_snr_db: the noise level fused with them; the first of ``snr_db`` by default.
+        batch_size: clips per victim call.
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda:N``.
+        out_dir: folder of the runs, tables and figures.
+        title: heading of the Markdown results.
+    """
+    if not Path(grid).is_file():
+        raise FileNotFoundError(f"{grid}: no such grid config (paths are relative to the working directory)")
+    spec = yaml.safe_load(Path(grid).read_text())
+    conditions: dict[str, list[str]] = spec["test"]
+    unknown = set(tests or []) - set(conditions)
+    if unknown:
+        raise ValueError(f"{grid} has no test conditions {sorted(unknown)} (has {sorted(conditions)})")
+    conditions = {name: members for name, members in conditions.items() if tests is None or name in tests}
+    controls = set(spec.get("controls", ["noise"]))
+    fused_level = snr_db[0] if fuse_snr_db is None else fuse_snr_db
+    if fuse_with and fused_level not in snr_db:
+        raise ValueError(f"fuse_snr_db {fused_level} is not one of snr_db {snr_db}")
+    unknown_trains = set(fuse_with) - set(spec.get("train", {}))
+    if unknown_trains:
+        raise ValueError(f"fuse_with names train conditions {sorted(unknown_trains)} that {grid} lacks (has {sorted(spec.get('train', {}))})")
+    wanted = sorted({member for members in conditions.values() for member in members})
+    sources = {name: load_source(source) for name, source in spec["sources"].items()}
+    for name in wanted:
+        sources[name].prepare_data()  # builds or resumes the corpora, as the grid does before training
+    items = {name: victim_items(name, sources[name]) for name in wanted}
+    device = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    victims: dict[str, Victim] = {}
+    out = Path(out_dir)
+    results, curves = [], {}
+    for level in snr_db:
+        for seed in seeds:
+            run_dir = out / "runs" / column_name(level) / f"seed{seed}"
+            record = run_one(run_dir, items, conditions, victims, level, draws, seed, batch_size, device)
+            for test_name in conditions:
+                results.append(RunResult(TRAIN, test_name, column_name(level), seed, record["tests"][test_name]))
+            if seed == seeds[0]:
+                saved = torch.load(run_dir / "curves.pt", weights_only=True)
+                curves[level] = {f"-> {name}": saved[name] for name in conditions}
+    kinds = {(TRAIN, c): row_kind(set(), set(members), c in controls) for c, members in conditions.items()}
+    columns = [column_name(level) for level in snr_db]
+    if fuse_with:
+        attacks = {name: attack_identities(name, source) for name, source in sources.items()}
+
+        def held(members: list[str]) -> set[str]:
+            return set().union(*(attacks[name] for name in members))
+
+        columns += fused_columns(fused_level)
+        for train_name, pattern in fuse_with.items():
+            for seed in seeds:
+                scored = torch.load(out / "runs" / column_name(fused_level) / f"seed{seed}" / "scores.pt", weights_only=True)
+                for test_name, (alone, fused) in fuse(pattern.format(seed=seed), scored, conditions, device, batch_size).items():
+                    results.append(RunResult(train_name, test_name, columns[-2], seed, alone))
+                    results.append(RunResult(train_name, test_name, columns[-1], seed, fused))
+            for test_name, members in conditions.items():
+                kinds[(train_name, test_name)] = row_kind(held(spec["train"][train_name]), held(members), test_name in controls)
+    rows = sorted(kinds, key=lambda row: (row[0] != TRAIN, kinds[row] == "control"))
+    table = ResultsTable(results, kinds, columns, rows)
+    paths = table.write(out, title)
+    for level, chosen in curves.items():
+        save_roc_figure(chosen, out / f"roc_{level:g}dB.png", title=f"{column_name(level)} (seed {seeds[0]})")
+    rank_zero_info(f"\n{table.markdown('test/auroc')}\n\nresults: {paths['markdown']} and {paths['csv']}")
+    return table
+
+
+def run_one(
+    run_dir: Path,
+    items: dict[str, dict[str, list[tuple[str, int]]]],
+    conditions: dict[str, list[str]],
+    victims: dict[str, Victim],
+    snr_db: float,
+    draws: int,
+    seed: int,
+    batch_size: int,
+    device: str,
+) -> dict[str, Any]:
+    """Score every source once at one noise level and seed, then each test condition; skipped when done before."""
+    clips = json.dumps(items, sort_keys=True).encode()
+    settings = {"snr_db": snr_db, "draws": draws, "seed": seed, "clips_sha256": hashlib.sha256(clips).hexdigest()}
+    results_path = run_dir / "results.json"
+    if results_path.is_file() and (run_dir / "curves.pt").is_file() and (run_dir / "scores.pt").is_file():
+        record = json.loads(results_path.read_text())
+        if record.get("settings") == settings and set(conditions) <= set(record["tests"]):
+            rank_zero_info(f"{run_dir}: done before, skipped")
+            return record
+    scored: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for name, by_victim in items.items():
+        parts = []
+        for checkpoint, clips_of_victim in by_victim.items():
+            if checkpoint not in victims:
+                victims[checkpoint] = load_victim(checkpoint, device)
+            flooding = NoiseFlooding(victims[checkpoint], snr_db, draws, seed)
+            parts.append(score_clips(flooding.score, clips_of_victim, batch_size))
+        scored[name] = (torch.cat([s for s, _ in parts]), torch.cat([label for _, label in parts]))
+    record: dict[str, Any] = {"settings": settings, "tests": {}}
+    saved_curves = {}
+    for test_name, members in conditions.items():
+        scores = torch.cat([scored[m][0] for m in members])
+        labels = torch.cat([scored[m][1] for m in members])
+        record["tests"][test_name], saved_curves[test_name] = evaluate(scores, labels)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(saved_curves, run_dir / "curves.pt")
+    # Per-clip scores, for fusing with trained detectors or any other analysis.
+    paths = {name: [path for clips_of_victim in by_victim.values() for path, _ in clips_of_victim] for name, by_victim in items.items()}
+    torch.save({name: {"paths": paths[name], "scores": s, "labels": label} for name, (s, label) in scored.items()},
+               run_dir / "scores.pt")
+    tmp = results_path.with_name(".results.json.part")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, results_path)
+    return record
+
+
+def main(args: list[str] | None = None) -> ResultsTable:
+    """Parse a noise-flooding YAML (jsonargparse: ``-c``, ``--help``) and run it."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    parser = ArgumentParser(prog="python -m lit_app.experiments.noise_flooding", description=run_noise_flooding.__doc__.splitlines()[0])
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="experiment YAML")
+    parser.add_function_arguments(run_noise_flooding)
+    settings = parser.parse_args(args).as_dict()
+    settings.pop("config", None)
+    return run_noise_flooding(**settings)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

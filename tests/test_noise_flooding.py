@@ -1,0 +1,140 @@
+"""Noise flooding: fragile clips score high, robust ones zero; the experiment scores a grid's sets and resumes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from lit_app.attacks import ClassifierVictim, CTCVictim
+from lit_app.defences import NoiseFlooding
+from lit_app.defences.noise_flooding import disagreement
+from lit_app.experiments import noise_flooding
+from lit_app.experiments.noise_flooding import run_noise_flooding
+from lit_app.models.detector import DetectorModule
+from tests.conftest import CONFIGS
+from tests.detector_helpers import detection_sets  # noqa: F401  (fixture)
+from tests.test_adversarial_corpus import kws_victim, save_checkpoint, write_config  # noqa: F401  (kws_victim is a fixture)
+from tests.test_attacks import TinyCTC
+
+SAMPLES = 4000
+
+
+class SignOfMean(nn.Module):
+    """A two-class victim that answers by the sign of a clip's mean: an offset near 0 sits on its boundary."""
+
+    labels = ["up", "down"]
+    hparams = {"clip_samples": SAMPLES}
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        mean = waveforms.mean(1, keepdim=True) * 1000
+        return torch.cat([mean, -mean], 1)
+
+
+def tone_with_offsets(offsets: list[float]) -> torch.Tensor:
+    t = torch.arange(SAMPLES) / 16000
+    tone = 0.3 * torch.sin(2 * math.pi * 400 * t)  # 100 whole periods: mean 0
+    return torch.stack([tone + offset for offset in offsets])
+
+
+def test_disagreement_is_a_class_change_or_a_capped_character_error_rate():
+    assert disagreement("yes", "yes", transcripts=False) == 0.0 and disagreement("yes", "no", transcripts=False) == 1.0
+    assert disagreement("open", "opan", transcripts=True) == pytest.approx(0.25)
+    assert disagreement("go", "go home now please", transcripts=True) == 1.0  # CER 8, capped
+    assert disagreement("", "", transcripts=True) == 0.0 and disagreement("", "a", transcripts=True) == 1.0
+
+
+def test_clips_on_the_boundary_score_high_and_clips_far_from_it_zero():
+    victim = ClassifierVictim(SignOfMean())
+    audio = tone_with_offsets([2e-5, -2e-5, 0.05, -0.05])
+    lengths = torch.full((4,), SAMPLES)
+    scores = NoiseFlooding(victim, snr_db=15.0, draws=16, seed=0).score(audio, lengths)
+    assert scores.shape == (4,) and scores.dtype == torch.float32
+    assert (scores[:2] >= 0.25).all() and (scores[2:] == 0).all()
+    assert torch.equal(scores, NoiseFlooding(victim, snr_db=15.0, draws=16, seed=0).score(audio, lengths))
+    # Quieter noise moves fewer clips across the boundary.
+    assert NoiseFlooding(victim, snr_db=60.0, draws=16, seed=0).score(audio, lengths)[:2].sum() < scores[:2].sum()
+    with pytest.raises(ValueError, match="draws"):
+        NoiseFlooding(victim, draws=0)
+
+
+def test_a_recogniser_is_scored_by_the_transcripts_of_noisy_copies():
+    victim = CTCVictim(TinyCTC())
+    audio = tone_with_offsets([0.0, 0.01]) * torch.tensor([[1.0], [0.2]])
+    lengths = torch.tensor([SAMPLES, SAMPLES // 2])
+    audio[1, SAMPLES // 2 :] = 0
+    scores = NoiseFlooding(victim, snr_db=10.0, draws=3, seed=1).score(audio, lengths)
+    assert scores.shape == (2,) and ((scores >= 0) & (scores <= 1)).all()
+    assert torch.equal(scores, NoiseFlooding(victim, snr_db=10.0, draws=3, seed=1).score(audio, lengths))
+
+
+@pytest.fixture
+def pgd_grid(tmp_path, tiny_keywords, kws_victim):  # noqa: F811
+    """A grid YAML over one small PGD corpus (against an untrained keyword spotter) and an untrained detector."""
+    data_config = write_config(tmp_path / "configs", tmp_path / "pgd", tiny_keywords, kws_victim)
+    detector = DetectorModule(backbone="paper", input_mode="blocks", n_coefficients=20, win_ms=32, hop_ms=16)
+    for seed in (0, 1):
+        save_checkpoint(detector, tmp_path / f"detector{seed}.ckpt")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"sources": {"pgd": str(data_config)}, "train": {"pgd": ["pgd"]},
+                                    "test": {"pgd": ["pgd"]}, "features": {"MFCC": {}}}))
+    return grid
+
+
+@pytest.mark.timeout(240)
+def test_the_experiment_scores_fuses_writes_and_resumes(pgd_grid, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    settings = dict(grid=str(pgd_grid), snr_db=[20.0, 60.0], draws=2, seeds=[0, 1], batch_size=8, device="cpu",
+                    fuse_with={"pgd": str(tmp_path / "detector{seed}.ckpt")}, fuse_snr_db=20.0, out_dir=str(out))
+    table = run_noise_flooding(**settings)
+    assert table.kinds == {("nothing", "pgd"): "unknown", ("pgd", "pgd"): "known"}
+    assert table.features == ["noise flooding 20 dB", "noise flooding 60 dB", "trained CNN", "CNN + noise flooding 20 dB"]
+    auroc = table.values("test/auroc")
+    assert len(auroc[("nothing", "pgd", "noise flooding 20 dB")]) == 2
+    assert len(auroc[("pgd", "pgd", "CNN + noise flooding 20 dB")]) == 2
+    run = out / "runs" / "noise flooding 20 dB" / "seed0"
+    record = json.loads((run / "results.json").read_text())
+    assert record["settings"]["draws"] == 2 and 0.0 <= record["tests"]["pgd"]["test/auroc"] <= 1.0
+    scores = torch.load(run / "scores.pt", weights_only=True)["pgd"]
+    assert len(scores["paths"]) == scores["scores"].numel() == scores["labels"].numel() > 0
+    assert set(scores["labels"].tolist()) == {0, 1}  # balanced normal and adversarial clips of the test split
+    assert (out / "results.md").is_file() and (out / "roc_20dB.png").is_file() and (out / "roc_60dB.png").is_file()
+    # Fused means the larger score: never below the trained detector's detection rate.
+    recall = table.values("test/recall")
+    fused, alone = recall[("pgd", "pgd", "CNN + noise flooding 20 dB")], recall[("pgd", "pgd", "trained CNN")]
+    assert len(fused) == len(alone) == 2 and all(f >= a for f, a in zip(fused, alone))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished run was scored again")
+
+    monkeypatch.setattr(noise_flooding.NoiseFlooding, "score", refuse)
+    again = run_noise_flooding(**settings)
+    assert again.values("test/auroc") == auroc
+    with pytest.raises(ValueError, match="not one of snr_db"):
+        run_noise_flooding(**{**settings, "fuse_snr_db": 25.0})
+    with pytest.raises(ValueError, match="lacks"):
+        run_noise_flooding(**{**settings, "fuse_with": {"black": "x{seed}.ckpt"}})
+    with pytest.raises(FileNotFoundError, match="detector checkpoint"):
+        run_noise_flooding(**{**settings, "fuse_with": {"pgd": str(tmp_path / "missing{seed}.ckpt")}})
+
+
+def test_a_source_that_names_no_victim_is_refused_clearly(detection_sets, tmp_path):  # noqa: F811
+    grid = tmp_path / "grid.yaml"
+    source = {"class_path": "lit_app.data.external_adversarial.ExternalDetectionDataModule",
+              "init_args": {"root": str(detection_sets["white"]), "split_fractions": [0.5, 0.25, 0.25]}}
+    grid.write_text(yaml.safe_dump({"sources": {"white": source}, "test": {"white": ["white"]}}))
+    with pytest.raises(ValueError, match="needs an adversarial data module"):
+        run_noise_flooding(grid=str(grid), out_dir=str(tmp_path / "out"))
+    with pytest.raises(ValueError, match="no test conditions"):
+        run_noise_flooding(grid=str(grid), tests=["black"], out_dir=str(tmp_path / "out"))
+
+
+def test_demo_config_parses(monkeypatch):
+    monkeypatch.chdir(CONFIGS.parent)
+    with pytest.raises(SystemExit) as stop:
+        noise_flooding.main(["-c", str(CONFIGS / "detector" / "noise_flooding_demo.yaml"), "--print_config"])
+    assert stop.value.code == 0
