@@ -19,6 +19,16 @@ QUIET_TRAINER = dict(
 )
 
 
+def save_checkpoint(model, path: Path) -> Path:
+    """Write ``model`` (a LightningModule, trained or not) as ``lit-app fit`` would, without training it."""
+    import pytorch_lightning as pl
+
+    trainer = pl.Trainer(max_steps=0, **QUIET_TRAINER)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(path)
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _wandb_isolation(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))

@@ -22,17 +22,9 @@ from lit_app.data.adversarial_corpus import AdversarialCorpus
 from lit_app.data.kws import KWSDataModule
 from lit_app.data.synth.build import CorpusError
 from lit_app.models.kws import KWSModule
+from tests.conftest import save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def save_checkpoint(model: torch.nn.Module, path: Path) -> Path:
-    import pytorch_lightning as pl
-
-    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_steps=0)
-    trainer.strategy.connect(model)
-    trainer.save_checkpoint(path)
-    return path
 
 
 @pytest.fixture(scope="session")

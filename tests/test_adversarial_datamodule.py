@@ -15,6 +15,7 @@ from lit_app.data import adversarial_manifest as manifest
 from lit_app.data.adversarial import AdversarialDataModule, LeakageError, check_leakage
 from lit_app.data.adversarial_corpus import AdversarialCorpus
 from lit_app.data.detection import DetectionBatch
+from tests.conftest import QUIET_TRAINER
 from tests.test_adversarial_corpus import kws_victim, make_corpus  # noqa: F401  (kws_victim is a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,8 +167,7 @@ def test_each_rank_generates_its_own_shard(tmp_path, tiny_keywords, kws_victim):
     corpus = make_corpus(tmp_path / "ddp", tiny_keywords, kws_victim, batch_size=2,
                          sources_per_split={"train": 2, "val": 1, "test": 1})
     module = AdversarialDataModule(train_sets=[corpus], batch_size=2)
-    trainer = pl.Trainer(accelerator="cpu", devices=2, max_steps=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+    trainer = pl.Trainer(devices=2, max_steps=1, limit_val_batches=0, **QUIET_TRAINER,
                          strategy=DDPStrategy(start_method="spawn", process_group_backend="gloo", timeout=timedelta(seconds=120)))
     trainer.fit(Probe(), datamodule=module)
     assert corpus.is_complete()

@@ -10,6 +10,7 @@ from lit_app.models.asr import DeepSpeechModule, normalise_per_utterance
 from lit_app.nets.deepspeech import DeepSpeech, DeepSpeech2, stack_context
 from lit_app.text import Alphabet
 from tests import asr_helpers
+from tests.conftest import QUIET_TRAINER
 
 tiny_sentences = asr_helpers.tiny_sentences  # the shared corpus fixture
 
@@ -119,8 +120,7 @@ def test_checkpoint_rebuilds_the_victim_from_its_path(tmp_path, tiny_sentences):
 
     model = DeepSpeechModule(n_hidden=24, n_mfcc=10, n_mels=16, context=2, hop_ms=20.0, rnn_type="gru", lr=1e-3)
     data = ASRDataModule(root=str(tiny_sentences), batch_size=4)
-    trainer = pl.Trainer(max_steps=2, limit_val_batches=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = pl.Trainer(max_steps=2, limit_val_batches=1, default_root_dir=tmp_path, **QUIET_TRAINER)
     trainer.fit(model, data)
     path = tmp_path / "victim.ckpt"
     trainer.save_checkpoint(path)

@@ -23,6 +23,7 @@ from lit_app.attacks import (
 )
 from lit_app.models.kws import KWSModule
 from lit_app.text import Alphabet, greedy_decode
+from tests.conftest import save_checkpoint
 
 SAMPLES = 4000
 
@@ -215,16 +216,12 @@ def test_carlini_wagner_ctc_is_deterministic_and_reports_infeasible_targets():
 
 
 def test_carlini_wagner_runs_on_the_deepspeech_victim_from_its_checkpoint(tmp_path):
-    import pytorch_lightning as pl
-
     from lit_app.attacks import load_victim
     from lit_app.models.asr import DeepSpeechModule
 
     torch.manual_seed(0)
     module = DeepSpeechModule(n_hidden=32, n_mfcc=13, n_mels=20, hop_ms=20.0, win_ms=32.0, context=2)
-    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_steps=0)
-    trainer.strategy.connect(module)
-    trainer.save_checkpoint(tmp_path / "asr.ckpt")
+    save_checkpoint(module, tmp_path / "asr.ckpt")
     victim = load_victim(tmp_path / "asr.ckpt")
     assert isinstance(victim, CTCVictim) and not victim.module.training
     x, lengths = ctc_batch()

@@ -12,6 +12,7 @@ from lit_app.models.detector import DetectorModule, add_noise_at_snr, aggregate_
 from lit_app.models.kws import KWSModule
 from lit_app.nets.detector_cnn import PaperCNN, ResCNN
 from lit_app.nets.feature_norm import MaskedFeatureNorm
+from tests.conftest import QUIET_TRAINER
 
 BLOCKS = dict(n_coefficients=20, win_ms=32.0, hop_ms=16.0, input_mode="blocks")
 
@@ -142,8 +143,7 @@ def tiny_loader(count: int = 16):
 def test_fit_test_and_rebuild_from_checkpoint(tmp_path):
     pl.seed_everything(0)
     detector = DetectorModule(backbone="rescnn", feature="lfcc", lr=0.003, **BLOCKS)
-    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, default_root_dir=tmp_path, enable_checkpointing=False)
+    trainer = pl.Trainer(max_epochs=3, default_root_dir=tmp_path, **QUIET_TRAINER)
     trainer.fit(detector, tiny_loader(), tiny_loader())
     metrics = trainer.test(detector, tiny_loader(), verbose=False)[0]
     for name in ("acc", "auroc", "eer", "precision", "recall", "f1", "fpr"):

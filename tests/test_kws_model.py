@@ -5,6 +5,7 @@ from lit_app.checkpoints import CheckpointError, load_module
 from lit_app.data.vocab import task_labels
 from lit_app.models.kws import KWSModule
 from lit_app.nets.kws_cnn import CnnTradFpool3
+from tests.conftest import save_checkpoint
 
 
 @pytest.mark.parametrize("padding, params", [("same", 373_900), ("valid", 260_236)])
@@ -39,14 +40,6 @@ def test_module_takes_waveforms_and_is_differentiable():
     assert logits.shape == (3, 35)
     logits[:, 0].sum().backward()
     assert wave.grad.abs().sum() > 0
-
-
-def save_checkpoint(model, path):
-    import pytorch_lightning as pl
-
-    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_steps=0)
-    trainer.strategy.connect(model)
-    trainer.save_checkpoint(path)
 
 
 def test_checkpoint_alone_rebuilds_the_victim(tmp_path):

@@ -16,9 +16,9 @@ from lit_app.defences.noise_flooding import disagreement
 from lit_app.experiments import noise_flooding
 from lit_app.experiments.noise_flooding import run_noise_flooding
 from lit_app.models.detector import DetectorModule
-from tests.conftest import CONFIGS
+from tests.conftest import CONFIGS, save_checkpoint
 from tests.detector_helpers import detection_sets  # noqa: F401  (fixture)
-from tests.test_adversarial_corpus import kws_victim, save_checkpoint, write_config  # noqa: F401  (kws_victim is a fixture)
+from tests.test_adversarial_corpus import kws_victim, write_config  # noqa: F401  (kws_victim is a fixture)
 from tests.test_attacks import TinyCTC
 
 SAMPLES = 4000
