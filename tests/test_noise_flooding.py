@@ -80,15 +80,17 @@ def pgd_grid(tmp_path, tiny_keywords, kws_victim):  # noqa: F811
     for seed in (0, 1):
         save_checkpoint(detector, tmp_path / f"detector{seed}.ckpt")
     grid = tmp_path / "grid.yaml"
-    grid.write_text(yaml.safe_dump({"sources": {"pgd": str(data_config)}, "train": {"pgd": ["pgd"]},
+    grid.write_text(yaml.safe_dump({"sources": {"pgd": str(data_config)}, "train": {"other": ["pgd"]},
                                     "test": {"pgd": ["pgd"]}, "features": {"MFCC": {}}}))
-    return grid
+    overlay = tmp_path / "overlay.yaml"  # replaces the train conditions, as grid overlays do
+    overlay.write_text(yaml.safe_dump({"train": {"pgd": ["pgd"]}}))
+    return [str(grid), str(overlay)]
 
 
 @pytest.mark.timeout(240)
 def test_the_experiment_scores_fuses_writes_and_resumes(pgd_grid, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    settings = dict(grid=str(pgd_grid), snr_db=[20.0, 60.0], draws=2, seeds=[0, 1], batch_size=8, device="cpu",
+    settings = dict(grid=pgd_grid, snr_db=[20.0, 60.0], draws=2, seeds=[0, 1], batch_size=8, device="cpu",
                     fuse_with={"pgd": str(tmp_path / "detector{seed}.ckpt")}, fuse_snr_db=20.0, out_dir=str(out))
     table = run_noise_flooding(**settings)
     assert table.kinds == {("nothing", "pgd"): "unknown", ("pgd", "pgd"): "known"}
@@ -126,11 +128,14 @@ def test_a_source_that_names_no_victim_is_refused_clearly(detection_sets, tmp_pa
     grid = tmp_path / "grid.yaml"
     source = {"class_path": "lit_app.data.external_adversarial.ExternalDetectionDataModule",
               "init_args": {"root": str(detection_sets["white"]), "split_fractions": [0.5, 0.25, 0.25]}}
-    grid.write_text(yaml.safe_dump({"sources": {"white": source}, "test": {"white": ["white"]}}))
+    grid.write_text(yaml.safe_dump({"sources": {"white": source}, "train": {"white": ["white"]}, "test": {"white": ["white"]},
+                                    "features": {"MFCC": {}}}))
     with pytest.raises(ValueError, match="needs an adversarial data module"):
         run_noise_flooding(grid=str(grid), out_dir=str(tmp_path / "out"))
     with pytest.raises(ValueError, match="no test conditions"):
         run_noise_flooding(grid=str(grid), tests=["black"], out_dir=str(tmp_path / "out"))
+    with pytest.raises(FileNotFoundError, match="no such grid config"):
+        run_noise_flooding(grid=[str(grid), str(tmp_path / "missing.yaml")], out_dir=str(tmp_path / "out"))
 
 
 def test_demo_config_parses(monkeypatch):

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 from torchmetrics.classification import BinaryROC
@@ -38,7 +37,7 @@ from lit_app.checkpoints import load_module
 from lit_app.data.adversarial import DetectionClips
 from lit_app.data.detection import collate_detection
 from lit_app.defences import NoiseFlooding
-from lit_app.experiments.grid import attack_identities, load_source
+from lit_app.experiments.grid import attack_identities, build_parser, load_source
 from lit_app.experiments.results_table import ResultsTable, RunResult, row_kind
 from lit_app.metrics.detection import detection_metrics, save_roc_figure
 from lit_app.models.detector import DetectorModule
@@ -79,6 +78,14 @@ def evaluate(scores: torch.Tensor, labels: torch.Tensor) -> tuple[dict[str, floa
     return values, (fpr, tpr)
 
 
+def read_grid(paths: list[str]) -> dict[str, Any]:
+    """The settings of a grid config (and its overlays, later files winning) as the grid itself reads them."""
+    for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: no such grid config (paths are relative to the working directory)")
+    return build_parser().parse_args([arg for path in paths for arg in ("-c", path)]).as_dict()
+
+
 def column_name(snr_db: float) -> str:
     return f"noise flooding {snr_db:g} dB"
 
@@ -110,7 +117,7 @@ def fuse(
 
 
 def run_noise_flooding(
-    grid: str,
+    grid: str | list[str],
     snr_db: list[float] = [15.0, 20.0, 30.0],
     draws: int = 8,
     seeds: list[int] = [0, 1, 2],
@@ -125,8 +132,9 @@ def run_noise_flooding(
     """Score a grid's test conditions with noise flooding; write and return the results table.
 
     Args:
-        grid: a grid YAML (e.g. ``configs/detector/grid_demo.yaml``); its ``sources``, ``test`` and ``controls``
-            are used, relative to the working directory as for the grid.
+        grid: a grid YAML (e.g. ``configs/detector/grid_demo.yaml``), or several composed as the grid composes
+            them (a grid config and its overlays); its ``sources``, ``train``, ``test`` and ``controls`` are
+            used, relative to the working directory as for the grid.
         snr_db: noise levels, one table column each.
         draws: noisy copies per clip.
         seeds: noise seeds; each cell reports the mean and standard deviation over them.
@@ -140,21 +148,19 @@ def run_noise_flooding(
         out_dir: folder of the runs, tables and figures.
         title: heading of the Markdown results.
     """
-    if not Path(grid).is_file():
-        raise FileNotFoundError(f"{grid}: no such grid config (paths are relative to the working directory)")
-    spec = yaml.safe_load(Path(grid).read_text())
+    spec = read_grid([grid] if isinstance(grid, str) else grid)
     conditions: dict[str, list[str]] = spec["test"]
     unknown = set(tests or []) - set(conditions)
     if unknown:
         raise ValueError(f"{grid} has no test conditions {sorted(unknown)} (has {sorted(conditions)})")
     conditions = {name: members for name, members in conditions.items() if tests is None or name in tests}
-    controls = set(spec.get("controls", ["noise"]))
+    controls = set(spec["controls"])
     fused_level = snr_db[0] if fuse_snr_db is None else fuse_snr_db
     if fuse_with and fused_level not in snr_db:
         raise ValueError(f"fuse_snr_db {fused_level} is not one of snr_db {snr_db}")
-    unknown_trains = set(fuse_with) - set(spec.get("train", {}))
+    unknown_trains = set(fuse_with) - set(spec["train"])
     if unknown_trains:
-        raise ValueError(f"fuse_with names train conditions {sorted(unknown_trains)} that {grid} lacks (has {sorted(spec.get('train', {}))})")
+        raise ValueError(f"fuse_with names train conditions {sorted(unknown_trains)} that {grid} lacks (has {sorted(spec['train'])})")
     wanted = sorted({member for members in conditions.values() for member in members})
     sources = {name: load_source(source) for name, source in spec["sources"].items()}
     for name in wanted:
