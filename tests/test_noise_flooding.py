@@ -110,6 +110,14 @@ def test_the_experiment_scores_fuses_writes_and_resumes(pgd_grid, tmp_path, monk
     fused, alone = recall[("pgd", "pgd", "CNN + noise flooding 20 dB")], recall[("pgd", "pgd", "trained CNN")]
     assert len(fused) == len(alone) == 2 and all(f >= a for f, a in zip(fused, alone))
 
+    # Noise flooding alone may score every split: it trained on none; a fused detector only the test split.
+    with pytest.raises(ValueError, match="splits"):
+        run_noise_flooding(**{**settings, "splits": ["train", "val", "test"]})
+    every = run_noise_flooding(**{**settings, "splits": ["train", "val", "test"], "fuse_with": {}, "seeds": [0],
+                                  "snr_db": [20.0], "out_dir": str(tmp_path / "every")})
+    clips = torch.load(tmp_path / "every" / "runs" / "noise flooding 20 dB" / "seed0" / "scores.pt", weights_only=True)
+    assert len(clips["pgd"]["paths"]) > len(scores["paths"]) and every.rows == [("nothing", "pgd")]
+
     def refuse(*args, **kwargs):
         raise AssertionError("a finished run was scored again")
 

@@ -130,8 +130,11 @@ def summarise(weight: float, clean_scores: torch.Tensor, scores: torch.Tensor, f
     extra = {}
     if flooding is not None:
         clean_flooding, flooding_scores = flooding
-        fused = detected | (flooding_scores >= 0.5)
+        flooded = flooding_scores >= 0.5
+        fused = detected | flooded
         extra = {
+            "flooding_detection_rate": (flooded & fooled).sum().item() / max(successful, 1),
+            "flooding_false_positive_rate": (clean_flooding >= 0.5).float().mean().item(),
             "fused_detection_rate": (fused & fooled).sum().item() / max(successful, 1),
             "fused_false_positive_rate": ((clean_scores >= threshold) | (clean_flooding >= 0.5)).float().mean().item(),
         }
@@ -153,11 +156,13 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     fused = "fused_detection_rate" in rows[0]
     head = ("| detector weight | victim success | detection rate (of successful) | fools victim and detector | "
             "mean detector score | median SNR dB | median dB_x |")
-    lines = [head + (" detection rate, fused with noise flooding |" if fused else ""), "|---|---|---|---|---|---|---|" + ("---|" if fused else "")]
+    if fused:
+        head += " detection rate, noise flooding alone | detection rate, fused with noise flooding |"
+    lines = [head, "|---" * head.count(" |") + "|"]
     for r in rows:
         lines.append(f"| {r['weight']:g} | {r['victim_success']:.3f} | {r['detection_rate']:.3f} | {r['fools_both']:.3f} | "
                      f"{r['mean_score']:.3f} | {r['median_snr_db']:.1f} | {r['median_db_x']:.1f} |"
-                     + (f" {r['fused_detection_rate']:.3f} |" if fused else ""))
+                     + (f" {r['flooding_detection_rate']:.3f} | {r['fused_detection_rate']:.3f} |" if fused else ""))
     return "\n".join(lines)
 
 

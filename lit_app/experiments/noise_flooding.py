@@ -45,14 +45,15 @@ from lit_app.models.detector import DetectorModule
 TRAIN = "nothing"
 
 
-def victim_items(name: str, source: Any) -> dict[str, list[tuple[str, int]]]:
-    """The test clips ``(path, label)`` a grid source serves, grouped by the victim checkpoint they were made against."""
+def victim_items(name: str, source: Any, splits: list[str]) -> dict[str, list[tuple[str, int]]]:
+    """The clips ``(path, label)`` a grid source serves for testing (from ``splits`` of its test corpora), grouped
+    by the victim checkpoint they were made against."""
     if not hasattr(source, "test_sets") or not hasattr(source, "examples"):
         raise ValueError(f"source {name!r} ({type(source).__name__}) does not say which victim its clips were made "
                          "against; noise flooding needs an adversarial data module (lit_app.data.adversarial)")
     roots = [(f"{corpus.root}{os.sep}", corpus) for corpus in source.test_sets]
     grouped: dict[str, list[tuple[str, int]]] = {}
-    for path, label in source.examples(source.test_sets, "test"):
+    for path, label in (item for split in splits for item in source.examples(source.test_sets, split)):
         corpus = next(c for prefix, c in roots if path.startswith(prefix))
         grouped.setdefault(str(corpus.victim), []).append((path, label))
     return grouped
@@ -122,6 +123,7 @@ def run_noise_flooding(
     draws: int = 8,
     seeds: list[int] = [0, 1, 2],
     tests: list[str] | None = None,
+    splits: list[str] = ["test"],
     fuse_with: dict[str, str] = {},
     fuse_snr_db: float | None = None,
     batch_size: int = 64,
@@ -139,6 +141,9 @@ def run_noise_flooding(
         draws: noisy copies per clip.
         seeds: noise seeds; each cell reports the mean and standard deviation over them.
         tests: the test conditions to score; all of the grid's by default.
+        splits: which splits of the test corpora to score. Noise flooding trains on nothing, so every split is
+            unseen data to it (``[train, val, test]`` gives it more clips); a fused detector is compared on
+            ``test`` only, the split its CNN never saw.
         fuse_with: trained detectors to score alone and fused with noise flooding: the grid's train condition
             -> checkpoint path with ``{seed}`` (seed k of the detector pairs with noise seed k), e.g.
             ``black: runs/detector-grid-demo/runs/black/IMFCC/seed{seed}/checkpoints/best.ckpt``.
@@ -156,6 +161,8 @@ def run_noise_flooding(
     conditions = {name: members for name, members in conditions.items() if tests is None or name in tests}
     controls = set(spec["controls"])
     fused_level = snr_db[0] if fuse_snr_db is None else fuse_snr_db
+    if fuse_with and splits != ["test"]:
+        raise ValueError(f"fuse_with needs splits: [test] (the trained detectors saw the others), got {splits}")
     if fuse_with and fused_level not in snr_db:
         raise ValueError(f"fuse_snr_db {fused_level} is not one of snr_db {snr_db}")
     unknown_trains = set(fuse_with) - set(spec["train"])
@@ -165,7 +172,7 @@ def run_noise_flooding(
     sources = {name: load_source(source) for name, source in spec["sources"].items()}
     for name in wanted:
         sources[name].prepare_data()  # builds or resumes the corpora, as the grid does before training
-    items = {name: victim_items(name, sources[name]) for name in wanted}
+    items = {name: victim_items(name, sources[name], splits) for name in wanted}
     device = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     victims: dict[str, Victim] = {}
     out = Path(out_dir)
