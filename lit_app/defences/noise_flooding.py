@@ -34,12 +34,17 @@ def disagreement(clean: str, noisy: str, transcripts: bool) -> float:
 class NoiseFlooding:
     """Score clips by how easily white noise at ``snr_db`` changes the victim's output.
 
+    A clip is flagged when its score reaches :attr:`threshold`: for a classifier, when the answer changes on at
+    least half the copies.
+
     Args:
         victim: the model the clips may have been made against (:func:`lit_app.attacks.load_victim`).
         snr_db: signal-to-noise ratio of the added noise, per clip over its own samples, dB.
         draws: noisy copies per clip; the score is the mean disagreement over them.
         seed: seed of the noise; a call is deterministic for a seed, batch and device.
     """
+
+    threshold = 0.5
 
     def __init__(self, victim: Victim, snr_db: float = 15.0, draws: int = 8, seed: int = 0) -> None:
         if draws < 1:
@@ -52,10 +57,7 @@ class NoiseFlooding:
 
     @torch.no_grad()
     def score(self, audio: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Scores in [0, 1] of ``[batch, samples]`` clips (zero-padded past ``lengths``), on the CPU.
-
-        At 0.5 a clip is flagged when the victim changes its answer on at least half the noisy copies.
-        """
+        """Scores in [0, 1] of ``[batch, samples]`` clips (zero-padded past ``lengths``), on the CPU."""
         device = self.victim.device
         audio, lengths = audio.to(device, torch.float32), lengths.to(device, torch.long)
         transcripts = isinstance(self.victim, CTCVictim)

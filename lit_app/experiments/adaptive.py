@@ -130,13 +130,14 @@ def summarise(weight: float, clean_scores: torch.Tensor, scores: torch.Tensor, f
     extra = {}
     if flooding is not None:
         clean_flooding, flooding_scores = flooding
-        flooded = flooding_scores >= 0.5
+        flooded = flooding_scores >= NoiseFlooding.threshold
         fused = detected | flooded
         extra = {
             "flooding_detection_rate": (flooded & fooled).sum().item() / max(successful, 1),
-            "flooding_false_positive_rate": (clean_flooding >= 0.5).float().mean().item(),
+            "flooding_false_positive_rate": (clean_flooding >= NoiseFlooding.threshold).float().mean().item(),
             "fused_detection_rate": (fused & fooled).sum().item() / max(successful, 1),
-            "fused_false_positive_rate": ((clean_scores >= threshold) | (clean_flooding >= 0.5)).float().mean().item(),
+            "fused_false_positive_rate": ((clean_scores >= threshold) | (clean_flooding >= NoiseFlooding.threshold))
+            .float().mean().item(),
         }
     return {
         "weight": weight,
