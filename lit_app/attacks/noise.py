@@ -45,6 +45,20 @@ class NoiseControl(Attack):
         **conditions: Any,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``snr_db`` gives each clip its own SNR (e.g. that of the adversarial example it controls for)."""
+        batch = clean.shape[0]
+        noisy = self.add_noise(clean, lengths, generator, snr_db)
+        none = torch.zeros(batch, dtype=torch.long, device=clean.device)
+        return noisy, none, none, torch.ones(batch, dtype=torch.bool, device=clean.device)
+
+    def add_noise(
+        self,
+        clean: torch.Tensor,
+        lengths: torch.Tensor,
+        generator: torch.Generator,
+        snr_db: torch.Tensor | list[float] | None = None,
+    ) -> torch.Tensor:
+        """``[batch, samples]`` clips plus noise at ``snr_db`` per clip (``self.snr_db`` when omitted), measured
+        over each clip's valid samples; padding stays zero and the result is on the 16-bit grid."""
         batch, samples = clean.shape
         device = clean.device
         mask = valid_mask(lengths, samples).float()
@@ -59,6 +73,4 @@ class NoiseControl(Attack):
         signal_power = (clean.double() ** 2).sum(1) / lengths.clamp(min=1)
         noise_power = (noise.double() ** 2).sum(1) / lengths.clamp(min=1)
         gain = torch.sqrt(signal_power / (noise_power.clamp(min=1e-20) * 10.0 ** (wanted.double() / 10.0)))
-        noisy = quantize((clean + noise * gain.float().unsqueeze(1)).clamp(-1.0, 1.0)) * mask
-        none = torch.zeros(batch, dtype=torch.long, device=device)
-        return noisy, none, none, torch.ones(batch, dtype=torch.bool, device=device)
+        return quantize((clean + noise * gain.float().unsqueeze(1)).clamp(-1.0, 1.0)) * mask

@@ -65,7 +65,7 @@ class NoiseFlooding:
         generator = torch.Generator(device=device).manual_seed(self.seed)
         total = torch.zeros(audio.shape[0], dtype=torch.float64)
         for _ in range(self.draws):
-            noisy_audio = self.noise.run(self.victim, audio, lengths, [], generator)[0]
+            noisy_audio = self.noise.add_noise(audio, lengths, generator)
             noisy = self.victim.predict(noisy_audio, lengths)
             total += torch.tensor([disagreement(c, n, transcripts) for c, n in zip(clean, noisy)], dtype=torch.float64)
         return (total / self.draws).float()

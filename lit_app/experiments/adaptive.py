@@ -18,7 +18,6 @@ distortion it costs. Command line::
 from __future__ import annotations
 
 import json
-import os
 import random
 import statistics
 import sys
@@ -34,9 +33,11 @@ from lit_app.attacks.victims import Encoded, Victim, load_victim
 from lit_app.audio.io import STRICT, read_audio
 from lit_app.base import LitAppDataModule
 from lit_app.checkpoints import load_module
+from lit_app.data.adversarial_corpus import resolve_device
 from lit_app.data.adversarial_sources import SourceClip, list_sources
 from lit_app.data.detection import collate_detection
 from lit_app.defences import NoiseFlooding
+from lit_app.experiments.command import run_command
 from lit_app.models.detector import DetectorModule
 
 DETECTED = "[detected] "
@@ -206,7 +207,7 @@ def run_adaptive(
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda:N``.
         out_dir: where ``adaptive.json`` and ``adaptive.md`` are written.
     """
-    device = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    device = resolve_device(device)
     plain = load_victim(victim, device)
     trained = load_module(detector, DetectorModule, map_location=device)
     clips = [c for c in list_sources(source) if c.split == split]
@@ -252,16 +253,7 @@ def run_adaptive(
 
 def main(args: list[str] | None = None) -> list[dict[str, Any]]:
     """Parse an adaptive-attack YAML (jsonargparse: ``-c``, ``--help``) and run it."""
-    from jsonargparse import ActionConfigFile, ArgumentParser
-
-    os.environ.setdefault("WANDB_MODE", "offline")
-    parser = ArgumentParser(prog="python -m lit_app.experiments.adaptive", description=run_adaptive.__doc__.splitlines()[0])
-    parser.add_argument("-c", "--config", action=ActionConfigFile, help="experiment YAML")
-    parser.add_function_arguments(run_adaptive)
-    config = parser.parse_args(args)
-    settings = parser.instantiate(config).as_dict()
-    settings.pop("config", None)
-    return run_adaptive(**settings)
+    return run_command(run_adaptive, "python -m lit_app.experiments.adaptive", args)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ from pytorch_lightning.utilities import rank_zero_info
 from lit_app.base import LitAppDataModule
 from lit_app.checkpoints import load_module
 from lit_app.data.detection_mixture import DetectionMixture
+from lit_app.data.synth.build import write_json_atomic
+from lit_app.experiments.command import function_parser, run_command
 from lit_app.experiments.results_table import ResultsTable, RunResult, row_kind
 from lit_app.metrics.detection import save_roc_figure
 from lit_app.models.detector import DetectorModule
@@ -71,6 +73,22 @@ def attack_identities(name: str, source: LitAppDataModule) -> set[str]:
     if corpora is None:
         return {name}
     return {f"{corpus.attack.name} against {Path(corpus.victim).resolve()}" for corpus in corpora()} or {name}
+
+
+def row_kinds(
+    sources: dict[str, LitAppDataModule],
+    train: dict[str, list[str]],
+    test: dict[str, list[str]],
+    pairs: list[tuple[str, str]],
+    controls: list[str],
+) -> dict[tuple[str, str], str]:
+    """The kind (known, unknown, multi-condition...) of each ``(train, test)`` row, by the attacks its sources hold."""
+    attacks = {name: attack_identities(name, source) for name, source in sources.items()}
+
+    def held(members: list[str]) -> set[str]:
+        return set().union(*(attacks[name] for name in members))
+
+    return {(t, c): row_kind(held(train[t]), held(test[c]), c in controls) for t, c in pairs}
 
 
 def run_grid(
@@ -143,12 +161,7 @@ def run_grid(
                     saved = torch.load(run_dir / "curves.pt", weights_only=True)
                     for test_name in tests:
                         curves[(train_name, test_name, feature_name)] = saved[test_name]
-    attacks = {name: attack_identities(name, source) for name, source in sources.items()}
-
-    def held(members: list[str]) -> set[str]:
-        return set().union(*(attacks[name] for name in members))
-
-    kinds = {(t, c): row_kind(held(train[t]), held(test[c]), c in controls) for t, c in wanted}
+    kinds = row_kinds(sources, train, test, wanted, controls)
     # Rows grouped like the anchor table: known attacks, then unknown, then multi-condition, then the rest.
     rows = sorted(wanted, key=lambda pair: KIND_ORDER.index(kinds[pair]))
     table = ResultsTable(results, kinds, list(features), rows)
@@ -223,9 +236,7 @@ def run_one(
         run_logger.experiment.finish()
     record["seconds"] = time.perf_counter() - started
     torch.save(saved_curves, run_dir / "curves.pt")
-    tmp = results_path.with_name(".results.json.part")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, results_path)
+    write_json_atomic(results_path, record)
     return record
 
 
@@ -247,23 +258,17 @@ def save_grid_figures(table: ResultsTable, curves: dict[tuple[str, str, str], tu
     return paths
 
 
+PROG = "python -m lit_app.experiments.grid"
+
+
 def build_parser() -> Any:
     """The grid's jsonargparse parser: ``-c`` YAML files, one option per argument of :func:`run_grid`."""
-    from jsonargparse import ActionConfigFile, ArgumentParser
-
-    parser = ArgumentParser(prog="python -m lit_app.experiments.grid", description=run_grid.__doc__.splitlines()[0])
-    parser.add_argument("-c", "--config", action=ActionConfigFile, help="grid YAML (several apply in order)")
-    parser.add_function_arguments(run_grid)
-    return parser
+    return function_parser(run_grid, PROG)
 
 
 def main(args: list[str] | None = None) -> ResultsTable:
     """Parse a grid YAML (``-c``, ``--print_config``, ``--help``) and run it."""
-    os.environ.setdefault("WANDB_MODE", "offline")
-    parser = build_parser()
-    settings = parser.instantiate(parser.parse_args(args)).as_dict()
-    settings.pop("config", None)
-    return run_grid(**settings)
+    return run_command(run_grid, PROG, args)
 
 
 if __name__ == "__main__":

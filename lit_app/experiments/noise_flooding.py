@@ -35,9 +35,12 @@ from torchmetrics.classification import BinaryROC
 from lit_app.attacks.victims import Victim, load_victim
 from lit_app.checkpoints import load_module
 from lit_app.data.adversarial import DetectionClips
+from lit_app.data.adversarial_corpus import resolve_device
 from lit_app.data.detection import collate_detection
+from lit_app.data.synth.build import write_json_atomic
 from lit_app.defences import NoiseFlooding
-from lit_app.experiments.grid import attack_identities, build_parser, load_source
+from lit_app.experiments.command import run_command
+from lit_app.experiments.grid import build_parser, load_source, row_kinds
 from lit_app.experiments.results_table import ResultsTable, RunResult, row_kind
 from lit_app.metrics.detection import detection_metrics, save_roc_figure
 from lit_app.models.detector import DetectorModule
@@ -59,15 +62,21 @@ def victim_items(name: str, source: Any, splits: list[str]) -> dict[str, list[tu
     return grouped
 
 
+def clip_paths(by_victim: dict[str, list[tuple[str, int]]]) -> list[str]:
+    """The paths of a source's clips, in the order they are scored."""
+    return [path for clips in by_victim.values() for path, _ in clips]
+
+
 def score_clips(
     score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], items: list[tuple[str, int]], batch_size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scores (on the CPU) and labels of ``(path, label)`` clips, read and scored ``batch_size`` at a time."""
+    """Scores (on the CPU; ``score`` may give several per clip, ``[..., batch]``) and labels of ``(path, label)``
+    clips, read and scored ``batch_size`` at a time."""
     scores, labels = [], []
     for batch in DataLoader(DetectionClips(items), batch_size=batch_size, collate_fn=collate_detection):
         scores.append(score(batch.audio, batch.lengths).cpu())
         labels.append(batch.labels)
-    return torch.cat(scores), torch.cat(labels)
+    return torch.cat(scores, -1), torch.cat(labels)
 
 
 def evaluate(scores: torch.Tensor, labels: torch.Tensor) -> tuple[dict[str, float], tuple[torch.Tensor, torch.Tensor]]:
@@ -91,30 +100,22 @@ def column_name(snr_db: float) -> str:
     return f"noise flooding {snr_db:g} dB"
 
 
-def fused_columns(snr_db: float) -> tuple[str, str]:
-    return "trained CNN", f"CNN + {column_name(snr_db)}"
-
-
-def fuse(
-    checkpoint: str, scored: dict[str, dict[str, Any]], conditions: dict[str, list[str]], device: str, batch_size: int
-) -> dict[str, tuple[dict[str, float], dict[str, float]]]:
-    """Metrics of a trained detector alone and fused (max) with noise-flooding scores, per test condition."""
-    if not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"{checkpoint}: no such detector checkpoint; run the grid that trains it first")
-    detector = load_module(checkpoint, DetectorModule, map_location=device).eval()
+def trained_scores(
+    checkpoints: dict[tuple[str, int], str], paths: dict[str, list[str]], device: torch.device, batch_size: int
+) -> dict[tuple[str, int], dict[str, torch.Tensor]]:
+    """Scores of trained detectors (by key) on each source's clips; every clip is read once for all of them."""
+    for checkpoint in checkpoints.values():
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"{checkpoint}: no such detector checkpoint; run the grid that trains it first")
+    detectors = [load_module(path, DetectorModule, map_location=device).eval() for path in checkpoints.values()]
 
     @torch.no_grad()
     def score(audio: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return detector.score(audio.to(device), lengths.to(device))
+        audio, lengths = audio.to(device), lengths.to(device)
+        return torch.stack([detector.score(audio, lengths) for detector in detectors])
 
-    trained = {name: score_clips(score, [(path, 0) for path in saved["paths"]], batch_size)[0] for name, saved in scored.items()}
-    metrics = {}
-    for test_name, members in conditions.items():
-        labels = torch.cat([scored[m]["labels"] for m in members])
-        alone = torch.cat([trained[m] for m in members])
-        flooding = torch.cat([scored[m]["scores"] for m in members])
-        metrics[test_name] = (evaluate(alone, labels)[0], evaluate(torch.maximum(alone, flooding), labels)[0])
-    return metrics
+    by_source = {name: score_clips(score, [(path, 0) for path in clips], batch_size)[0] for name, clips in paths.items()}
+    return {key: {name: scores[row] for name, scores in by_source.items()} for row, key in enumerate(checkpoints)}
 
 
 def run_noise_flooding(
@@ -159,7 +160,7 @@ def run_noise_flooding(
     if unknown:
         raise ValueError(f"{grid} has no test conditions {sorted(unknown)} (has {sorted(conditions)})")
     conditions = {name: members for name, members in conditions.items() if tests is None or name in tests}
-    controls = set(spec["controls"])
+    controls = spec["controls"]
     fused_level = snr_db[0] if fuse_snr_db is None else fuse_snr_db
     if fuse_with and splits != ["test"]:
         raise ValueError(f"fuse_with needs splits: [test] (the trained detectors saw the others), got {splits}")
@@ -173,7 +174,7 @@ def run_noise_flooding(
     for name in wanted:
         sources[name].prepare_data()  # builds or resumes the corpora, as the grid does before training
     items = {name: victim_items(name, sources[name], splits) for name in wanted}
-    device = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    device = resolve_device(device)
     victims: dict[str, Victim] = {}
     out = Path(out_dir)
     results, curves = [], {}
@@ -189,20 +190,20 @@ def run_noise_flooding(
     kinds = {(TRAIN, c): row_kind(set(), set(members), c in controls) for c, members in conditions.items()}
     columns = [column_name(level) for level in snr_db]
     if fuse_with:
-        attacks = {name: attack_identities(name, source) for name, source in sources.items()}
-
-        def held(members: list[str]) -> set[str]:
-            return set().union(*(attacks[name] for name in members))
-
-        columns += fused_columns(fused_level)
-        for train_name, pattern in fuse_with.items():
-            for seed in seeds:
-                scored = torch.load(out / "runs" / column_name(fused_level) / f"seed{seed}" / "scores.pt", weights_only=True)
-                for test_name, (alone, fused) in fuse(pattern.format(seed=seed), scored, conditions, device, batch_size).items():
-                    results.append(RunResult(train_name, test_name, columns[-2], seed, alone))
-                    results.append(RunResult(train_name, test_name, columns[-1], seed, fused))
+        alone_column, fused_column = "trained CNN", f"CNN + {column_name(fused_level)}"
+        columns += [alone_column, fused_column]
+        checkpoints = {(train_name, seed): pattern.format(seed=seed) for train_name, pattern in fuse_with.items() for seed in seeds}
+        trained = trained_scores(checkpoints, {name: clip_paths(by_victim) for name, by_victim in items.items()}, device, batch_size)
+        for (train_name, seed), alone_by_source in trained.items():
+            flooding = torch.load(out / "runs" / column_name(fused_level) / f"seed{seed}" / "scores.pt", weights_only=True)
             for test_name, members in conditions.items():
-                kinds[(train_name, test_name)] = row_kind(held(spec["train"][train_name]), held(members), test_name in controls)
+                labels = torch.cat([flooding[m]["labels"] for m in members])
+                alone = torch.cat([alone_by_source[m] for m in members])
+                fused = torch.maximum(alone, torch.cat([flooding[m]["scores"] for m in members]))
+                results.append(RunResult(train_name, test_name, alone_column, seed, evaluate(alone, labels)[0]))
+                results.append(RunResult(train_name, test_name, fused_column, seed, evaluate(fused, labels)[0]))
+        pairs = [(train_name, test_name) for train_name in fuse_with for test_name in conditions]
+        kinds.update(row_kinds(sources, spec["train"], conditions, pairs, controls))
     rows = sorted(kinds, key=lambda row: (row[0] != TRAIN, kinds[row] == "control"))
     table = ResultsTable(results, kinds, columns, rows)
     paths = table.write(out, title)
@@ -221,7 +222,7 @@ def run_one(
     draws: int,
     seed: int,
     batch_size: int,
-    device: str,
+    device: torch.device,
 ) -> dict[str, Any]:
     """Score every source once at one noise level and seed, then each test condition; skipped when done before."""
     clips = json.dumps(items, sort_keys=True).encode()
@@ -250,25 +251,15 @@ def run_one(
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.save(saved_curves, run_dir / "curves.pt")
     # Per-clip scores, for fusing with trained detectors or any other analysis.
-    paths = {name: [path for clips_of_victim in by_victim.values() for path, _ in clips_of_victim] for name, by_victim in items.items()}
-    torch.save({name: {"paths": paths[name], "scores": s, "labels": label} for name, (s, label) in scored.items()},
+    torch.save({name: {"paths": clip_paths(items[name]), "scores": s, "labels": label} for name, (s, label) in scored.items()},
                run_dir / "scores.pt")
-    tmp = results_path.with_name(".results.json.part")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, results_path)
+    write_json_atomic(results_path, record)
     return record
 
 
 def main(args: list[str] | None = None) -> ResultsTable:
     """Parse a noise-flooding YAML (jsonargparse: ``-c``, ``--help``) and run it."""
-    from jsonargparse import ActionConfigFile, ArgumentParser
-
-    parser = ArgumentParser(prog="python -m lit_app.experiments.noise_flooding", description=run_noise_flooding.__doc__.splitlines()[0])
-    parser.add_argument("-c", "--config", action=ActionConfigFile, help="experiment YAML")
-    parser.add_function_arguments(run_noise_flooding)
-    settings = parser.parse_args(args).as_dict()
-    settings.pop("config", None)
-    return run_noise_flooding(**settings)
+    return run_command(run_noise_flooding, "python -m lit_app.experiments.noise_flooding", args)
 
 
 if __name__ == "__main__":
