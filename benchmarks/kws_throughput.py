@@ -14,6 +14,9 @@ import torch
 from jsonargparse import CLI
 
 from lit_app.models.kws import KWSModule
+from lit_app.nets.kws_cnn import CnnTradFpool3
+
+LAYOUTS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 
 
 def measure(model: KWSModule, batch: int, device: str, train: bool, repeats: int) -> float:
@@ -42,7 +45,13 @@ def measure(model: KWSModule, batch: int, device: str, train: bool, repeats: int
     return batch * repeats / (time.perf_counter() - start)
 
 
-def main(device: str = "cpu", batch_sizes: list[int] = [32, 128], repeats: int = 5, batch_norm: bool = True) -> None:
+def main(
+    device: str = "cpu",
+    batch_sizes: list[int] = [32, 128],
+    repeats: int = 5,
+    batch_norm: bool = True,
+    layouts: list[str] = ["channels_last", "contiguous"],
+) -> None:
     """Print training and inference throughput of the KWS victim.
 
     Args:
@@ -50,15 +59,19 @@ def main(device: str = "cpu", batch_sizes: list[int] = [32, 128], repeats: int =
         batch_sizes: batch sizes to measure.
         repeats: timed steps per measurement.
         batch_norm: measure the network with batch normalisation after each convolution.
+        layouts: activation memory layouts to compare (``channels_last``: the network's own; ``contiguous``).
     """
     name = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads"
     print(f"device: {name}; torch {torch.__version__}")
-    for padding in ("valid", "same"):
-        model = KWSModule(padding=padding, batch_norm=batch_norm).to(device)
-        for batch in batch_sizes:
-            train = measure(model, batch, device, True, repeats)
-            infer = measure(model, batch, device, False, repeats)
-            print(f"padding={padding:5s} batch={batch:5d}  train {train:9.1f} clips/s  inference {infer:9.1f} clips/s")
+    for layout in layouts:
+        CnnTradFpool3.memory_format = LAYOUTS[layout]
+        for padding in ("valid", "same"):
+            model = KWSModule(padding=padding, batch_norm=batch_norm).to(device)
+            for batch in batch_sizes:
+                train = measure(model, batch, device, True, repeats)
+                infer = measure(model, batch, device, False, repeats)
+                print(f"{layout:13s} padding={padding:5s} batch={batch:5d}  train {train:9.1f} clips/s  "
+                      f"inference {infer:9.1f} clips/s")
 
 
 if __name__ == "__main__":

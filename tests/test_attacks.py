@@ -104,7 +104,8 @@ def test_genetic_attack_reaches_easy_targets_within_its_noise_bound():
     assert all(r.success and r.prediction == r.target for r in out.results)
     for r in out.results:
         # Successful clips stop at once, well inside the budget of 30 generations of 20.
-        assert r.linf <= 1500 and r.queries == 20 * r.iterations and 20 <= r.queries < 600
+        # The elites are not asked again: 20 queries in the first generation, 18 in each after it.
+        assert r.linf <= 1500 and r.queries == 20 + 18 * (r.iterations - 1) and 20 <= r.queries < 600
     assert on_grid(out.adversarial)
     assert metrics.linf_int16(metrics.quantize(x), out.adversarial, torch.full((3,), SAMPLES)).max() <= 1500
 
@@ -132,7 +133,7 @@ def test_genetic_attack_uses_probabilities_only_and_counts_queries():
     index = torch.tensor([victim.labels.index(t) for t in targets])
     adversarial, queries, generations = attack.search(view, metrics.quantize(x), torch.full((3,), SAMPLES), index,
                                                       torch.Generator().manual_seed(0))
-    assert view.queries == int(queries.sum()) and int(queries.max()) <= 60
+    assert view.queries == int(queries.sum()) and int(queries.max()) <= 10 + 8 * 5
     # The whole population of every clip goes through one forward pass per generation.
     assert len(grad_modes) == int(generations.max()) and not any(grad_modes)
     assert all(p.grad is None for p in victim.module.parameters())

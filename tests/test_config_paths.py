@@ -72,15 +72,17 @@ def test_attack_sets_name_a_victim_and_a_source_that_configs_produce(config):
         assert settings["victim"] in written_checkpoints(), f"{config.name}: no config writes {settings['victim']}"
 
 
-def test_adaptive_config_names_products_of_other_configs():
-    settings = load(CONFIGS / "detector" / "adaptive_demo.yaml")
+@pytest.mark.parametrize("config", sorted((CONFIGS / "detector").glob("adaptive_*.yaml")), ids=lambda p: p.stem)
+def test_adaptive_configs_name_products_of_other_configs(config):
+    settings = load(config)
     assert settings["victim"] in written_checkpoints()
     assert settings["source"]["init_args"]["root"] in built_corpora()
     assert settings["detector"] in grid_detectors()
 
 
-def test_noise_flooding_config_fuses_detectors_its_grid_trains():
-    settings = load(CONFIGS / "detector" / "noise_flooding_demo.yaml")
+@pytest.mark.parametrize("config", sorted((CONFIGS / "detector").glob("noise_flooding_*.yaml")), ids=lambda p: p.stem)
+def test_noise_flooding_configs_fuse_detectors_their_grid_trains(config):
+    settings = load(config)
     grid = load(CONFIGS.parent / settings["grid"])
     for pattern in settings["fuse_with"].values():
         assert {pattern.format(seed=seed) for seed in settings["seeds"]} <= grid_detectors()
@@ -90,3 +92,18 @@ def test_noise_flooding_config_fuses_detectors_its_grid_trains():
 def test_the_checks_see_the_demo_products():
     assert "data/synthetic_keywords" in built_corpora() and "data/synthetic_sentences_demo" in built_corpora()
     assert {"runs/kws-demo/checkpoints/best.ckpt", "runs/asr-demo/checkpoints/best.ckpt"} <= written_checkpoints()
+
+
+@pytest.mark.parametrize("scale", ["quick", "demo"])
+def test_the_main_job_finds_a_config_for_each_of_its_stages(scale):
+    """``scripts/demo.sh`` names its configs by scale; its grid reads exactly the corpora its attack stages build."""
+    from lit_app.experiments.demo_summary import demo_corpora
+
+    script = (CONFIGS.parent / "scripts" / "demo.sh").read_text()
+    sets = script.split("for set in ", 1)[1].split(";", 1)[0].split()
+    wanted = [f"kws/{scale}.yaml", f"asr/{scale}.yaml", *(f"adversarial/sets/{s}_{scale}.yaml" for s in sets),
+              *(f"detector/{name}_{scale}.yaml" for name in ("grid", "noise_flooding", "adaptive"))]
+    missing = [path for path in wanted if not (CONFIGS / path).is_file()]
+    assert len(sets) == 6 and not missing, missing
+    built = {load(CONFIGS / "adversarial" / "sets" / f"{s}_{scale}.yaml")["root"] for s in sets}
+    assert {str(root) for root in demo_corpora(scale)} == built

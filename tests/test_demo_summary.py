@@ -4,24 +4,25 @@ import json
 
 from lit_app.experiments import demo_summary
 
+ATTACK = {"examples": 270, "successful": 248, "success_rate": 0.9185, "mean_db_x_successful": -9.24,
+          "mean_snr_db_successful": 12.34, "median_queries": 920.0, "median_iterations": 46.0}
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
 
 def test_report_shows_victims_corpora_grid_and_missing_parts(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "runs/kws-demo").mkdir(parents=True)
-    (tmp_path / "runs/kws-demo/results.json").write_text(json.dumps({"metrics": {"test/acc": 0.9146}}))
-    corpus = tmp_path / "data/adversarial/blackbox-demo"
-    corpus.mkdir(parents=True)
-    attack = {"examples": 270, "successful": 248, "success_rate": 0.9185, "mean_db_x_successful": -9.24,
-              "mean_snr_db_successful": 12.34, "median_queries": 920.0, "median_iterations": 46.0}
-    (corpus / "corpus.json").write_text(json.dumps({"complete": True, "summary": {"attack": attack}}))
-    (tmp_path / "runs/detector-grid-demo").mkdir(parents=True)
-    (tmp_path / "runs/detector-grid-demo/results.md").write_text("| train -> test | MFCC |\n")
-    (tmp_path / "runs/noise-flooding-demo").mkdir(parents=True)
-    (tmp_path / "runs/noise-flooding-demo/results.md").write_text("| train -> test | noise flooding 20 dB |\n")
-    (tmp_path / "runs/demo-times.txt").write_text("2026-11-29T04:56:26Z kws-victim 832 s\n")
+    write(tmp_path / "runs/kws-demo/results.json", json.dumps({"metrics": {"test/acc": 0.9146}}))
+    write(tmp_path / "data/adversarial/blackbox-demo/corpus.json", json.dumps({"complete": True, "summary": {"attack": ATTACK}}))
+    write(tmp_path / "runs/detector-grid-demo/results.md", "| train -> test | MFCC |\n")
+    write(tmp_path / "runs/noise-flooding-demo/results.md", "| train -> test | noise flooding 20 dB |\n")
+    write(tmp_path / "runs/demo-times.txt", "2026-11-29T04:56:26Z demo kws-victim 832 s\n")
 
-    demo_summary.main()
-    text = (tmp_path / "runs/demo-summary.md").read_text()
+    demo_summary.main(["--scale", "demo"])
+    text = (tmp_path / "runs/demo-summary-demo.md").read_text()
     assert "test/acc = 0.9146" in text
     assert "runs/asr-demo/results.json is missing" in text
     assert "| blackbox-demo | 270 | 0.9185 | -9.24 | 12.34 | 920.0 | 46.0 |" in text
@@ -32,10 +33,21 @@ def test_report_shows_victims_corpora_grid_and_missing_parts(tmp_path, monkeypat
     assert "kws-victim 832 s" in text
 
 
+def test_the_quick_report_reads_the_quick_pipeline_and_its_inline_grid_sources(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the grid's inline sources name set files relative to the repository root
+    write(tmp_path / "runs/asr-quick/results.json", json.dumps({"metrics": {"test/cer": 0.2, "test/wer": 0.5}}))
+    write(tmp_path / "data/adversarial/blackbox-quick/corpus.json", json.dumps({"complete": True, "summary": {"attack": ATTACK}}))
+    demo_summary.main([])
+    text = (tmp_path / "runs/demo-summary-quick.md").read_text()
+    assert "test/cer = 0.2000, test/wer = 0.5000" in text and "runs/kws-quick/results.json is missing" in text
+    assert "| blackbox-quick | 270 |" in text and "| whitebox-quick | not built |" in text
+    assert "| kws-cw-yes-right-quick | not built |" in text and "demo |" not in text
+    assert "runs/detector-grid-quick/results.md is missing" in text
+
+
 def test_victim_lines_alone(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "runs/kws-demo").mkdir(parents=True)
-    (tmp_path / "runs/kws-demo/results.json").write_text(json.dumps({"metrics": {"test/acc": 0.9146}}))
-    demo_summary.main(["kws"])
+    write(tmp_path / "runs/kws-quick/results.json", json.dumps({"metrics": {"test/acc": 0.9146}}))
+    demo_summary.main(["--victims", "[kws]"])
     assert capsys.readouterr().out == "- KWS victim, on unseen voices: test/acc = 0.9146\n"
-    assert not (tmp_path / "runs/demo-summary.md").exists()
+    assert not list((tmp_path / "runs").glob("demo-summary*"))

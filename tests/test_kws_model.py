@@ -23,7 +23,8 @@ def test_pooling_before_relu_equals_the_reference_order_in_training_too():
     features = torch.randn(4, 101, 40, requires_grad=True)
 
     def reference_forward(x):
-        x = pool(torch.nn.functional.dropout(torch.relu(bn1(conv1(x.unsqueeze(1)))), 0.3))
+        x = x.unsqueeze(1).contiguous(memory_format=net.memory_format)  # the same layout: the same dropout draw
+        x = pool(torch.nn.functional.dropout(torch.relu(bn1(conv1(x))), 0.3))
         x = pool(torch.nn.functional.dropout(torch.relu(bn2(conv2(x))), 0.3))
         return net.classifier(x.flatten(1))
 
@@ -31,6 +32,17 @@ def test_pooling_before_relu_equals_the_reference_order_in_training_too():
     expected = reference_forward(features)
     torch.manual_seed(5)
     assert torch.equal(net(features), expected)
+
+
+def test_channels_last_activations_change_speed_not_results(monkeypatch):
+    net = CnnTradFpool3(12, padding="valid", batch_norm=True).eval()
+    features = torch.randn(3, 101, 40, requires_grad=True)
+    fast = net(features)
+    (fast_grad,) = torch.autograd.grad(fast.sum(), features)
+    monkeypatch.setattr(CnnTradFpool3, "memory_format", torch.contiguous_format)
+    plain = net(features)
+    (plain_grad,) = torch.autograd.grad(plain.sum(), features)
+    assert torch.allclose(fast, plain, atol=1e-5) and torch.allclose(fast_grad, plain_grad, atol=1e-5)
 
 
 def test_module_takes_waveforms_and_is_differentiable():

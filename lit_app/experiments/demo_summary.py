@@ -1,7 +1,8 @@
 """The closing report of ``scripts/demo.sh``: victims, attacks, detector grid and stage times, in one place.
 
-    python -m lit_app.experiments.demo_summary            # after scripts/demo.sh
-    python -m lit_app.experiments.demo_summary kws        # one victim's line only
+    python -m lit_app.experiments.demo_summary                      # after scripts/demo.sh
+    python -m lit_app.experiments.demo_summary --scale demo         # after SCALE=demo scripts/demo.sh
+    python -m lit_app.experiments.demo_summary --victims '[kws]'    # one victim's line only
 """
 
 from __future__ import annotations
@@ -9,29 +10,29 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any, Literal
 
 import yaml
 
 from lit_app.data.synth.build import read_corpus_info
 
+Scale = Literal["quick", "demo"]
 VICTIMS = {
-    "kws": ("KWS victim, on unseen voices", Path("runs/kws-demo/results.json"), ("test/acc",)),
-    "asr": ("DeepSpeech victim, on unseen voices and sentences", Path("runs/asr-demo/results.json"),
-            ("test/cer", "test/wer")),
+    "kws": ("KWS victim, on unseen voices", ("test/acc",)),
+    "asr": ("DeepSpeech victim, on unseen voices and sentences", ("test/cer", "test/wer")),
 }
 REPO = Path(__file__).resolve().parents[2]
-# The main job builds exactly the corpora its detector grid reads (sources relative to the repository root).
-MAIN_GRID = REPO / "configs" / "detector" / "grid_demo.yaml"
-GRID = Path("runs/detector-grid-demo")
-FLOODING = Path("runs/noise-flooding-demo/results.md")
-ADAPTIVE = Path("runs/detector-adaptive-demo/adaptive.md")
 TIMES = Path("runs/demo-times.txt")
 
 
-def victim_lines(names: list[str] | None = None) -> list[str]:
+def victim_results(name: str, scale: Scale) -> Path:
+    return Path(f"runs/{name}-{scale}/results.json")
+
+
+def victim_lines(scale: Scale, names: list[str] | None = None) -> list[str]:
     lines = []
     for name in names or list(VICTIMS):
-        title, path, keys = VICTIMS[name]
+        (title, keys), path = VICTIMS[name], victim_results(name, scale)
         if not path.is_file():
             lines.append(f"- {title}: no results ({path} is missing)")
             continue
@@ -40,21 +41,33 @@ def victim_lines(names: list[str] | None = None) -> list[str]:
     return lines
 
 
-def demo_corpora() -> list[Path]:
+def demo_corpora(scale: Scale) -> list[Path]:
     """Folders of the adversarial corpora the main job's grid reads, each once, in the grid's source order."""
     from lit_app.experiments.grid import load_source  # imports torch: only the full report needs it
 
     roots: dict[str, Path] = {}
-    for spec in yaml.safe_load(MAIN_GRID.read_text())["sources"].values():
-        for corpus in load_source(str(REPO / spec)).corpora():
+    grid = yaml.safe_load((REPO / "configs" / "detector" / f"grid_{scale}.yaml").read_text())
+    for spec in grid["sources"].values():
+        for corpus in load_source(in_repository(spec)).corpora():
             roots.setdefault(str(corpus.root), corpus.root)
     return list(roots.values())
 
 
-def corpus_lines() -> list[str]:
+def in_repository(spec: str | dict[str, Any]) -> str | dict[str, Any]:
+    """A grid source with its config files found from the repository root, wherever the report runs."""
+    if isinstance(spec, str):
+        return str(REPO / spec)
+    init = dict(spec["init_args"])
+    for key in ("train_sets", "test_sets"):
+        if isinstance(init.get(key), list):
+            init[key] = [str(REPO / path) if isinstance(path, str) else path for path in init[key]]
+    return {**spec, "init_args": init}
+
+
+def corpus_lines(scale: Scale) -> list[str]:
     lines = ["| corpus | examples | success rate | mean dB_x | mean SNR (dB) | median queries | median iterations |",
              "|---|---|---|---|---|---|---|"]
-    for root in demo_corpora():
+    for root in demo_corpora(scale):
         attack = (read_corpus_info(root) or {}).get("summary", {}).get("attack")
         if attack is None:
             lines.append(f"| {root.name} | not built | | | | | |")
@@ -64,30 +77,45 @@ def corpus_lines() -> list[str]:
     return lines
 
 
-def report() -> str:
+def report(scale: Scale) -> str:
     """The whole report as Markdown (missing parts say so)."""
-    parts = ["## Victims", *victim_lines(), "", "## Adversarial corpora (successful examples for dB_x and SNR)",
-             *corpus_lines(), ""]
-    table = GRID / "results.md"
-    parts += ["## Detector grid", table.read_text() if table.is_file() else f"({table} is missing)", ""]
+    grid = Path(f"runs/detector-grid-{scale}/results.md")
+    flooding = Path(f"runs/noise-flooding-{scale}/results.md")
+    adaptive = Path(f"runs/detector-adaptive-{scale}/adaptive.md")
+    parts = ["## Victims", *victim_lines(scale), "", "## Adversarial corpora (successful examples for dB_x and SNR)",
+             *corpus_lines(scale), ""]
+    parts += ["## Detector grid", grid.read_text() if grid.is_file() else f"({grid} is missing)", ""]
     parts += ["## Noise flooding, alone and fused with the grid's IMFCC detectors",
-              FLOODING.read_text() if FLOODING.is_file() else f"({FLOODING} is missing)", ""]
-    parts += ["## Adaptive attacker", ADAPTIVE.read_text() if ADAPTIVE.is_file() else f"({ADAPTIVE} is missing)", ""]
+              flooding.read_text() if flooding.is_file() else f"({flooding} is missing)", ""]
+    parts += ["## Adaptive attacker", adaptive.read_text() if adaptive.is_file() else f"({adaptive} is missing)", ""]
     if TIMES.is_file():
         parts += ["## Stage wall times (every run, in order)", "```", TIMES.read_text().strip(), "```"]
     return "\n".join(parts)
 
 
-def main(victims: list[str] | None = None) -> None:
-    """Print (and save) the whole report; with victim names (``kws``, ``asr``) print just their lines."""
+def summarise(scale: Scale = "quick", victims: list[Literal["kws", "asr"]] | None = None) -> None:
+    """Print the main job's report and save it to ``runs/demo-summary-<scale>.md``.
+
+    Args:
+        scale: the configs the main job ran (``quick``: the 30-minute pipeline; ``demo``: ``SCALE=demo``).
+        victims: print only these victims' lines (``kws``, ``asr``) and save nothing.
+    """
     if victims:
-        sys.stdout.write("\n".join(victim_lines(victims)) + "\n")
+        sys.stdout.write("\n".join(victim_lines(scale, victims)) + "\n")
         return
-    text = report()
-    Path("runs").mkdir(exist_ok=True)
-    Path("runs/demo-summary.md").write_text(text + "\n")
-    sys.stdout.write(text + "\n\n(saved to runs/demo-summary.md)\n")
+    text = report(scale)
+    saved = Path(f"runs/demo-summary-{scale}.md")
+    saved.parent.mkdir(exist_ok=True)
+    saved.write_text(text + "\n")
+    sys.stdout.write(text + f"\n\n(saved to {saved})\n")
+
+
+def main(args: list[str] | None = None) -> None:
+    """Parse the command line (or ``args``) and run :func:`summarise`."""
+    from lit_app.experiments.command import run_command
+
+    run_command(summarise, "python -m lit_app.experiments.demo_summary", args)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

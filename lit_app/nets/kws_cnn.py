@@ -30,6 +30,11 @@ class CnnTradFpool3(nn.Module):
         batch_norm: batch normalisation after each convolution (not in the original; trains much faster).
     """
 
+    # Channels-last activations (oneDNN's native layout) give the same results faster: on 2 CPU cores the
+    # whole victim trains about 1.3x and answers a large batch of queries 1.35x as fast as in the default
+    # layout (benchmarks/kws_throughput.py measures both).
+    memory_format = torch.channels_last
+
     def __init__(
         self,
         num_classes: int,
@@ -64,4 +69,5 @@ class CnnTradFpool3(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Map ``[batch, frames, coefficients]`` features to ``[batch, num_classes]`` logits."""
-        return self.classifier(self.features(features.unsqueeze(1)).flatten(1))
+        images = features.unsqueeze(1).contiguous(memory_format=self.memory_format)
+        return self.classifier(self.features(images).flatten(1))
