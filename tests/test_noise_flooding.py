@@ -87,17 +87,26 @@ def pgd_grid(tmp_path, tiny_keywords, kws_victim):  # noqa: F811
     return [str(grid), str(overlay)]
 
 
+def test_fusion_rules():
+    cnn, flooding = torch.tensor([0.9, 0.6, 0.1]), torch.tensor([0.0, 0.5, 0.75])  # a clean clip the CNN scores high
+    assert torch.equal(noise_flooding.FUSION_RULES["max"](cnn, flooding), torch.tensor([0.9, 0.6, 0.75]))
+    assert torch.allclose(noise_flooding.FUSION_RULES["mean"](cnn, flooding), torch.tensor([0.45, 0.55, 0.425]))
+
+
 @pytest.mark.timeout(240)
 def test_the_experiment_scores_fuses_writes_and_resumes(pgd_grid, tmp_path, monkeypatch):
     out = tmp_path / "out"
     settings = dict(grid=pgd_grid, snr_db=[20.0, 60.0], draws=2, seeds=[0, 1], batch_size=8, device="cpu",
-                    fuse_with={"pgd": str(tmp_path / "detector{seed}.ckpt")}, fuse_snr_db=20.0, out_dir=str(out))
+                    fuse_with={"pgd": str(tmp_path / "detector{seed}.ckpt")}, fuse_snr_db=20.0, fusion=["max", "mean"],
+                    out_dir=str(out))
     table = run_noise_flooding(**settings)
     assert table.kinds == {("nothing", "pgd"): "unknown", ("pgd", "pgd"): "known"}
-    assert table.features == ["noise flooding 20 dB", "noise flooding 60 dB", "trained CNN", "CNN + noise flooding 20 dB"]
+    assert table.features == ["noise flooding 20 dB", "noise flooding 60 dB", "trained CNN", "CNN + noise flooding 20 dB",
+                              "mean of CNN and noise flooding 20 dB"]
     auroc = table.values("test/auroc")
     assert len(auroc[("nothing", "pgd", "noise flooding 20 dB")]) == 2
     assert len(auroc[("pgd", "pgd", "CNN + noise flooding 20 dB")]) == 2
+    assert len(auroc[("pgd", "pgd", "mean of CNN and noise flooding 20 dB")]) == 2
     run = out / "runs" / "noise flooding 20 dB" / "seed0"
     record = json.loads((run / "results.json").read_text())
     assert record["settings"]["draws"] == 2 and 0.0 <= record["tests"]["pgd"]["test/auroc"] <= 1.0

@@ -10,7 +10,8 @@ mean ± std over noise seeds)::
     python -m lit_app.experiments.noise_flooding -c configs/detector/noise_flooding_demo.yaml
 
 With ``fuse_with``, trained detectors of the grid are scored on the same clips, alone and fused with noise
-flooding (a clip's score is the larger of the two: flagged when either flags it), in rows ``train -> test``.
+flooding, in rows ``train -> test``: by the larger of the two scores (flagged when either flags it) and, with
+``fusion: [max, mean]``, also by their average (a clean clip that one of them wrongly scores high stays low).
 The two fail on different attacks: a CNN trained on loud black-box perturbations catches PGD, which noise
 flooding misses, and noise flooding catches the minimal perturbations of other attacks that the CNN never saw.
 
@@ -25,7 +26,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pytorch_lightning.utilities import rank_zero_info
@@ -100,6 +101,16 @@ def column_name(snr_db: float) -> str:
     return f"noise flooding {snr_db:g} dB"
 
 
+FUSION_RULES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "max": torch.maximum,
+    "mean": lambda cnn, flooding: (cnn + flooding) / 2,
+}
+
+
+def fused_column_name(rule: str, flooding_column: str) -> str:
+    return f"CNN + {flooding_column}" if rule == "max" else f"{rule} of CNN and {flooding_column}"
+
+
 def trained_scores(
     checkpoints: dict[tuple[str, int], str], paths: dict[str, list[str]], device: torch.device, batch_size: int
 ) -> dict[tuple[str, int], dict[str, torch.Tensor]]:
@@ -127,6 +138,7 @@ def run_noise_flooding(
     splits: list[str] = ["test"],
     fuse_with: dict[str, str] = {},
     fuse_snr_db: float | None = None,
+    fusion: list[Literal["max", "mean"]] = ["max"],
     batch_size: int = 64,
     device: str = "auto",
     out_dir: str = "runs/noise-flooding",
@@ -149,6 +161,8 @@ def run_noise_flooding(
             -> checkpoint path with ``{seed}`` (seed k of the detector pairs with noise seed k), e.g.
             ``black: runs/detector-grid-demo/runs/black/IMFCC/seed{seed}/checkpoints/best.ckpt``.
         fuse_snr_db: the noise level fused with them; the first of ``snr_db`` by default.
+        fusion: how the two scores combine, one column each: ``max`` (flagged when either flags) and ``mean``
+            (their average: a clean clip one of them wrongly scores high is held down by the other).
         batch_size: clips per victim call.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda:N``.
         out_dir: folder of the runs, tables and figures.
@@ -190,8 +204,9 @@ def run_noise_flooding(
     kinds = {(TRAIN, c): row_kind(set(), set(members), c in controls) for c, members in conditions.items()}
     columns = [column_name(level) for level in snr_db]
     if fuse_with:
-        alone_column, fused_column = "trained CNN", f"CNN + {column_name(fused_level)}"
-        columns += [alone_column, fused_column]
+        alone_column = "trained CNN"
+        fused_columns = {rule: fused_column_name(rule, column_name(fused_level)) for rule in fusion}
+        columns += [alone_column, *fused_columns.values()]
         checkpoints = {(train_name, seed): pattern.format(seed=seed) for train_name, pattern in fuse_with.items() for seed in seeds}
         trained = trained_scores(checkpoints, {name: clip_paths(by_victim) for name, by_victim in items.items()}, device, batch_size)
         for (train_name, seed), alone_by_source in trained.items():
@@ -199,9 +214,11 @@ def run_noise_flooding(
             for test_name, members in conditions.items():
                 labels = torch.cat([flooding[m]["labels"] for m in members])
                 alone = torch.cat([alone_by_source[m] for m in members])
-                fused = torch.maximum(alone, torch.cat([flooding[m]["scores"] for m in members]))
+                flooded = torch.cat([flooding[m]["scores"] for m in members])
                 results.append(RunResult(train_name, test_name, alone_column, seed, evaluate(alone, labels)[0]))
-                results.append(RunResult(train_name, test_name, fused_column, seed, evaluate(fused, labels)[0]))
+                for rule, fused_column in fused_columns.items():
+                    fused = FUSION_RULES[rule](alone, flooded)
+                    results.append(RunResult(train_name, test_name, fused_column, seed, evaluate(fused, labels)[0]))
         pairs = [(train_name, test_name) for train_name in fuse_with for test_name in conditions]
         kinds.update(row_kinds(sources, spec["train"], conditions, pairs, controls))
     rows = sorted(kinds, key=lambda row: (row[0] != TRAIN, kinds[row] == "control"))
