@@ -126,7 +126,7 @@ class GeneticAttack(Attack):
                 active, delta, fitness, xa = active[running], delta[running], fitness[running], xa[running]
                 probabilities = probabilities[running]
             elites = fitness.topk(self.elite_size, dim=1).indices
-            elite_probabilities = probabilities[rows[: active.numel()].unsqueeze(1), elites]
+            elite_probabilities = probabilities.take_along_dim(elites.unsqueeze(-1), dim=1)
             delta = self.next_generation(delta, fitness, elites, xa, lengths[active], generator)
         return best / FULL_SCALE, queries, generations
 

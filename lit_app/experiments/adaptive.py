@@ -125,20 +125,19 @@ def summarise(weight: float, clean_scores: torch.Tensor, scores: torch.Tensor, f
               flooding: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, Any]:
     """One row of the table; with ``flooding`` (noise-flooding scores of the clean and the attacked clips), also
     what the detector fused with noise flooding (flagged when either flags) catches."""
-    detected = scores >= threshold
+    detected, clean_detected = scores >= threshold, clean_scores >= threshold
     successful = fooled.sum().item()
     ok = fooled.tolist()
     extra = {}
     if flooding is not None:
         clean_flooding, flooding_scores = flooding
-        flooded = flooding_scores >= NoiseFlooding.threshold
+        flooded, clean_flooded = flooding_scores >= NoiseFlooding.threshold, clean_flooding >= NoiseFlooding.threshold
         fused = detected | flooded
         extra = {
             "flooding_detection_rate": (flooded & fooled).sum().item() / max(successful, 1),
-            "flooding_false_positive_rate": (clean_flooding >= NoiseFlooding.threshold).float().mean().item(),
+            "flooding_false_positive_rate": clean_flooded.float().mean().item(),
             "fused_detection_rate": (fused & fooled).sum().item() / max(successful, 1),
-            "fused_false_positive_rate": ((clean_scores >= threshold) | (clean_flooding >= NoiseFlooding.threshold))
-            .float().mean().item(),
+            "fused_false_positive_rate": (clean_detected | clean_flooded).float().mean().item(),
         }
     return {
         "weight": weight,
@@ -147,7 +146,7 @@ def summarise(weight: float, clean_scores: torch.Tensor, scores: torch.Tensor, f
         "detection_rate": (detected & fooled).sum().item() / max(successful, 1),
         "fools_both": (fooled & ~detected).float().mean().item(),
         "mean_score": scores[fooled].mean().item() if successful else float("nan"),
-        "false_positive_rate": (clean_scores >= threshold).float().mean().item(),
+        "false_positive_rate": clean_detected.float().mean().item(),
         "median_snr_db": statistics.median([s for s, o in zip(snr, ok) if o]) if successful else float("nan"),
         "median_db_x": statistics.median([d for d, o in zip(db_x, ok) if o]) if successful else float("nan"),
         **extra,

@@ -7,10 +7,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 
@@ -25,14 +26,10 @@ REPO = Path(__file__).resolve().parents[2]
 TIMES = Path("runs/demo-times.txt")
 
 
-def victim_results(name: str, scale: Scale) -> Path:
-    return Path(f"runs/{name}-{scale}/results.json")
-
-
 def victim_lines(scale: Scale, names: list[str] | None = None) -> list[str]:
     lines = []
     for name in names or list(VICTIMS):
-        (title, keys), path = VICTIMS[name], victim_results(name, scale)
+        (title, keys), path = VICTIMS[name], Path(f"runs/{name}-{scale}/results.json")
         if not path.is_file():
             lines.append(f"- {title}: no results ({path} is missing)")
             continue
@@ -47,21 +44,13 @@ def demo_corpora(scale: Scale) -> list[Path]:
 
     roots: dict[str, Path] = {}
     grid = yaml.safe_load((REPO / "configs" / "detector" / f"grid_{scale}.yaml").read_text())
-    for spec in grid["sources"].values():
-        for corpus in load_source(in_repository(spec)).corpora():
-            roots.setdefault(str(corpus.root), corpus.root)
+    # Grid sources name their files relative to the repository root, where the main job runs; the corpus roots
+    # they give stay relative, so they are found from the working directory as the rest of the report is.
+    with contextlib.chdir(REPO):
+        for spec in grid["sources"].values():
+            for corpus in load_source(spec).corpora():
+                roots.setdefault(str(corpus.root), corpus.root)
     return list(roots.values())
-
-
-def in_repository(spec: str | dict[str, Any]) -> str | dict[str, Any]:
-    """A grid source with its config files found from the repository root, wherever the report runs."""
-    if isinstance(spec, str):
-        return str(REPO / spec)
-    init = dict(spec["init_args"])
-    for key in ("train_sets", "test_sets"):
-        if isinstance(init.get(key), list):
-            init[key] = [str(REPO / path) if isinstance(path, str) else path for path in init[key]]
-    return {**spec, "init_args": init}
 
 
 def corpus_lines(scale: Scale) -> list[str]:

@@ -105,10 +105,7 @@ FUSION_RULES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = 
     "max": torch.maximum,
     "mean": lambda cnn, flooding: (cnn + flooding) / 2,
 }
-
-
-def fused_column_name(rule: str, flooding_column: str) -> str:
-    return f"CNN + {flooding_column}" if rule == "max" else f"{rule} of CNN and {flooding_column}"
+FUSED_COLUMNS = {"max": "CNN + {}", "mean": "mean of CNN and {}"}  # {}: the noise-flooding column
 
 
 def trained_scores(
@@ -205,12 +202,14 @@ def run_noise_flooding(
     columns = [column_name(level) for level in snr_db]
     if fuse_with:
         alone_column = "trained CNN"
-        fused_columns = {rule: fused_column_name(rule, column_name(fused_level)) for rule in fusion}
+        fused_columns = {rule: FUSED_COLUMNS[rule].format(column_name(fused_level)) for rule in fusion}
         columns += [alone_column, *fused_columns.values()]
         checkpoints = {(train_name, seed): pattern.format(seed=seed) for train_name, pattern in fuse_with.items() for seed in seeds}
         trained = trained_scores(checkpoints, {name: clip_paths(by_victim) for name, by_victim in items.items()}, device, batch_size)
+        flooding_by_seed = {seed: torch.load(out / "runs" / column_name(fused_level) / f"seed{seed}" / "scores.pt",
+                                             weights_only=True) for seed in seeds}
         for (train_name, seed), alone_by_source in trained.items():
-            flooding = torch.load(out / "runs" / column_name(fused_level) / f"seed{seed}" / "scores.pt", weights_only=True)
+            flooding = flooding_by_seed[seed]
             for test_name, members in conditions.items():
                 labels = torch.cat([flooding[m]["labels"] for m in members])
                 alone = torch.cat([alone_by_source[m] for m in members])
