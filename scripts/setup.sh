@@ -15,8 +15,20 @@ stamp=.venv/.lit-app-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[setup] installing pinned packages into .venv (first time: about 2 minutes, 5 GB)"
+  # The CUDA build of torch 2.11 (the GPU machine's version) is most of the 5 GB; pip's wheel cache
+  # would hold a second copy, so it is off.
+  free_kb=$(df -Pk . | awk 'NR == 2 {print $4}')
+  if [ "${free_kb:-0}" -lt $((7 * 1024 * 1024)) ]; then
+    echo "[setup] warning: $((free_kb / 1024)) MB free on $(df -P . | awk 'NR == 2 {print $6}'); the install needs" \
+         "about 7 GB while it runs (5 GB after). Free some space if it fails with 'No space left on device'."
+  fi
+  export PIP_NO_CACHE_DIR=1
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  if ! .venv/bin/python -m pip install -q -e ".[dev]"; then
+    echo "[setup] pip could not install the pinned packages into $PWD/.venv (free space now:" \
+         "$(df -Ph . | awk 'NR == 2 {print $4}')). Fix the cause above and run this command again." >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi
 
