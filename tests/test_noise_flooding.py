@@ -93,17 +93,36 @@ def test_fusion_rules():
     assert torch.allclose(noise_flooding.FUSION_RULES["mean"](cnn, flooding), torch.tensor([0.45, 0.55, 0.425]))
 
 
+def test_the_fusion_rule_is_chosen_by_validation_auroc():
+    labels = torch.tensor([0, 1])
+    # A clean clip the CNN scores high: only the mean ranks it below the adversarial one.
+    rule, aurocs = noise_flooding.choose_fusion(["max", "mean"], torch.tensor([0.9, 0.5]), torch.tensor([0.0, 0.6]), labels)
+    assert rule == "mean" and aurocs == {"max": 0.0, "mean": 1.0}
+    # An adversarial clip only noise flooding sees: the mean halves it below a clean clip both half-suspect.
+    rule, _ = noise_flooding.choose_fusion(["max", "mean"], torch.tensor([0.5, 0.0]), torch.tensor([0.5, 0.9]), labels)
+    assert rule == "max"
+    assert noise_flooding.choose_fusion(["mean", "max"], torch.tensor([0.1, 0.9]), torch.tensor([0.1, 0.9]), labels)[0] == "mean"
+
+
 @pytest.mark.timeout(240)
 def test_the_experiment_scores_fuses_writes_and_resumes(pgd_grid, tmp_path, monkeypatch):
     out = tmp_path / "out"
     settings = dict(grid=pgd_grid, snr_db=[20.0, 60.0], draws=2, seeds=[0, 1], batch_size=8, device="cpu",
                     fuse_with={"pgd": str(tmp_path / "detector{seed}.ckpt")}, fuse_snr_db=20.0, fusion=["max", "mean"],
-                    out_dir=str(out))
+                    choose_fusion_on_val=True, out_dir=str(out))
     table = run_noise_flooding(**settings)
     assert table.kinds == {("nothing", "pgd"): "unknown", ("pgd", "pgd"): "known"}
     assert table.features == ["noise flooding 20 dB", "noise flooding 60 dB", "trained CNN", "CNN + noise flooding 20 dB",
-                              "mean of CNN and noise flooding 20 dB"]
+                              "mean of CNN and noise flooding 20 dB", "CNN + noise flooding 20 dB, rule chosen on val"]
     auroc = table.values("test/auroc")
+    choices = json.loads((out / "fusion_choices.json").read_text())
+    assert set(choices) == {"pgd seed0", "pgd seed1"}
+    for seed in (0, 1):  # the chosen column repeats the column of the rule chosen for that detector
+        rule = choices[f"pgd seed{seed}"]["rule"]
+        assert set(choices[f"pgd seed{seed}"]["val/auroc"]) == {"max", "mean"}
+        column = noise_flooding.FUSED_COLUMNS[rule].format("noise flooding 20 dB")
+        assert auroc[("pgd", "pgd", "CNN + noise flooding 20 dB, rule chosen on val")][seed] == auroc[("pgd", "pgd", column)][seed]
+    val_clips = torch.load(out / "runs" / "noise flooding 20 dB" / "seed0-val" / "scores.pt", weights_only=True)["pgd"]
     assert len(auroc[("nothing", "pgd", "noise flooding 20 dB")]) == 2
     assert len(auroc[("pgd", "pgd", "CNN + noise flooding 20 dB")]) == 2
     assert len(auroc[("pgd", "pgd", "mean of CNN and noise flooding 20 dB")]) == 2
@@ -113,6 +132,7 @@ def test_the_experiment_scores_fuses_writes_and_resumes(pgd_grid, tmp_path, monk
     scores = torch.load(run / "scores.pt", weights_only=True)["pgd"]
     assert len(scores["paths"]) == scores["scores"].numel() == scores["labels"].numel() > 0
     assert set(scores["labels"].tolist()) == {0, 1}  # balanced normal and adversarial clips of the test split
+    assert not set(val_clips["paths"]) & set(scores["paths"])  # the rule is chosen on clips the test never scores
     assert (out / "results.md").is_file() and (out / "roc_20dB.png").is_file() and (out / "roc_60dB.png").is_file()
     # Fused means the larger score: never below the trained detector's detection rate.
     recall = table.values("test/recall")

@@ -32,6 +32,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 from torchmetrics.classification import BinaryROC
+from torchmetrics.functional.classification import binary_auroc
 
 from lit_app.attacks.victims import Victim, load_victim
 from lit_app.checkpoints import load_module
@@ -49,15 +50,18 @@ from lit_app.models.detector import DetectorModule
 TRAIN = "nothing"
 
 
-def victim_items(name: str, source: Any, splits: list[str]) -> dict[str, list[tuple[str, int]]]:
-    """The clips ``(path, label)`` a grid source serves for testing (from ``splits`` of its test corpora), grouped
-    by the victim checkpoint they were made against."""
-    if not hasattr(source, "test_sets") or not hasattr(source, "examples"):
+def victim_items(
+    name: str, source: Any, splits: list[str], corpora: Literal["test_sets", "train_sets"] = "test_sets"
+) -> dict[str, list[tuple[str, int]]]:
+    """The clips ``(path, label)`` a grid source serves (from ``splits`` of its test corpora, or of the corpora it
+    trains on), grouped by the victim checkpoint they were made against."""
+    if not hasattr(source, corpora) or not hasattr(source, "examples"):
         raise ValueError(f"source {name!r} ({type(source).__name__}) does not say which victim its clips were made "
                          "against; noise flooding needs an adversarial data module (lit_app.data.adversarial)")
-    roots = [(f"{corpus.root}{os.sep}", corpus) for corpus in source.test_sets]
+    sets = getattr(source, corpora)
+    roots = [(f"{corpus.root}{os.sep}", corpus) for corpus in sets]
     grouped: dict[str, list[tuple[str, int]]] = {}
-    for path, label in (item for split in splits for item in source.examples(source.test_sets, split)):
+    for path, label in (item for split in splits for item in source.examples(sets, split)):
         corpus = next(c for prefix, c in roots if path.startswith(prefix))
         grouped.setdefault(str(corpus.victim), []).append((path, label))
     return grouped
@@ -106,6 +110,16 @@ FUSION_RULES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = 
     "mean": lambda cnn, flooding: (cnn + flooding) / 2,
 }
 FUSED_COLUMNS = {"max": "CNN + {}", "mean": "mean of CNN and {}"}  # {}: the noise-flooding column
+CHOSEN_COLUMN = "CNN + {}, rule chosen on val"
+
+
+def choose_fusion(
+    rules: list[str], alone: torch.Tensor, flooded: torch.Tensor, labels: torch.Tensor
+) -> tuple[str, dict[str, float]]:
+    """The rule of ``rules`` whose fused scores have the highest ROC-AUC on these (validation) clips (the first
+    on a tie), and every rule's ROC-AUC."""
+    aurocs = {rule: float(binary_auroc(FUSION_RULES[rule](alone, flooded), labels)) for rule in rules}
+    return max(rules, key=aurocs.__getitem__), aurocs
 
 
 def trained_scores(
@@ -136,6 +150,7 @@ def run_noise_flooding(
     fuse_with: dict[str, str] = {},
     fuse_snr_db: float | None = None,
     fusion: list[Literal["max", "mean"]] = ["max"],
+    choose_fusion_on_val: bool = False,
     batch_size: int = 64,
     device: str = "auto",
     out_dir: str = "runs/noise-flooding",
@@ -160,6 +175,10 @@ def run_noise_flooding(
         fuse_snr_db: the noise level fused with them; the first of ``snr_db`` by default.
         fusion: how the two scores combine, one column each: ``max`` (flagged when either flags) and ``mean``
             (their average: a clean clip one of them wrongly scores high is held down by the other).
+        choose_fusion_on_val: also a column in which each fused detector uses the rule of ``fusion`` with the
+            higher ROC-AUC on the ``val`` split of its own train condition, so the rule is picked without
+            looking at any test clip or unknown attack (the choices go to ``fusion_choices.json``). The CNN's
+            checkpoint was picked on the same split, which flatters it there a little.
         batch_size: clips per victim call.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda:N``.
         out_dir: folder of the runs, tables and figures.
@@ -208,6 +227,11 @@ def run_noise_flooding(
         trained = trained_scores(checkpoints, {name: clip_paths(by_victim) for name, by_victim in items.items()}, device, batch_size)
         flooding_by_seed = {seed: torch.load(out / "runs" / column_name(fused_level) / f"seed{seed}" / "scores.pt",
                                              weights_only=True) for seed in seeds}
+        chosen: dict[tuple[str, int], str] = {}
+        if choose_fusion_on_val:
+            chosen = choose_fusion_rules(spec["train"], sources, checkpoints, fusion, victims, fused_level, draws,
+                                         batch_size, device, out)
+            columns.append(CHOSEN_COLUMN.format(column_name(fused_level)))
         for (train_name, seed), alone_by_source in trained.items():
             flooding = flooding_by_seed[seed]
             for test_name, members in conditions.items():
@@ -218,6 +242,9 @@ def run_noise_flooding(
                 for rule, fused_column in fused_columns.items():
                     fused = FUSION_RULES[rule](alone, flooded)
                     results.append(RunResult(train_name, test_name, fused_column, seed, evaluate(fused, labels)[0]))
+                if chosen:
+                    fused = FUSION_RULES[chosen[train_name, seed]](alone, flooded)
+                    results.append(RunResult(train_name, test_name, columns[-1], seed, evaluate(fused, labels)[0]))
         pairs = [(train_name, test_name) for train_name in fuse_with for test_name in conditions]
         kinds.update(row_kinds(sources, spec["train"], conditions, pairs, controls))
     rows = sorted(kinds, key=lambda row: (row[0] != TRAIN, kinds[row] == "control"))
@@ -227,6 +254,40 @@ def run_noise_flooding(
         save_roc_figure(chosen, out / f"roc_{level:g}dB.png", title=f"{column_name(level)} (seed {seeds[0]})")
     rank_zero_info(f"\n{table.markdown('test/auroc')}\n\nresults: {paths['markdown']} and {paths['csv']}")
     return table
+
+
+def choose_fusion_rules(
+    train_conditions: dict[str, list[str]],
+    sources: dict[str, Any],
+    checkpoints: dict[tuple[str, int], str],
+    rules: list[str],
+    victims: dict[str, Victim],
+    snr_db: float,
+    draws: int,
+    batch_size: int,
+    device: torch.device,
+    out: Path,
+) -> dict[tuple[str, int], str]:
+    """Per fused detector ``(train condition, seed)``, the rule with the best ROC-AUC on the validation split of
+    that train condition; noise-flooding scores of those clips are kept (and reused) beside the test runs."""
+    conditions = {train_name: train_conditions[train_name] for train_name in dict.fromkeys(t for t, _ in checkpoints)}
+    members = sorted({member for names in conditions.values() for member in names})
+    items = {name: victim_items(name, sources[name], ["val"], "train_sets") for name in members}
+    trained = trained_scores(checkpoints, {name: clip_paths(by_victim) for name, by_victim in items.items()}, device, batch_size)
+    chosen, record = {}, {}
+    for seed in sorted({seed for _, seed in checkpoints}):
+        run_dir = out / "runs" / column_name(snr_db) / f"seed{seed}-val"
+        run_one(run_dir, items, conditions, victims, snr_db, draws, seed, batch_size, device)
+        flooding = torch.load(run_dir / "scores.pt", weights_only=True)
+        for train_name, names in conditions.items():
+            labels = torch.cat([flooding[m]["labels"] for m in names])
+            alone = torch.cat([trained[train_name, seed][m] for m in names])
+            flooded = torch.cat([flooding[m]["scores"] for m in names])
+            chosen[train_name, seed], aurocs = choose_fusion(rules, alone, flooded, labels)
+            record[f"{train_name} seed{seed}"] = {"rule": chosen[train_name, seed], "val/auroc": aurocs}
+    write_json_atomic(out / "fusion_choices.json", record)
+    rank_zero_info(f"fusion rules chosen on the validation splits: {json.dumps(record, indent=1)}")
+    return chosen
 
 
 def run_one(
