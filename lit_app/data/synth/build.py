@@ -111,6 +111,25 @@ def exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+_speaker: Any = None  # one text-to-speech front end per (worker) process
+
+
+def render_clips(render_clip: Callable[[Any, dict[str, Any], str], Any], specs: list[dict[str, Any]], root: str) -> int:
+    """Render the clips of ``specs`` with ``render_clip(speaker, spec, root)`` and write them under ``root`` (runs
+    in worker processes); returns how many."""
+    import torch
+
+    from lit_app.audio.io import SAMPLE_RATE, write_wav
+    from lit_app.data.synth.tts import Speaker
+
+    global _speaker
+    torch.set_num_threads(1)
+    _speaker = _speaker or Speaker(SAMPLE_RATE)
+    for spec in specs:
+        write_wav(Path(root) / spec["path"], render_clip(_speaker, spec, root))
+    return len(specs)
+
+
 def render_missing(
     root: Path,
     specs: Sequence[dict[str, Any]],

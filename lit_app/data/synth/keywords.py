@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from lit_app.data.synth import build
-from lit_app.data.synth.noise import NOISE_KINDS, coloured_noise, noise_gain
+from lit_app.data.synth.noise import NOISE_KINDS, noise_bank, noise_gain, write_background_noise
 from lit_app.data.synth.tts import Speaker, Voice, available_engines, voice_catalogue
 from lit_app.data.vocab import BACKGROUND_NOISE_FOLDER, KEYWORDS_10, OTHER_WORDS
 
@@ -173,42 +173,6 @@ class SyntheticKeywordCorpus:
         return root
 
 
-def write_background_noise(folder: Path, seconds: float, seed: int) -> None:
-    from lit_app.audio.io import write_wav
-
-    rng = np.random.default_rng([seed, 1])
-    for kind in NOISE_KINDS:
-        noise = coloured_noise(kind, int(seconds * SAMPLE_RATE), SAMPLE_RATE, rng)
-        path = folder / f"{kind}_noise.wav"
-        if not path.exists():
-            write_wav(path, noise)
-
-
-@functools.cache
-def _load_noise(root: str, kind: str) -> np.ndarray:
-    import soundfile as sf
-
-    samples, _ = sf.read(Path(root) / BACKGROUND_NOISE_FOLDER / f"{kind}_noise.wav", dtype="float32")
-    return samples
-
-
-_speaker: Speaker | None = None
-
-
-def render_keyword_clips(specs: list[dict[str, Any]], root: str) -> int:
-    """Render and write the clips of ``specs`` (runs in worker processes)."""
-    import torch
-
-    from lit_app.audio.io import write_wav
-
-    global _speaker
-    torch.set_num_threads(1)
-    _speaker = _speaker or Speaker(SAMPLE_RATE)
-    for spec in specs:
-        write_wav(Path(root) / spec["path"], render_keyword_clip(_speaker, spec, root))
-    return len(specs)
-
-
 def render_keyword_clip(speaker: Speaker, spec: dict[str, Any], root: str) -> np.ndarray:
     engine, name = spec["voice"].split(":", 1)
     speech = speaker.speak(spec["word"], Voice(engine, name), spec["rate"], spec["pitch"], spec["stretch"])
@@ -220,8 +184,11 @@ def render_keyword_clip(speaker: Speaker, spec: dict[str, Any], root: str) -> np
     offset = int(spec["shift"] * (SAMPLE_RATE - speech.size))
     clip[offset : offset + speech.size] = speech
     if spec["noise"]:
-        bank = _load_noise(root, spec["noise"])
+        bank = noise_bank(root, spec["noise"])
         start = int(spec["noise_offset"] * (bank.size - SAMPLE_RATE))
         segment = bank[start : start + SAMPLE_RATE]
         clip += noise_gain(float(np.mean(speech.astype(np.float64) ** 2)), segment, float(spec["snr_db"])) * segment
     return np.clip(clip, -1.0, 1.0)
+
+
+render_keyword_clips = functools.partial(build.render_clips, render_keyword_clip)

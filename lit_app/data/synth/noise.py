@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import numpy as np
+
+from lit_app.data.vocab import BACKGROUND_NOISE_FOLDER
 
 NOISE_KINDS = ("white", "pink", "brown", "blue", "hum")
 
@@ -26,6 +31,28 @@ def coloured_noise(kind: str, num_samples: int, sample_rate: int, rng: np.random
         signal = np.fft.irfft(spectrum, n=num_samples)
     signal = signal - signal.mean()
     return (0.5 * signal / np.abs(signal).max()).astype(np.float32)
+
+
+def write_background_noise(folder: Path, seconds: float, seed: int, sample_rate: int = 16000) -> None:
+    """Write one file of each of :data:`NOISE_KINDS` into ``folder`` (a corpus's ``_background_noise_``); files
+    already there are kept."""
+    from lit_app.audio.io import write_wav
+
+    rng = np.random.default_rng([seed, 1])
+    for kind in NOISE_KINDS:
+        noise = coloured_noise(kind, int(seconds * sample_rate), sample_rate, rng)
+        path = folder / f"{kind}_noise.wav"
+        if not path.exists():
+            write_wav(path, noise)
+
+
+@functools.cache
+def noise_bank(root: str, kind: str) -> np.ndarray:
+    """The background noise ``kind`` of the corpus in ``root``, read once per process."""
+    import soundfile as sf
+
+    samples, _ = sf.read(Path(root) / BACKGROUND_NOISE_FOLDER / f"{kind}_noise.wav", dtype="float32")
+    return samples
 
 
 def noise_gain(signal_power: float, noise: np.ndarray, snr_db: float) -> float:

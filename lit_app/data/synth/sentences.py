@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from lit_app.data.synth import build
-from lit_app.data.synth.keywords import SPLITS, split_voices, write_background_noise
-from lit_app.data.synth.noise import NOISE_KINDS, noise_gain
+from lit_app.data.synth.keywords import SPLITS, split_voices
+from lit_app.data.synth.noise import NOISE_KINDS, noise_bank, noise_gain, write_background_noise
 from lit_app.data.synth.phrases import generate_sentences, vocabulary
 from lit_app.data.synth.tts import Speaker, Voice, available_engines, voice_catalogue
 from lit_app.data.utterances import Utterance
@@ -204,31 +204,6 @@ def read_corpus(root: str | Path) -> dict[str, list[Utterance]]:
     return splits
 
 
-@functools.cache
-def _noise_bank(root: str, kind: str) -> np.ndarray:
-    import soundfile as sf
-
-    samples, _ = sf.read(Path(root) / BACKGROUND_NOISE_FOLDER / f"{kind}_noise.wav", dtype="float32")
-    return samples
-
-
-_speaker: Speaker | None = None
-
-
-def render_sentence_clips(specs: list[dict[str, Any]], root: str) -> int:
-    """Render and write the clips of ``specs`` (runs in worker processes)."""
-    import torch
-
-    from lit_app.audio.io import write_wav
-
-    global _speaker
-    torch.set_num_threads(1)
-    _speaker = _speaker or Speaker(SAMPLE_RATE)
-    for spec in specs:
-        write_wav(Path(root) / spec["path"], render_sentence_clip(_speaker, spec, root))
-    return len(specs)
-
-
 def render_sentence_clip(speaker: Speaker, spec: dict[str, Any], root: str) -> np.ndarray:
     engine, name = spec["voice"].split(":", 1)
     speech = speaker.speak(spec["transcript"], Voice(engine, name), spec["rate"], spec["pitch"], spec["stretch"])
@@ -236,10 +211,13 @@ def render_sentence_clip(speaker: Speaker, spec: dict[str, Any], root: str) -> n
     lead, trail = round(spec["lead_s"] * SAMPLE_RATE), round(spec["trail_s"] * SAMPLE_RATE)
     clip = np.concatenate([np.zeros(lead, np.float32), speech.astype(np.float32), np.zeros(trail, np.float32)])
     if spec["noise"]:
-        bank = _noise_bank(root, spec["noise"])
+        bank = noise_bank(root, spec["noise"])
         if bank.size < clip.size:
             bank = np.tile(bank, clip.size // bank.size + 1)
         start = int(spec["noise_offset"] * (bank.size - clip.size))
         segment = bank[start : start + clip.size]
         clip = clip + noise_gain(float(np.mean(speech.astype(np.float64) ** 2)), segment, float(spec["snr_db"])) * segment
     return np.clip(clip, -1.0, 1.0)
+
+
+render_sentence_clips = functools.partial(build.render_clips, render_sentence_clip)
