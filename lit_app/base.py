@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
+from torch.utils.data import DataLoader
 
 CLASS_KEY = "lit_app_class"
 
@@ -98,7 +99,25 @@ class LitAppDataModule(pl.LightningDataModule):
     """Base of every LightningDataModule of the app.
 
     Subclasses that serve classification data expose ``labels`` (class names in index order); the CLI
-    passes them to models that take a ``labels`` argument.
+    passes them to models that take a ``labels`` argument. Each subclass builds the loader of one split in
+    ``_loader``; training shuffles, the other stages do not, and ``predict`` reads the test split.
     """
 
     labels: list[str] | None = None
+    #: the split each stage reads, as the subclass's folders and manifests name it
+    split_names: Mapping[str, str] = {"train": "train", "val": "val", "test": "test"}
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        raise NotImplementedError(f"{type(self).__name__} must build its loaders in _loader(split, shuffle)")
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.split_names["train"], shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.split_names["val"], shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.split_names["test"], shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.split_names["test"], shuffle=False)

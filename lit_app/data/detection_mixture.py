@@ -57,15 +57,3 @@ class DetectionMixture(LitAppDataModule):
         return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
                           collate_fn=collate_detection, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)

@@ -45,6 +45,8 @@ class KWSDataModule(LitAppDataModule):
         num_workers: DataLoader worker processes (clips are in memory, so 0 is usually fastest).
     """
 
+    split_names = {"train": "train", "val": "validation", "test": "testing"}  # Speech Commands' names
+
     def __init__(
         self,
         root: str = "data/synthetic_keywords",
@@ -117,17 +119,6 @@ class KWSDataModule(LitAppDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("testing", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("testing", shuffle=False)
 
     def waveforms(self, audio: torch.Tensor, augment: bool) -> torch.Tensor:
         """Float waveforms in [-1, 1] of an int16 batch, augmented when ``augment`` (and augmentation is on)."""
