@@ -74,6 +74,15 @@ def test_failed_attacks_and_noise_labels_are_choices(corpora):
     unknown.setup("test")
     served = {Path(path).parent.parent.parent for path, _ in unknown.datasets["test"].items}
     assert served == {noise.root} and counts(unknown.datasets["test"])[0] == counts(unknown.datasets["test"])[1]
+    # Matched noise as extra normal training clips: only the noise clips of the control, all labelled normal.
+    negatives = AdversarialDataModule(train_sets=[noise], kinds=["noise"], noise_label="normal")
+    negatives.prepare_data()
+    negatives.setup("fit")
+    noise_rows = [r for r in manifest.read_manifest(noise.root) if r["split"] == "train"]
+    assert counts(negatives.datasets["train"]) == (sum(r["kind"] == "noise" for r in noise_rows), 0) != (0, 0)
+    assert all("/noise/" in path for path, _ in negatives.datasets["train"].items)
+    with pytest.raises(ValueError, match="kinds is empty"):
+        AdversarialDataModule(train_sets=[noise], kinds=[])
 
 
 def test_no_source_clip_or_voice_is_served_in_two_splits(corpora, tmp_path):

@@ -101,6 +101,9 @@ class AdversarialDataModule(LitAppDataModule):
         balance_classes: in each corpus and split, drop random clips of the larger class to match the smaller.
         noise_label: label of noise-control clips: ``normal`` (they are benign) or ``adversarial`` (to measure
             whether a detector flags mere noise).
+        kinds: which kinds of clip to serve (``clean``, ``adversarial``, ``noise``); every kind by default.
+            ``[noise]`` with ``noise_label: normal`` adds a noise control's clips, at the SNR of the attack it
+            matches, to a detector's normal training clips.
         seed: seed of the class balancing.
         num_workers: DataLoader worker processes reading the WAVs.
         log_pairs: clean/adversarial pairs per corpus logged to W&B at setup (with the results table).
@@ -114,6 +117,7 @@ class AdversarialDataModule(LitAppDataModule):
         include_failed: bool = False,
         balance_classes: bool = True,
         noise_label: Literal["normal", "adversarial"] = "normal",
+        kinds: list[Literal["clean", "adversarial", "noise"]] | None = None,
         seed: int = 0,
         num_workers: int = 0,
         log_pairs: int = 4,
@@ -127,6 +131,9 @@ class AdversarialDataModule(LitAppDataModule):
         self.include_failed = include_failed
         self.balance_classes = balance_classes
         self.noise_label = noise_label
+        self.kinds = set(kinds) if kinds is not None else {"clean", "adversarial", "noise"}
+        if not self.kinds:
+            raise ValueError("kinds is empty: name at least one of clean, adversarial, noise (or leave it out for all)")
         self.seed = seed
         self.num_workers = num_workers
         self.log_pairs = log_pairs
@@ -184,7 +191,7 @@ class AdversarialDataModule(LitAppDataModule):
         """``(path, label)`` of the clips served for ``split``, balanced per corpus."""
         items = []
         for index, corpus in enumerate(corpora):
-            rows = [r for r in self.corpus_rows(corpus) if r["split"] == split]
+            rows = [r for r in self.corpus_rows(corpus) if r["split"] == split and r["kind"] in self.kinds]
             if not self.include_failed:
                 rows = [r for r in rows if r["kind"] != "adversarial" or r["success"]]
             chosen = [(str(corpus.root / r["path"]), self.label_of(r)) for r in rows]
