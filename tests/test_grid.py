@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from lit_app.cli import main as lit_app_main
-from lit_app.experiments.grid import attack_identities, build_parser, load_source
+from lit_app.experiments.grid import attack_identities, build_parser, load_source, row_kinds
 from lit_app.experiments.grid import main as grid_main
 from lit_app.experiments.results_table import ResultsTable, RunResult, format_cell, row_kind
 from tests.conftest import CONFIGS
@@ -143,6 +143,18 @@ def test_rows_are_known_or_unknown_by_attack_and_victim_not_by_set_name(detectio
     assert attacks["cw_kws"].isdisjoint(attacks["white"])  # the same attack on another victim is not
     assert attacks["black"].isdisjoint(attacks["white"])
     assert attack_identities("white", load_source(source(detection_sets["white"]))) == {"white"}  # says nothing: its name
+
+
+def test_matched_noise_as_normal_training_clips_adds_no_attack_to_a_row(monkeypatch):
+    monkeypatch.chdir(CONFIGS.parent)
+    overlay = CONFIGS / "detector" / "grid_overlays" / "noise_negatives.yaml"
+    settings = build_parser().parse_args(["-c", str(CONFIGS / "detector" / "grid_demo.yaml"), "-c", str(overlay)]).as_dict()
+    sources = {name: load_source(spec) for name, spec in settings["sources"].items()}
+    assert attack_identities("black_noise_normal", sources["black_noise_normal"]) == set()
+    assert attack_identities("black_noise", sources["black_noise"])  # the control, labelled adversarial, is one
+    pairs = [("black+noise", "black"), ("both+noise", "white"), ("black+noise", "white"), ("black+noise", "noise")]
+    kinds = row_kinds(sources, settings["train"], settings["test"], pairs, settings["controls"])
+    assert list(kinds.values()) == ["known", "multi-condition", "unknown", "control"]
 
 
 @pytest.mark.parametrize("source", SOURCE_CONFIGS, ids=lambda p: p.name)
