@@ -11,7 +11,8 @@ mean ± std over noise seeds)::
 
 With ``fuse_with``, trained detectors of the grid are scored on the same clips, alone and fused with noise
 flooding, in rows ``train -> test``: by the larger of the two scores (flagged when either flags it) and, with
-``fusion: [max, mean]``, also by their average (a clean clip that one of them wrongly scores high stays low).
+``fusion: [max, mean]``, also by their average (a clean clip that one of them wrongly scores high stays low);
+with ``choose_fusion_on_val``, also by whichever rule does better on each detector's own validation split.
 The two fail on different attacks: a CNN trained on loud black-box perturbations catches PGD, which noise
 flooding misses, and noise flooding catches the minimal perturbations of other attacks that the CNN never saw.
 
