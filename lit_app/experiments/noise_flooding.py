@@ -123,22 +123,26 @@ def choose_fusion(
     return max(rules, key=aurocs.__getitem__), aurocs
 
 
-def trained_scores(
-    checkpoints: dict[tuple[str, int], str], paths: dict[str, list[str]], device: torch.device, batch_size: int
-) -> dict[tuple[str, int], dict[str, torch.Tensor]]:
-    """Scores of trained detectors (by key) on each source's clips; every clip is read once for all of them."""
+def load_detectors(checkpoints: dict[tuple[str, int], str], device: torch.device) -> dict[tuple[str, int], DetectorModule]:
+    """The trained detectors of ``checkpoints`` (by key), in eval mode on ``device``."""
     for checkpoint in checkpoints.values():
         if not Path(checkpoint).is_file():
             raise FileNotFoundError(f"{checkpoint}: no such detector checkpoint; run the grid that trains it first")
-    detectors = [load_module(path, DetectorModule, map_location=device).eval() for path in checkpoints.values()]
+    return {key: load_module(path, DetectorModule, map_location=device).eval() for key, path in checkpoints.items()}
+
+
+def trained_scores(
+    detectors: dict[tuple[str, int], DetectorModule], paths: dict[str, list[str]], device: torch.device, batch_size: int
+) -> dict[tuple[str, int], dict[str, torch.Tensor]]:
+    """Scores of trained detectors (by key) on each source's clips; every clip is read once for all of them."""
 
     @torch.no_grad()
     def score(audio: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         audio, lengths = audio.to(device), lengths.to(device)
-        return torch.stack([detector.score(audio, lengths) for detector in detectors])
+        return torch.stack([detector.score(audio, lengths) for detector in detectors.values()])
 
     by_source = {name: score_clips(score, [(path, 0) for path in clips], batch_size)[0] for name, clips in paths.items()}
-    return {key: {name: scores[row] for name, scores in by_source.items()} for row, key in enumerate(checkpoints)}
+    return {key: {name: scores[row] for name, scores in by_source.items()} for row, key in enumerate(detectors)}
 
 
 def run_noise_flooding(
@@ -225,13 +229,14 @@ def run_noise_flooding(
         fused_columns = {rule: FUSED_COLUMNS[rule].format(column_name(fused_level)) for rule in fusion}
         columns += [alone_column, *fused_columns.values()]
         checkpoints = {(train_name, seed): pattern.format(seed=seed) for train_name, pattern in fuse_with.items() for seed in seeds}
-        trained = trained_scores(checkpoints, {name: clip_paths(by_victim) for name, by_victim in items.items()}, device, batch_size)
+        detectors = load_detectors(checkpoints, device)
+        trained = trained_scores(detectors, {name: clip_paths(by_victim) for name, by_victim in items.items()}, device, batch_size)
         flooding_by_seed = {seed: torch.load(out / "runs" / column_name(fused_level) / f"seed{seed}" / "scores.pt",
                                              weights_only=True) for seed in seeds}
         chosen: dict[tuple[str, int], str] = {}
         if choose_fusion_on_val:
-            chosen = choose_fusion_rules(spec["train"], sources, checkpoints, fusion, victims, fused_level, draws,
-                                         batch_size, device, out)
+            chosen = choose_fusion_rules({name: spec["train"][name] for name in fuse_with}, sources, detectors, fusion,
+                                         victims, fused_level, draws, batch_size, device, out)
             columns.append(CHOSEN_COLUMN.format(column_name(fused_level)))
         for (train_name, seed), alone_by_source in trained.items():
             flooding = flooding_by_seed[seed]
@@ -258,9 +263,9 @@ def run_noise_flooding(
 
 
 def choose_fusion_rules(
-    train_conditions: dict[str, list[str]],
+    conditions: dict[str, list[str]],
     sources: dict[str, Any],
-    checkpoints: dict[tuple[str, int], str],
+    detectors: dict[tuple[str, int], DetectorModule],
     rules: list[str],
     victims: dict[str, Victim],
     snr_db: float,
@@ -270,13 +275,13 @@ def choose_fusion_rules(
     out: Path,
 ) -> dict[tuple[str, int], str]:
     """Per fused detector ``(train condition, seed)``, the rule with the best ROC-AUC on the validation split of
-    that train condition; noise-flooding scores of those clips are kept (and reused) beside the test runs."""
-    conditions = {train_name: train_conditions[train_name] for train_name in dict.fromkeys(t for t, _ in checkpoints)}
+    its train condition (``conditions``: name -> sources); noise-flooding scores of those clips are kept (and
+    reused) beside the test runs."""
     members = sorted({member for names in conditions.values() for member in names})
     items = {name: victim_items(name, sources[name], ["val"], "train_sets") for name in members}
-    trained = trained_scores(checkpoints, {name: clip_paths(by_victim) for name, by_victim in items.items()}, device, batch_size)
+    trained = trained_scores(detectors, {name: clip_paths(by_victim) for name, by_victim in items.items()}, device, batch_size)
     chosen, record = {}, {}
-    for seed in sorted({seed for _, seed in checkpoints}):
+    for seed in sorted({seed for _, seed in detectors}):
         run_dir = out / "runs" / column_name(snr_db) / f"seed{seed}-val"
         run_one(run_dir, items, conditions, victims, snr_db, draws, seed, batch_size, device)
         flooding = torch.load(run_dir / "scores.pt", weights_only=True)
