@@ -149,6 +149,12 @@ class AdversarialDataModule(LitAppDataModule):
             unique.setdefault(corpus.root.resolve(), corpus)
         return list(unique.values())
 
+    def attack_corpora(self) -> list[AdversarialCorpus]:
+        """The corpora whose attacked clips this module serves labelled adversarial: not those whose kind of clip
+        ``kinds`` leaves out, nor a noise control whose noise is labelled normal."""
+        return [corpus for corpus in self.corpora() if corpus.attack_kind in self.kinds
+                and self.label_of({"kind": corpus.attack_kind}) == ADVERSARIAL]
+
     def _distributed(self) -> bool:
         return self.trainer is not None and self.trainer.world_size > 1
 

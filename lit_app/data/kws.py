@@ -119,7 +119,6 @@ class KWSDataModule(LitAppDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-
     def waveforms(self, audio: torch.Tensor, augment: bool) -> torch.Tensor:
         """Float waveforms in [-1, 1] of an int16 batch, augmented when ``augment`` (and augmentation is on)."""
         audio = audio.float() / 32768.0

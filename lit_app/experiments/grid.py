@@ -67,16 +67,13 @@ def attack_identities(name: str, source: LitAppDataModule) -> set[str]:
     """The attacks a source holds, as ``attack against victim``; its own name when it does not say.
 
     Rows are labelled known or unknown by these, so a second set of the same attack on the same victim
-    (more source clips, other targets) counts as the known attack, not as a new one. A source that labels every
-    clip it serves normal (a noise control's clips as extra normal training data) holds no attack.
+    (more source clips, other targets) counts as the known attack, not as a new one. Only corpora whose attacked
+    clips the source labels adversarial count: a noise control served as extra normal clips holds no attack.
     """
-    corpora = getattr(source, "corpora", None)
-    if corpora is None:
+    attack_corpora = getattr(source, "attack_corpora", None)
+    if attack_corpora is None:
         return {name}
-    positives = {"adversarial"} | ({"noise"} if getattr(source, "noise_label", "normal") == "adversarial" else set())
-    if not positives & set(getattr(source, "kinds", positives)):
-        return set()
-    return {f"{corpus.attack.name} against {Path(corpus.victim).resolve()}" for corpus in corpora()} or {name}
+    return {f"{corpus.attack.name} against {Path(corpus.victim).resolve()}" for corpus in attack_corpora()}
 
 
 def row_kinds(
