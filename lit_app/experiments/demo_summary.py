@@ -66,17 +66,19 @@ def corpus_lines(scale: Scale) -> list[str]:
     return lines
 
 
+def section(title: str, path: str) -> list[str]:
+    """A report section holding the Markdown file ``path``, or saying that it is missing."""
+    table = Path(path)
+    return [f"## {title}", table.read_text() if table.is_file() else f"({table} is missing)", ""]
+
+
 def report(scale: Scale) -> str:
     """The whole report as Markdown (missing parts say so)."""
-    grid = Path(f"runs/detector-grid-{scale}/results.md")
-    flooding = Path(f"runs/noise-flooding-{scale}/results.md")
-    adaptive = Path(f"runs/detector-adaptive-{scale}/adaptive.md")
     parts = ["## Victims", *victim_lines(scale), "", "## Adversarial corpora (successful examples for dB_x and SNR)",
              *corpus_lines(scale), ""]
-    parts += ["## Detector grid", grid.read_text() if grid.is_file() else f"({grid} is missing)", ""]
-    parts += ["## Noise flooding, alone and fused with the grid's IMFCC detectors",
-              flooding.read_text() if flooding.is_file() else f"({flooding} is missing)", ""]
-    parts += ["## Adaptive attacker", adaptive.read_text() if adaptive.is_file() else f"({adaptive} is missing)", ""]
+    parts += section("Detector grid", f"runs/detector-grid-{scale}/results.md")
+    parts += section("Noise flooding, alone and fused with the grid's IMFCC detectors", f"runs/noise-flooding-{scale}/results.md")
+    parts += section("Adaptive attacker", f"runs/detector-adaptive-{scale}/adaptive.md")
     if TIMES.is_file():
         parts += ["## Stage wall times (every run, in order)", "```", TIMES.read_text().strip(), "```"]
     return "\n".join(parts)
