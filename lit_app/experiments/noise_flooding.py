@@ -233,11 +233,12 @@ def run_noise_flooding(
         trained = trained_scores(detectors, {name: clip_paths(by_victim) for name, by_victim in items.items()}, device, batch_size)
         flooding_by_seed = {seed: torch.load(out / "runs" / column_name(fused_level) / f"seed{seed}" / "scores.pt",
                                              weights_only=True) for seed in seeds}
-        chosen: dict[tuple[str, int], str] = {}
+        val_rules: dict[tuple[str, int], str] = {}
+        chosen_column = CHOSEN_COLUMN.format(column_name(fused_level))
         if choose_fusion_on_val:
-            chosen = choose_fusion_rules({name: spec["train"][name] for name in fuse_with}, sources, detectors, fusion,
+            val_rules = choose_fusion_rules({name: spec["train"][name] for name in fuse_with}, sources, detectors, fusion,
                                          victims, fused_level, draws, batch_size, device, out)
-            columns.append(CHOSEN_COLUMN.format(column_name(fused_level)))
+            columns.append(chosen_column)
         for (train_name, seed), alone_by_source in trained.items():
             flooding = flooding_by_seed[seed]
             for test_name, members in conditions.items():
@@ -248,9 +249,9 @@ def run_noise_flooding(
                 for rule, fused_column in fused_columns.items():
                     fused = FUSION_RULES[rule](alone, flooded)
                     results.append(RunResult(train_name, test_name, fused_column, seed, evaluate(fused, labels)[0]))
-                if chosen:
-                    fused = FUSION_RULES[chosen[train_name, seed]](alone, flooded)
-                    results.append(RunResult(train_name, test_name, columns[-1], seed, evaluate(fused, labels)[0]))
+                if val_rules:
+                    fused = FUSION_RULES[val_rules[train_name, seed]](alone, flooded)
+                    results.append(RunResult(train_name, test_name, chosen_column, seed, evaluate(fused, labels)[0]))
         pairs = [(train_name, test_name) for train_name in fuse_with for test_name in conditions]
         kinds.update(row_kinds(sources, spec["train"], conditions, pairs, controls))
     rows = sorted(kinds, key=lambda row: (row[0] != TRAIN, kinds[row] == "control"))
