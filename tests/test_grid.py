@@ -2,13 +2,14 @@
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
 from lit_app.cli import main as lit_app_main
-from lit_app.experiments.grid import attack_identities, build_parser, load_source, row_kinds
+from lit_app.experiments.grid import attack_identities, build_parser, grid_sources, load_source, row_kinds
 from lit_app.experiments.grid import main as grid_main
 from lit_app.experiments.results_table import ResultsTable, RunResult, format_cell, row_kind
 from tests.conftest import CONFIGS
@@ -121,23 +122,39 @@ def test_grid_configs_parse_and_name_loadable_sources(config, monkeypatch):
         assert module.labels == ["normal", "adversarial"]
 
 
+def overlaid(overlay: Path) -> dict:
+    """An overlay's settings composed onto the grid it is written for (``*_quick.yaml`` onto the quick grid)."""
+    base = "grid_quick.yaml" if overlay.stem.endswith("_quick") else "grid_demo.yaml"
+    return build_parser().parse_args(["-c", str(CONFIGS / "detector" / base), "-c", str(overlay)]).as_dict()
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
 def test_grid_overlays_compose_and_build_detectors(overlay, monkeypatch):
     from lit_app.models.detector import DetectorModule
 
     monkeypatch.chdir(CONFIGS.parent)
-    settings = build_parser().parse_args(["-c", str(CONFIGS / "detector" / "grid_demo.yaml"), "-c", str(overlay)]).as_dict()
+    settings = overlaid(overlay)
+    sources = grid_sources(settings["sources"], settings["extra_sources"])
+    assert set(settings["sources"]) >= {"white", "black"}  # an overlay adds sources, it does not replace the grid's
     used = {s for condition in ("train", "test") for members in settings[condition].values() for s in members}
-    assert used <= set(settings["sources"])
+    assert used <= set(sources)
+    for spec in settings["extra_sources"].values():
+        assert load_source(spec).labels == ["normal", "adversarial"]
     for overrides in settings["features"].values():
         DetectorModule(**{**settings["model"], **overrides})
 
 
+def test_extra_sources_may_not_rename_a_source():
+    assert grid_sources({"white": "a.yaml"}, {"more": "b.yaml"}) == {"white": "a.yaml", "more": "b.yaml"}
+    with pytest.raises(ValueError, match=r"extra_sources \['white'\] are already sources"):
+        grid_sources({"white": "a.yaml"}, {"white": "b.yaml"})
+
+
 def test_rows_are_known_or_unknown_by_attack_and_victim_not_by_set_name(detection_sets, monkeypatch):  # noqa: F811
     monkeypatch.chdir(CONFIGS.parent)
-    overlay = CONFIGS / "detector" / "grid_overlays" / "more_whitebox.yaml"
-    settings = build_parser().parse_args(["-c", str(CONFIGS / "detector" / "grid_demo.yaml"), "-c", str(overlay)]).as_dict()
-    attacks = {name: attack_identities(name, load_source(settings["sources"][name])) for name in ("white", "white_more", "black", "cw_kws")}
+    settings = overlaid(CONFIGS / "detector" / "grid_overlays" / "more_whitebox.yaml")
+    specs = grid_sources(settings["sources"], settings["extra_sources"])
+    attacks = {name: attack_identities(name, load_source(specs[name])) for name in ("white", "white_more", "black", "cw_kws")}
     assert attacks["white_more"] == attacks["white"]  # more clips of C&W on the same DeepSpeech: the known attack
     assert row_kind(attacks["white_more"], attacks["white"], False) == "known"
     assert attacks["cw_kws"].isdisjoint(attacks["white"])  # the same attack on another victim is not
@@ -147,9 +164,8 @@ def test_rows_are_known_or_unknown_by_attack_and_victim_not_by_set_name(detectio
 
 def test_matched_noise_as_normal_training_clips_adds_no_attack_to_a_row(monkeypatch):
     monkeypatch.chdir(CONFIGS.parent)
-    overlay = CONFIGS / "detector" / "grid_overlays" / "noise_negatives.yaml"
-    settings = build_parser().parse_args(["-c", str(CONFIGS / "detector" / "grid_demo.yaml"), "-c", str(overlay)]).as_dict()
-    sources = {name: load_source(spec) for name, spec in settings["sources"].items()}
+    settings = overlaid(CONFIGS / "detector" / "grid_overlays" / "noise_negatives.yaml")
+    sources = {name: load_source(spec) for name, spec in grid_sources(settings["sources"], settings["extra_sources"]).items()}
     assert attack_identities("black_noise_normal", sources["black_noise_normal"]) == set()
     assert attack_identities("black_noise", sources["black_noise"])  # the control, labelled adversarial, is one
     pairs = [("black+noise", "black"), ("both+noise", "white"), ("black+noise", "white"), ("black+noise", "noise")]

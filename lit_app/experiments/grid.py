@@ -92,11 +92,20 @@ def row_kinds(
     return {(t, c): row_kind(held(train[t]), held(test[c]), c in controls) for t, c in pairs}
 
 
+def grid_sources(sources: dict[str, Any], extra_sources: dict[str, Any]) -> dict[str, Any]:
+    """A grid's ``sources`` and ``extra_sources`` as one mapping; a name in both is refused."""
+    shared = set(sources) & set(extra_sources)
+    if shared:
+        raise ValueError(f"extra_sources {sorted(shared)} are already sources; give them other names")
+    return {**sources, **extra_sources}
+
+
 def run_grid(
     sources: dict[str, Any],
     train: dict[str, list[str]],
     test: dict[str, list[str]],
     features: dict[str, dict[str, Any]],
+    extra_sources: dict[str, Any] = {},
     model: dict[str, Any] = {},
     trainer: dict[str, Any] = {},
     seeds: list[int] = [0, 1, 2],
@@ -118,6 +127,8 @@ def run_grid(
         test: test conditions: name -> the sources whose test splits are pooled.
         features: table columns: name -> DetectorModule arguments that differ per column (e.g.
             ``{feature: imfcc}``).
+        extra_sources: more sources, as ``sources``. For overlays: a later config file replaces ``sources``
+            whole, so an overlay adds its own here and the base config's stay.
         model: DetectorModule arguments shared by every column.
         trainer: ``pytorch_lightning.Trainer`` arguments (``max_epochs``, ``accelerator``...).
         seeds: training seeds; each cell reports the mean and standard deviation over them.
@@ -130,6 +141,7 @@ def run_grid(
         out_dir: folder of the runs, tables and figures.
         title: heading of the Markdown results.
     """
+    sources = grid_sources(sources, extra_sources)
     for condition in (train, test):
         for name, members in condition.items():
             unknown = set(members) - set(sources)

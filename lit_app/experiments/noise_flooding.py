@@ -43,7 +43,7 @@ from lit_app.data.detection import collate_detection
 from lit_app.data.synth.build import write_json_atomic
 from lit_app.defences import NoiseFlooding
 from lit_app.experiments.command import run_command
-from lit_app.experiments.grid import build_parser, load_source, row_kinds
+from lit_app.experiments.grid import build_parser, grid_sources, load_source, row_kinds
 from lit_app.experiments.results_table import ResultsTable, RunResult, row_kind
 from lit_app.metrics.detection import detection_metrics, save_roc_figure
 from lit_app.models.detector import DetectorModule
@@ -165,8 +165,8 @@ def run_noise_flooding(
 
     Args:
         grid: a grid YAML (e.g. ``configs/detector/grid_demo.yaml``), or several composed as the grid composes
-            them (a grid config and its overlays); its ``sources``, ``train``, ``test`` and ``controls`` are
-            used, relative to the working directory as for the grid.
+            them (a grid config and its overlays); its ``sources`` (with ``extra_sources``), ``train``, ``test``
+            and ``controls`` are used, relative to the working directory as for the grid.
         snr_db: noise levels, one table column each.
         draws: noisy copies per clip.
         seeds: noise seeds; each cell reports the mean and standard deviation over them.
@@ -205,7 +205,7 @@ def run_noise_flooding(
     if unknown_trains:
         raise ValueError(f"fuse_with names train conditions {sorted(unknown_trains)} that {grid} lacks (has {sorted(spec['train'])})")
     wanted = sorted({member for members in conditions.values() for member in members})
-    sources = {name: load_source(source) for name, source in spec["sources"].items()}
+    sources = {name: load_source(source) for name, source in grid_sources(spec["sources"], spec["extra_sources"]).items()}
     for name in wanted:
         sources[name].prepare_data()  # builds or resumes the corpora, as the grid does before training
     items = {name: victim_items(name, sources[name], splits) for name in wanted}
