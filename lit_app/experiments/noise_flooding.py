@@ -181,9 +181,9 @@ def run_noise_flooding(
         fusion: how the two scores combine, one column each: ``max`` (flagged when either flags) and ``mean``
             (their average: a clean clip one of them wrongly scores high is held down by the other).
         choose_fusion_on_val: also a column in which each fused detector uses the rule of ``fusion`` with the
-            higher ROC-AUC on the ``val`` split of its own train condition, so the rule is picked without
-            looking at any test clip or unknown attack (the choices go to ``fusion_choices.json``). The CNN's
-            checkpoint was picked on the same split, which flatters it there a little.
+            higher ROC-AUC on the ``val`` split of its own train condition (the first listed on a tie), so the
+            rule is picked without looking at any test clip or unknown attack (the choices go to
+            ``fusion_choices.json``). The CNN's checkpoint was picked on the same split, which flatters it there.
         batch_size: clips per victim call.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda:N``.
         out_dir: folder of the runs, tables and figures.
