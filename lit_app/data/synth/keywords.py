@@ -10,39 +10,23 @@ from __future__ import annotations
 
 import functools
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lit_app.data.synth import build
-from lit_app.data.synth.noise import NOISE_KINDS, noise_bank, noise_gain, write_background_noise
-from lit_app.data.synth.tts import Speaker, Voice, available_engines, voice_catalogue
-from lit_app.data.vocab import BACKGROUND_NOISE_FOLDER, KEYWORDS_10, OTHER_WORDS
+from lit_app.data.synth.corpus import SPLITS, SyntheticCorpus, background, split_voices, voicing
+from lit_app.data.synth.noise import noise_bank, noise_gain
+from lit_app.data.synth.tts import Speaker, Voice, voice_catalogue
+from lit_app.data.vocab import KEYWORDS_10, OTHER_WORDS
 
 SAMPLE_RATE = 16000
-SPLITS = ("train", "validation", "testing")
 KIND = "synthetic-keywords"
 
 
-def split_voices(voices: list[Voice], val_fraction: float, test_fraction: float, rng: np.random.Generator) -> dict[str, list[Voice]]:
-    """Disjoint voice sets per split, drawn per engine so every split hears every engine."""
-    splits: dict[str, list[Voice]] = {split: [] for split in SPLITS}
-    for engine in sorted({v.engine for v in voices}):
-        pool = [v for v in voices if v.engine == engine]
-        order = rng.permutation(len(pool))
-        n_test = max(1, round(test_fraction * len(pool)))
-        n_val = max(1, round(val_fraction * len(pool)))
-        if n_test + n_val >= len(pool):
-            raise build.CorpusError(f"{engine} has only {len(pool)} voices: too few to hold out validation and test voices")
-        picked = [pool[i] for i in order]
-        splits["testing"] += picked[:n_test]
-        splits["validation"] += picked[n_test : n_test + n_val]
-        splits["train"] += picked[n_test + n_val :]
-    return {split: sorted(vs) for split, vs in splits.items()}
-
-
-class SyntheticKeywordCorpus:
+class SyntheticKeywordCorpus(SyntheticCorpus):
     """Builds (or resumes building) a synthetic Speech Commands corpus with espeak-ng and flite voices.
 
     Args:
@@ -63,6 +47,9 @@ class SyntheticKeywordCorpus:
         seed: everything about the corpus follows from it.
         num_workers: synthesis processes (0 renders in this process).
     """
+
+    kind = KIND
+    description = "synthesising keywords"
 
     def __init__(
         self,
@@ -105,11 +92,6 @@ class SyntheticKeywordCorpus:
         }
         self.num_workers = num_workers
 
-    def resolved_settings(self) -> dict[str, Any]:
-        settings = dict(self.settings)
-        settings["engines"] = settings["engines"] or list(available_engines())
-        return settings
-
     def plan(self) -> tuple[list[dict[str, Any]], dict[str, list[Voice]]]:
         """Every clip's settings, in a fixed order, and the voices of each split."""
         s = self.resolved_settings()
@@ -136,28 +118,16 @@ class SyntheticKeywordCorpus:
                         "word": word,
                         "split": split,
                         "voice": voice.id,
-                        "rate": int(rng.integers(s["rate_range"][0], s["rate_range"][1] + 1)),
-                        "pitch": int(rng.integers(s["pitch_range"][0], s["pitch_range"][1] + 1)),
-                        "stretch": round(float(rng.uniform(*s["stretch_range"])), 3),
-                        "level_db": round(float(rng.uniform(*s["level_db_range"])), 2),
+                        **voicing(rng, s),
                         "shift": round(float(rng.random()), 4),
-                        "noise": NOISE_KINDS[int(rng.integers(len(NOISE_KINDS)))] if noisy else "",
-                        "noise_offset": round(float(rng.random()), 4),
-                        "snr_db": round(float(rng.uniform(*s["snr_db_range"])), 2) if noisy else "",
+                        **background(rng, s, noisy),
                     })
         return specs, voices
 
-    def build(self, root: str | Path, show_progress: bool = True) -> Path:
-        """Build the corpus in ``root``, or finish an interrupted build there; a complete corpus is left as is."""
-        root = Path(root)
-        settings = self.resolved_settings()
-        if build.claim_folder(root, KIND, settings):
-            return root
-        build.remove_partial_files(root)
-        specs, voices = self.plan()
-        write_background_noise(root / BACKGROUND_NOISE_FOLDER, settings["noise_seconds"], settings["seed"])
-        render = functools.partial(render_keyword_clips, root=str(root))
-        build.render_missing(root, specs, render, self.num_workers, "synthesising keywords", show_progress)
+    def renderer(self) -> Callable[..., int]:
+        return render_keyword_clips
+
+    def write_index(self, root: Path, specs: list[dict[str, Any]], voices: dict[str, list[Voice]]) -> None:
         for split, filename in (("validation", "validation_list.txt"), ("testing", "testing_list.txt")):
             listed = sorted(spec["path"] for spec in specs if spec["split"] == split)
             (root / filename).write_text("".join(f"{path}\n" for path in listed))
@@ -170,7 +140,6 @@ class SyntheticKeywordCorpus:
             "clips_per_split": {split: sum(c.values()) for split, c in per_split.items()},
             "voices": {split: [v.id for v in vs] for split, vs in voices.items()},
         })
-        return root
 
 
 def render_keyword_clip(speaker: Speaker, spec: dict[str, Any], root: str) -> np.ndarray:

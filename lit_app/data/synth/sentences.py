@@ -15,24 +15,24 @@ from __future__ import annotations
 import csv
 import functools
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lit_app.data.synth import build
-from lit_app.data.synth.keywords import SPLITS, split_voices
-from lit_app.data.synth.noise import NOISE_KINDS, noise_bank, noise_gain, write_background_noise
+from lit_app.data.synth.corpus import SPLITS, SyntheticCorpus, background, split_voices, voicing
+from lit_app.data.synth.noise import noise_bank, noise_gain
 from lit_app.data.synth.phrases import generate_sentences, vocabulary
-from lit_app.data.synth.tts import Speaker, Voice, available_engines, voice_catalogue
+from lit_app.data.synth.tts import Speaker, Voice, voice_catalogue
 from lit_app.data.utterances import Utterance
-from lit_app.data.vocab import BACKGROUND_NOISE_FOLDER
 
 SAMPLE_RATE = 16000
 KIND = "synthetic-sentences"
 
 
-class SyntheticSentenceCorpus:
+class SyntheticSentenceCorpus(SyntheticCorpus):
     """Builds (or resumes building) the synthetic sentence corpus.
 
     Args:
@@ -55,6 +55,9 @@ class SyntheticSentenceCorpus:
         seed: everything about the corpus follows from it.
         num_workers: synthesis processes (0 renders in this process).
     """
+
+    kind = KIND
+    description = "synthesising sentences"
 
     def __init__(
         self,
@@ -100,11 +103,6 @@ class SyntheticSentenceCorpus:
         }
         self.num_workers = num_workers
 
-    def resolved_settings(self) -> dict[str, Any]:
-        settings = dict(self.settings)
-        settings["engines"] = settings["engines"] or list(available_engines())
-        return settings
-
     def plan(self) -> tuple[list[dict[str, Any]], dict[str, list[Voice]]]:
         """Every clip's settings, in a fixed order, and the voices of each split."""
         s = self.resolved_settings()
@@ -137,31 +135,19 @@ class SyntheticSentenceCorpus:
                     "sentence": index,
                     "transcript": text,
                     "voice": voice.id,
-                    "rate": int(rng.integers(s["rate_range"][0], s["rate_range"][1] + 1)),
-                    "pitch": int(rng.integers(s["pitch_range"][0], s["pitch_range"][1] + 1)),
-                    "stretch": round(float(rng.uniform(*s["stretch_range"])), 3),
-                    "level_db": round(float(rng.uniform(*s["level_db_range"])), 2),
+                    **voicing(rng, s),
                     "lead_s": round(float(rng.uniform(*s["silence_range"])), 3),
                     "trail_s": round(float(rng.uniform(*s["silence_range"])), 3),
-                    "noise": NOISE_KINDS[int(rng.integers(len(NOISE_KINDS)))] if noisy else "",
-                    "noise_offset": round(float(rng.random()), 4),
-                    "snr_db": round(float(rng.uniform(*s["snr_db_range"])), 2) if noisy else "",
+                    **background(rng, s, noisy),
                 })
         return specs, voices
 
-    def build(self, root: str | Path, show_progress: bool = True) -> Path:
-        """Build the corpus in ``root``, or finish an interrupted build there; a complete corpus is left as is."""
+    def renderer(self) -> Callable[..., int]:
+        return render_sentence_clips
+
+    def write_index(self, root: Path, specs: list[dict[str, Any]], voices: dict[str, list[Voice]]) -> None:
         import soundfile as sf
 
-        root = Path(root)
-        settings = self.resolved_settings()
-        if build.claim_folder(root, KIND, settings):
-            return root
-        build.remove_partial_files(root)
-        specs, voices = self.plan()
-        write_background_noise(root / BACKGROUND_NOISE_FOLDER, settings["noise_seconds"], settings["seed"])
-        render = functools.partial(render_sentence_clips, root=str(root))
-        build.render_missing(root, specs, render, self.num_workers, "synthesising sentences", show_progress)
         rows = [{**spec, "num_samples": sf.info(str(root / spec["path"])).frames} for spec in specs]
         build.write_manifest(root / build.MANIFEST_FILE, rows)
         counts = Counter(spec["split"] for spec in specs)
@@ -174,7 +160,6 @@ class SyntheticSentenceCorpus:
             "vocabulary_size": len(vocabulary()),
             "voices": {split: [v.id for v in vs] for split, vs in voices.items()},
         })
-        return root
 
 
 def read_corpus(root: str | Path) -> dict[str, list[Utterance]]:

@@ -1,0 +1,102 @@
+"""What the synthetic corpora share: voices split by engine, each clip's random voicing and noise, the build.
+
+The keyword and sentence corpora plan their clips alike: voices split by engine so that test voices never speak
+in training, then per clip a speaking rate, pitch, duration stretch and level, and maybe background noise. Every
+value is drawn from one seeded generator in a fixed order, which is what makes a corpus reproducible. They build
+alike too: claim the folder (or find it complete), plan, write the noise bank, render the clips still missing,
+then write the corpus's own index files.
+"""
+
+from __future__ import annotations
+
+import functools
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lit_app.data.synth import build
+from lit_app.data.synth.noise import NOISE_KINDS, write_background_noise
+from lit_app.data.synth.tts import Voice, available_engines
+from lit_app.data.vocab import BACKGROUND_NOISE_FOLDER
+
+SPLITS = ("train", "validation", "testing")
+
+
+def split_voices(voices: list[Voice], val_fraction: float, test_fraction: float, rng: np.random.Generator) -> dict[str, list[Voice]]:
+    """Disjoint voice sets per split, drawn per engine so every split hears every engine."""
+    splits: dict[str, list[Voice]] = {split: [] for split in SPLITS}
+    for engine in sorted({v.engine for v in voices}):
+        pool = [v for v in voices if v.engine == engine]
+        order = rng.permutation(len(pool))
+        n_test = max(1, round(test_fraction * len(pool)))
+        n_val = max(1, round(val_fraction * len(pool)))
+        if n_test + n_val >= len(pool):
+            raise build.CorpusError(f"{engine} has only {len(pool)} voices: too few to hold out validation and test voices")
+        picked = [pool[i] for i in order]
+        splits["testing"] += picked[:n_test]
+        splits["validation"] += picked[n_test : n_test + n_val]
+        splits["train"] += picked[n_test + n_val :]
+    return {split: sorted(vs) for split, vs in splits.items()}
+
+
+def voicing(rng: np.random.Generator, settings: dict[str, Any]) -> dict[str, Any]:
+    """A clip's speaking rate, pitch, duration stretch and peak level, drawn within the corpus's ranges."""
+    return {
+        "rate": int(rng.integers(settings["rate_range"][0], settings["rate_range"][1] + 1)),
+        "pitch": int(rng.integers(settings["pitch_range"][0], settings["pitch_range"][1] + 1)),
+        "stretch": round(float(rng.uniform(*settings["stretch_range"])), 3),
+        "level_db": round(float(rng.uniform(*settings["level_db_range"])), 2),
+    }
+
+
+def background(rng: np.random.Generator, settings: dict[str, Any], noisy: bool) -> dict[str, Any]:
+    """A clip's background noise: kind, where in the noise file it starts, SNR (kind and SNR empty when quiet)."""
+    return {
+        "noise": NOISE_KINDS[int(rng.integers(len(NOISE_KINDS)))] if noisy else "",
+        "noise_offset": round(float(rng.random()), 4),
+        "snr_db": round(float(rng.uniform(*settings["snr_db_range"])), 2) if noisy else "",
+    }
+
+
+class SyntheticCorpus(ABC):
+    """A synthetic corpus's build settings (``settings``), synthesis processes and resumable build."""
+
+    kind: str  # recorded in the folder's corpus.json: a folder of another kind is refused
+    description: str  # the progress bar's text
+    settings: dict[str, Any]
+    num_workers: int
+
+    def resolved_settings(self) -> dict[str, Any]:
+        """The build settings with ``engines: None`` replaced by the engines installed here."""
+        settings = dict(self.settings)
+        settings["engines"] = settings["engines"] or list(available_engines())
+        return settings
+
+    @abstractmethod
+    def plan(self) -> tuple[list[dict[str, Any]], dict[str, list[Voice]]]:
+        """Every clip's settings (with its ``path`` in the folder), in a fixed order, and the voices of each split."""
+
+    @abstractmethod
+    def renderer(self) -> Callable[..., int]:
+        """The picklable function that renders a list of clip settings under ``root=`` (it runs in workers)."""
+
+    @abstractmethod
+    def write_index(self, root: Path, specs: list[dict[str, Any]], voices: dict[str, list[Voice]]) -> None:
+        """Write the corpus's manifest and lists once every clip is on disk, and mark the folder complete."""
+
+    def build(self, root: str | Path, show_progress: bool = True) -> Path:
+        """Build the corpus in ``root``, or finish an interrupted build there; a complete corpus is left as is."""
+        root = Path(root)
+        settings = self.resolved_settings()
+        if build.claim_folder(root, self.kind, settings):
+            return root
+        build.remove_partial_files(root)
+        specs, voices = self.plan()
+        write_background_noise(root / BACKGROUND_NOISE_FOLDER, settings["noise_seconds"], settings["seed"])
+        render = functools.partial(self.renderer(), root=str(root))
+        build.render_missing(root, specs, render, self.num_workers, self.description, show_progress)
+        self.write_index(root, specs, voices)
+        return root
