@@ -246,12 +246,10 @@ def run_noise_flooding(
                 alone = torch.cat([alone_by_source[m] for m in members])
                 flooded = torch.cat([flooding[m]["scores"] for m in members])
                 results.append(RunResult(train_name, test_name, alone_column, seed, evaluate(alone, labels)[0]))
-                for rule, fused_column in fused_columns.items():
-                    fused = FUSION_RULES[rule](alone, flooded)
-                    results.append(RunResult(train_name, test_name, fused_column, seed, evaluate(fused, labels)[0]))
-                if val_rules:
-                    fused = FUSION_RULES[val_rules[train_name, seed]](alone, flooded)
-                    results.append(RunResult(train_name, test_name, chosen_column, seed, evaluate(fused, labels)[0]))
+                by_rule = {rule: evaluate(FUSION_RULES[rule](alone, flooded), labels)[0] for rule in fusion}
+                results += [RunResult(train_name, test_name, column, seed, by_rule[rule]) for rule, column in fused_columns.items()]
+                if val_rules:  # the chosen rule is one of ``fusion``: its column repeats that rule's metrics
+                    results.append(RunResult(train_name, test_name, chosen_column, seed, by_rule[val_rules[train_name, seed]]))
         pairs = [(train_name, test_name) for train_name in fuse_with for test_name in conditions]
         kinds.update(row_kinds(sources, spec["train"], conditions, pairs, controls))
     rows = sorted(kinds, key=lambda row: (row[0] != TRAIN, kinds[row] == "control"))
