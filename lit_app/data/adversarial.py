@@ -153,7 +153,7 @@ class AdversarialDataModule(LitAppDataModule):
         """The corpora whose attacked clips this module serves labelled adversarial: not those whose kind of clip
         ``kinds`` leaves out, nor a noise control whose noise is labelled normal."""
         return [corpus for corpus in self.corpora() if corpus.attack_kind in self.kinds
-                and self.label_of({"kind": corpus.attack_kind}) == ADVERSARIAL]
+                and self.label_of(corpus.attack_kind) == ADVERSARIAL]
 
     def _distributed(self) -> bool:
         return self.trainer is not None and self.trainer.world_size > 1
@@ -188,10 +188,11 @@ class AdversarialDataModule(LitAppDataModule):
             self.rows[key] = manifest.read_manifest(corpus.root)
         return self.rows[key]
 
-    def label_of(self, row: dict[str, Any]) -> int:
-        if row["kind"] == "noise":
+    def label_of(self, kind: str) -> int:
+        """The detection label of a manifest row's ``kind`` of clip (``clean``, ``adversarial`` or ``noise``)."""
+        if kind == "noise":
             return DETECTION_LABELS.index(self.noise_label)
-        return ADVERSARIAL if row["kind"] == "adversarial" else NORMAL
+        return ADVERSARIAL if kind == "adversarial" else NORMAL
 
     def examples(self, corpora: list[AdversarialCorpus], split: str) -> list[tuple[str, int]]:
         """``(path, label)`` of the clips served for ``split``, balanced per corpus."""
@@ -200,7 +201,7 @@ class AdversarialDataModule(LitAppDataModule):
             rows = [r for r in self.corpus_rows(corpus) if r["split"] == split and r["kind"] in self.kinds]
             if not self.include_failed:
                 rows = [r for r in rows if r["kind"] != "adversarial" or r["success"]]
-            chosen = [(str(corpus.root / r["path"]), self.label_of(r)) for r in rows]
+            chosen = [(str(corpus.root / r["path"]), self.label_of(r["kind"])) for r in rows]
             if self.balance_classes:
                 chosen = balance(chosen, random.Random(f"{self.seed}-{index}-{split}"))
             counts = [sum(label == c for _, label in chosen) for c in (NORMAL, ADVERSARIAL)]
