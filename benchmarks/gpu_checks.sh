@@ -6,14 +6,17 @@
 #   bash benchmarks/gpu_checks.sh run        # there, carrying .whl: each benchmark under its own time cap
 #   bash benchmarks/gpu_checks.sh kws-large  # there, carrying .whl and .tts-debs: builds the large keyword
 #                                            # corpus and trains configs/kws/large.yaml for at most 4 minutes
+#   bash benchmarks/gpu_checks.sh lease      # there, carrying both: the main checks of both in about 9 minutes,
+#                                            # the corpus building on cores 4+ while benchmarks run on cores 0-3
 #
 # The GPU image (Python 3.12, torch 2.11.0+cu130, torchaudio, pytorch-lightning 2.6, torchmetrics, numpy, yaml,
 # rich, matplotlib) lacks jsonargparse, its docstring/typeshed helpers, soundfile, cffi and espeakng-loader;
 # nothing else is needed (wandb and flashlight-text are imported lazily, the CSV logger replaces W&B there).
 # Every step runs under `timeout`, so one slow step cannot eat the others' time; logs and JSON results go to
-# runs/gpu_checks (and as gpu_checks.tar.gz into $OUT when it is set), to be copied into benchmarks/RESULTS.md
-# with the device name and date each benchmark prints.
-# `run` takes 9 minutes at most and `kws-large` 8.5: one lease (15 minutes with the start) holds
+# runs/gpu_checks (and as gpu_checks.tar.gz into $OUT when it is set, refreshed after every step so that a
+# killed lease still returns what it measured), to be copied into benchmarks/RESULTS.md with the device name
+# and date each benchmark prints.
+# `run` takes 9 minutes at most, `kws-large` 8.5 and `lease` 9.5: one lease (15 minutes with the start) holds
 # one of them. Extra arguments to `kws-large` go to `lit-app fit` (smaller corpus for a smoke run, say).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -34,7 +37,7 @@ setup() {  # the carried wheels and flite, then the machine's description
     out=runs/gpu_checks
     mkdir -p "$out"
     # The device tool returns at most 8 files from $OUT: everything goes back as one archive, even after a failure.
-    [[ -n ${OUT:-} ]] && trap 'tar -czf "$OUT/gpu_checks.tar.gz" -C "$out" .' EXIT
+    [[ -n ${OUT:-} ]] && trap snapshot EXIT
     if [[ -d .whl ]] && ! python3 -c "import jsonargparse, soundfile, espeakng_loader" 2>/dev/null; then
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
     fi
@@ -45,11 +48,17 @@ setup() {  # the carried wheels and flite, then the machine's description
     fi
     {
         date -u
+        echo "$(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
         nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
         python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
         echo "flite: $(command -v flite || echo missing)"
     } | tee "$out/machine.txt"
     device=${DEVICE:-cuda}
+}
+
+snapshot() {  # everything measured so far, as the one archive the device tool returns
+    [[ -n ${OUT:-} ]] && tar -czf "$OUT/gpu_checks.tar.gz" -C "$out" . 2>/dev/null
+    return 0
 }
 
 check() {  # check NAME SECONDS COMMAND...: one benchmark, capped, its output in NAME.log
@@ -58,7 +67,8 @@ check() {  # check NAME SECONDS COMMAND...: one benchmark, capped, its output in
     echo "== $name (cap ${cap}s): $*"
     local start=$SECONDS
     timeout --kill-after=10 "$cap" env PYTHONUNBUFFERED=1 "$@" 2>&1 | tee "$out/$name.log"
-    echo "== $name: exit ${PIPESTATUS[0]} after $((SECONDS - start)) s"
+    echo "== $name: exit ${PIPESTATUS[0]} after $((SECONDS - start)) s" | tee -a "$out/steps.log"
+    snapshot
 }
 
 run() {
@@ -80,24 +90,77 @@ run() {
     check detector 30 python3 benchmarks/detector_throughput.py --device "$device" --batch_sizes '[64,256]'
 }
 
-kws_large() {  # issue 2's goal: at least 97% on unseen voices with the large corpus
-    setup
+kws_large_fit_test() {  # kws_large_fit_test FIT_MINUTES [lit-app fit arguments]: train, test, keep the results
+    local minutes=$1
+    shift
     local trainer=configs/trainer/gpu.yaml
     [[ $device == cpu ]] && trainer=configs/trainer/cpu.yaml
     # CSV metrics straight into $out/kws-large/{fit,test}/
     local configs=(-c configs/kws/large.yaml -c "$trainer" -c configs/logger/csv.yaml
                    --trainer.logger.init_args.save_dir "$out" --trainer.logger.init_args.name kws-large)
     # max_time ends training cleanly (best and last checkpoints written) so that the test always runs.
-    check kws_large_fit 420 python3 -m lit_app.cli fit "${configs[@]}" --trainer.logger.init_args.version fit \
-        --trainer.max_time 00:00:04:00 "$@"
+    check kws_large_fit $((minutes * 60 + 120)) python3 -m lit_app.cli fit "${configs[@]}" \
+        --trainer.logger.init_args.version fit --trainer.max_time "00:00:0$minutes:00" "$@"
     check kws_large_test 90 python3 -m lit_app.cli test "${configs[@]}" --trainer.logger.init_args.version test "$@" \
         --ckpt_path runs/kws-large/checkpoints/best.ckpt
     cp runs/kws-large/results.json "$out/kws-large-results.json"
+    cp runs/kws-large/checkpoints/best.ckpt "$out/kws-large-best.ckpt"
+    snapshot
+}
+
+kws_large() {  # issue 2's goal: at least 97% on unseen voices with the large corpus
+    setup
+    kws_large_fit_test 4 "$@"
+}
+
+build_large_corpus() {  # build_large_corpus WORKERS: the corpus of configs/kws/large.yaml, as its data module builds it
+    # -c, not a here-document: spawned synthesis workers re-import the main script, which stdin cannot give them.
+    python3 -c '
+import sys, time, yaml
+from lit_app.data.synth.keywords import SyntheticKeywordCorpus
+data = yaml.safe_load(open("configs/kws/large.yaml"))["data"]["init_args"]
+settings = dict(data["synthesize"]["init_args"], num_workers=int(sys.argv[1]))
+start = time.time()
+root = SyntheticKeywordCorpus(**settings).build(data["root"], show_progress=False)
+print(f"built {root} with {sys.argv[1]} workers in {time.time() - start:.0f} s")
+' "$1"
+}
+
+lease() {  # the checks of `kws-large` and the most wanted of `run`, in one lease of about 9.5 minutes
+    setup
+    # The corpus build is CPU work: on a machine of 8 cores or more it runs on all but the first four, where the
+    # GPU benchmarks run, so that neither slows the other.
+    local bench=() build=() workers
+    workers=$(nproc)
+    if command -v taskset >/dev/null && (( workers >= 8 )); then
+        bench=(taskset -c 0-3) build=(taskset -c "4-$((workers - 1))") workers=$((workers - 4))
+    fi
+    (time "${build[@]}" bash -c "$(declare -f build_large_corpus); build_large_corpus $workers") \
+        >"$out/kws_large_build.log" 2>&1 &
+    local builder=$!
+    check dgc_compression 75 "${bench[@]}" python3 benchmarks/dgc_compression.py --device "$device" \
+        --out "$out/compression-$device.json"
+    check attacks 80 "${bench[@]}" python3 benchmarks/attack_throughput.py --device "$device" \
+        --cw_batch_sizes '[1,8,32,128]' --genetic_batch_sizes '[4,32,128]'
+    check deepspeech_bf16 45 "${bench[@]}" python3 benchmarks/deepspeech_throughput.py --device "$device" \
+        --precision bf16-mixed --batch-size 64
+    wait "$builder"
+    echo "== corpus build: exit $? after $SECONDS s" | tee -a "$out/steps.log"
+    cat "$out/kws_large_build.log"
+    kws_large_fit_test 3
+    # Whatever time is left: the lesser checks, each only if it still fits.
+    (( SECONDS < 470 )) && check dgc_selection 30 python3 benchmarks/dgc_selection.py --device "$device"
+    (( SECONDS < 500 )) && check attacks_full 35 python3 benchmarks/attack_throughput.py --device "$device" \
+        --full true --cw_batch_sizes '[8,32]' --genetic_batch_sizes '[]'
+    (( SECONDS < 530 )) && check kws 20 python3 benchmarks/kws_throughput.py --device "$device" --batch_sizes '[128,1280]'
+    (( SECONDS < 550 )) && check detector 20 python3 benchmarks/detector_throughput.py --device "$device" --batch_sizes '[64,256]'
+    echo "== lease done after $SECONDS s" | tee -a "$out/steps.log"
 }
 
 case "${1:-}" in
     kit) kit ;;
     run) run ;;
     kws-large) shift; kws_large "$@" ;;
-    *) echo "usage: bash benchmarks/gpu_checks.sh kit|run|kws-large [lit-app fit arguments]" >&2; exit 2 ;;
+    lease) lease ;;
+    *) echo "usage: bash benchmarks/gpu_checks.sh kit|run|kws-large [lit-app fit arguments]|lease" >&2; exit 2 ;;
 esac
