@@ -165,6 +165,8 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     gpu = device.type == "cuda"
+    if gpu and device.index is None:  # set_device needs an index
+        device = torch.device("cuda", torch.cuda.current_device())
     args.steps = args.steps or (20 if gpu else 3)
     args.warmup = args.warmup if args.warmup is not None else (5 if gpu else 1)
     if gpu:

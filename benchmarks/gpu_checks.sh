@@ -8,6 +8,9 @@
 #                                            # corpus and trains configs/kws/large.yaml for at most 4 minutes
 #   bash benchmarks/gpu_checks.sh lease      # there, carrying both: the main checks of both in about 9 minutes,
 #                                            # the corpus building on cores 4+ while benchmarks run on cores 0-3
+#   bash benchmarks/gpu_checks.sh asr-full 4 # there, carrying both: DGC's and the paper-size attack's GPU figures
+#                                            # while the full sentence corpus builds, then configs/asr/full.yaml
+#                                            # for 4 epochs (ASR_FIT_MINUTES caps the fit, default 4)
 #
 # The GPU image (Python 3.12, torch 2.11.0+cu130, torchaudio, pytorch-lightning 2.6, torchmetrics, numpy, yaml,
 # rich, matplotlib) lacks jsonargparse, its docstring/typeshed helpers, soundfile, cffi and espeakng-loader;
@@ -54,6 +57,7 @@ setup() {  # the carried wheels and flite, then the machine's description
         echo "flite: $(command -v flite || echo missing)"
     } | tee "$out/machine.txt"
     device=${DEVICE:-cuda}
+    ASR_FIT_MINUTES=${ASR_FIT_MINUTES:-4}
 }
 
 snapshot() {  # everything measured so far, as the one archive the device tool returns
@@ -113,40 +117,48 @@ kws_large() {  # issue 2's goal: at least 97% on unseen voices with the large co
     kws_large_fit_test 4 "$@"
 }
 
-build_large_corpus() {  # build_large_corpus WORKERS: the corpus of configs/kws/large.yaml, as its data module builds it
+build_corpus() {  # build_corpus CONFIG WORKERS: the synthetic corpus of a config, as its data module builds it
     # -c, not a here-document: spawned synthesis workers re-import the main script, which stdin cannot give them.
     python3 -c '
-import sys, time, yaml
-from lit_app.data.synth.keywords import SyntheticKeywordCorpus
-data = yaml.safe_load(open("configs/kws/large.yaml"))["data"]["init_args"]
-settings = dict(data["synthesize"]["init_args"], num_workers=int(sys.argv[1]))
+import importlib, sys, time, yaml
+config, workers = sys.argv[1], int(sys.argv[2])
+data = yaml.safe_load(open(config))["data"]["init_args"]
+module, name = data["synthesize"]["class_path"].rsplit(".", 1)
+settings = dict(data["synthesize"]["init_args"], num_workers=workers)
 start = time.time()
-root = SyntheticKeywordCorpus(**settings).build(data["root"], show_progress=False)
-print(f"built {root} with {sys.argv[1]} workers in {time.time() - start:.0f} s")
-' "$1"
+root = getattr(importlib.import_module(module), name)(**settings).build(data["root"], show_progress=False)
+print(f"built {root} with {workers} workers in {time.time() - start:.0f} s")
+' "$1" "$2"
+}
+
+build_in_background() {  # build_in_background CONFIG: the corpus on all cores but the first four (on 8+ cores)
+    local build=() workers
+    workers=$(nproc)
+    bench=()
+    if command -v taskset >/dev/null && (( workers >= 8 )); then
+        bench=(taskset -c 0-3) build=(taskset -c "4-$((workers - 1))") workers=$((workers - 4))
+    fi
+    (time "${build[@]}" bash -c "$(declare -f build_corpus); build_corpus $1 $workers") >"$out/corpus_build.log" 2>&1 &
+    builder=$!
+}
+
+wait_for_build() {
+    wait "$builder"
+    echo "== corpus build: exit $? after $SECONDS s" | tee -a "$out/steps.log"
+    cat "$out/corpus_build.log"
 }
 
 lease() {  # the checks of `kws-large` and the most wanted of `run`, in one lease of about 9.5 minutes
     setup
-    # The corpus build is CPU work: on a machine of 8 cores or more it runs on all but the first four, where the
-    # GPU benchmarks run, so that neither slows the other.
-    local bench=() build=() workers
-    workers=$(nproc)
-    if command -v taskset >/dev/null && (( workers >= 8 )); then
-        bench=(taskset -c 0-3) build=(taskset -c "4-$((workers - 1))") workers=$((workers - 4))
-    fi
-    (time "${build[@]}" bash -c "$(declare -f build_large_corpus); build_large_corpus $workers") \
-        >"$out/kws_large_build.log" 2>&1 &
-    local builder=$!
+    # The corpus build is CPU work: it runs beside the GPU benchmarks, which keep four cores of their own ($bench).
+    build_in_background configs/kws/large.yaml
     check dgc_compression 75 "${bench[@]}" python3 benchmarks/dgc_compression.py --device "$device" \
         --out "$out/compression-$device.json"
     check attacks 80 "${bench[@]}" python3 benchmarks/attack_throughput.py --device "$device" \
         --cw_batch_sizes '[1,8,32,128]' --genetic_batch_sizes '[4,32,128]'
     check deepspeech_bf16 45 "${bench[@]}" python3 benchmarks/deepspeech_throughput.py --device "$device" \
         --precision bf16-mixed --batch-size 64
-    wait "$builder"
-    echo "== corpus build: exit $? after $SECONDS s" | tee -a "$out/steps.log"
-    cat "$out/kws_large_build.log"
+    wait_for_build
     kws_large_fit_test 3
     # Whatever time is left: the lesser checks, each only if it still fits.
     (( SECONDS < 470 )) && check dgc_selection 30 python3 benchmarks/dgc_selection.py --device "$device"
@@ -157,10 +169,31 @@ lease() {  # the checks of `kws-large` and the most wanted of `run`, in one leas
     echo "== lease done after $SECONDS s" | tee -a "$out/steps.log"
 }
 
+asr_full() {  # asr_full EPOCHS: configs/asr/full.yaml cut to EPOCHS (its schedule with them), beside DGC's GPU figures
+    setup
+    build_in_background configs/asr/full.yaml
+    check dgc_compression 60 "${bench[@]}" python3 benchmarks/dgc_compression.py --device "$device" \
+        --out "$out/compression-$device.json"
+    check attacks_full 60 "${bench[@]}" python3 benchmarks/attack_throughput.py --device "$device" --full true \
+        --cw_batch_sizes '[8,32]' --genetic_batch_sizes '[]'
+    wait_for_build
+    local trainer=configs/trainer/gpu.yaml
+    [[ $device == cpu ]] && trainer=configs/trainer/cpu.yaml
+    local configs=(-c configs/asr/full.yaml -c "$trainer" -c configs/logger/csv.yaml
+                   --trainer.logger.init_args.save_dir "$out" --trainer.logger.init_args.name asr-full)
+    check asr_full_fit $((ASR_FIT_MINUTES * 60 + 60)) python3 -m lit_app.cli fit "${configs[@]}" \
+        --trainer.logger.init_args.version fit --trainer.max_epochs "$1" --trainer.max_time "00:00:0$ASR_FIT_MINUTES:00"
+    check asr_full_test 60 python3 -m lit_app.cli test "${configs[@]}" --trainer.logger.init_args.version test \
+        --ckpt_path runs/asr-full/checkpoints/best.ckpt
+    cp runs/asr-full/results.json "$out/asr-full-results.json"
+    echo "== asr-full done after $SECONDS s" | tee -a "$out/steps.log"
+}
+
 case "${1:-}" in
     kit) kit ;;
     run) run ;;
     kws-large) shift; kws_large "$@" ;;
     lease) lease ;;
-    *) echo "usage: bash benchmarks/gpu_checks.sh kit|run|kws-large [lit-app fit arguments]|lease" >&2; exit 2 ;;
+    asr-full) asr_full "${2:-4}" ;;
+    *) echo "usage: bash benchmarks/gpu_checks.sh kit|run|kws-large [lit-app fit arguments]|lease|asr-full [epochs]" >&2; exit 2 ;;
 esac
