@@ -6,11 +6,11 @@
 #   bash benchmarks/gpu_checks.sh run        # there, carrying .whl: each benchmark under its own time cap
 #   bash benchmarks/gpu_checks.sh kws-large  # there, carrying .whl and .tts-debs: builds the large keyword
 #                                            # corpus and trains configs/kws/large.yaml for at most 4 minutes
-#   bash benchmarks/gpu_checks.sh lease      # there, carrying both: the main checks of both in about 9 minutes,
+#   bash benchmarks/gpu_checks.sh lease      # there, carrying both: the main checks of both (285 s on an H200),
 #                                            # the corpus building on cores 4+ while benchmarks run on cores 0-3
-#   bash benchmarks/gpu_checks.sh asr-full 4 # there, carrying both: DGC's and the paper-size attack's GPU figures
+#   bash benchmarks/gpu_checks.sh asr-full 3 # there, carrying both: DGC's and the paper-size attack's GPU figures
 #                                            # while the full sentence corpus builds, then configs/asr/full.yaml
-#                                            # for 4 epochs (ASR_FIT_MINUTES caps the fit, default 4)
+#                                            # for 3 epochs (ASR_FIT_MINUTES caps the fit, default 4; 381 s with 3)
 #
 # The GPU image (Python 3.12, torch 2.11.0+cu130, torchaudio, pytorch-lightning 2.6, torchmetrics, numpy, yaml,
 # rich, matplotlib) lacks jsonargparse, its docstring/typeshed helpers, soundfile, cffi and espeakng-loader;
@@ -19,8 +19,8 @@
 # runs/gpu_checks (and as gpu_checks.tar.gz into $OUT when it is set, refreshed after every step so that a
 # killed lease still returns what it measured), to be copied into benchmarks/RESULTS.md with the device name
 # and date each benchmark prints.
-# `run` takes 9 minutes at most, `kws-large` 8.5 and `lease` 9.5: one lease (15 minutes with the start) holds
-# one of them. Extra arguments to `kws-large` go to `lit-app fit` (smaller corpus for a smoke run, say).
+# `run` takes 9 minutes at most and `kws-large` 8.5; `lease` and `asr-full` took 285 and 381 s on an H200
+# (2026-12-04): a 15-minute lease, each start costing about 75 s, holds those two. Extra arguments to `kws-large` go to `lit-app fit` (smaller corpus for a smoke run, say).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -94,17 +94,19 @@ run() {
     check detector 30 python3 benchmarks/detector_throughput.py --device "$device" --batch_sizes '[64,256]'
 }
 
+trainer_preset() { [[ $device == cpu ]] && echo configs/trainer/cpu.yaml || echo configs/trainer/gpu.yaml; }
+
+max_time() { printf '00:%02d:%02d:00' $(($1 / 60)) $(($1 % 60)); }  # Lightning's DD:HH:MM:SS from minutes
+
 kws_large_fit_test() {  # kws_large_fit_test FIT_MINUTES [lit-app fit arguments]: train, test, keep the results
     local minutes=$1
     shift
-    local trainer=configs/trainer/gpu.yaml
-    [[ $device == cpu ]] && trainer=configs/trainer/cpu.yaml
     # CSV metrics straight into $out/kws-large/{fit,test}/
-    local configs=(-c configs/kws/large.yaml -c "$trainer" -c configs/logger/csv.yaml
+    local configs=(-c configs/kws/large.yaml -c "$(trainer_preset)" -c configs/logger/csv.yaml
                    --trainer.logger.init_args.save_dir "$out" --trainer.logger.init_args.name kws-large)
     # max_time ends training cleanly (best and last checkpoints written) so that the test always runs.
     check kws_large_fit $((minutes * 60 + 120)) python3 -m lit_app.cli fit "${configs[@]}" \
-        --trainer.logger.init_args.version fit --trainer.max_time "00:00:0$minutes:00" "$@"
+        --trainer.logger.init_args.version fit --trainer.max_time "$(max_time "$minutes")" "$@"
     check kws_large_test 90 python3 -m lit_app.cli test "${configs[@]}" --trainer.logger.init_args.version test "$@" \
         --ckpt_path runs/kws-large/checkpoints/best.ckpt
     cp runs/kws-large/results.json "$out/kws-large-results.json"
@@ -177,12 +179,10 @@ asr_full() {  # asr_full EPOCHS: configs/asr/full.yaml cut to EPOCHS (its schedu
     check attacks_full 60 "${bench[@]}" python3 benchmarks/attack_throughput.py --device "$device" --full true \
         --cw_batch_sizes '[8,32]' --genetic_batch_sizes '[]'
     wait_for_build
-    local trainer=configs/trainer/gpu.yaml
-    [[ $device == cpu ]] && trainer=configs/trainer/cpu.yaml
-    local configs=(-c configs/asr/full.yaml -c "$trainer" -c configs/logger/csv.yaml
+    local configs=(-c configs/asr/full.yaml -c "$(trainer_preset)" -c configs/logger/csv.yaml
                    --trainer.logger.init_args.save_dir "$out" --trainer.logger.init_args.name asr-full)
     check asr_full_fit $((ASR_FIT_MINUTES * 60 + 60)) python3 -m lit_app.cli fit "${configs[@]}" \
-        --trainer.logger.init_args.version fit --trainer.max_epochs "$1" --trainer.max_time "00:00:0$ASR_FIT_MINUTES:00"
+        --trainer.logger.init_args.version fit --trainer.max_epochs "$1" --trainer.max_time "$(max_time "$ASR_FIT_MINUTES")"
     check asr_full_test 60 python3 -m lit_app.cli test "${configs[@]}" --trainer.logger.init_args.version test \
         --ckpt_path runs/asr-full/checkpoints/best.ckpt
     cp runs/asr-full/results.json "$out/asr-full-results.json"
