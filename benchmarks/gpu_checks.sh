@@ -11,6 +11,9 @@
 #   bash benchmarks/gpu_checks.sh asr-full 3 # there, carrying both: DGC's and the paper-size attack's GPU figures
 #                                            # while the full sentence corpus builds, then configs/asr/full.yaml
 #                                            # for 3 epochs (ASR_FIT_MINUTES caps the fit, default 4; 381 s with 3)
+#   bash benchmarks/gpu_checks.sh blackbox-full  # there, carrying both: the large keyword spotter again, then the
+#                                            # paper-scale black-box set generated on the GPU (GENERATE_MINUTES,
+#                                            # default 6; not yet run on a GPU)
 #
 # The GPU image (Python 3.12, torch 2.11.0+cu130, torchaudio, pytorch-lightning 2.6, torchmetrics, numpy, yaml,
 # rich, matplotlib) lacks jsonargparse, its docstring/typeshed helpers, soundfile, cffi and espeakng-loader;
@@ -57,7 +60,7 @@ setup() {  # the carried wheels and flite, then the machine's description
         echo "flite: $(command -v flite || echo missing)"
     } | tee "$out/machine.txt"
     device=${DEVICE:-cuda}
-    ASR_FIT_MINUTES=${ASR_FIT_MINUTES:-4}
+    ASR_FIT_MINUTES=${ASR_FIT_MINUTES:-4} GENERATE_MINUTES=${GENERATE_MINUTES:-6}
 }
 
 snapshot() {  # everything measured so far, as the one archive the device tool returns
@@ -171,6 +174,18 @@ lease() {  # the checks of `kws-large` and the most wanted of `run`, in one leas
     echo "== lease done after $SECONDS s" | tee -a "$out/steps.log"
 }
 
+blackbox_full() {  # the paper-scale black-box set (4,500 genetic attacks) against the large keyword spotter
+    setup
+    (time build_corpus configs/kws/large.yaml "$(nproc)") 2>&1 | tee "$out/corpus_build.log"
+    kws_large_fit_test 3
+    check blackbox_full $((GENERATE_MINUTES * 60)) python3 -m lit_app.data.adversarial_generate \
+        --data lit_app.data.adversarial.AdversarialDataModule \
+        --data.train_sets '[configs/adversarial/sets/blackbox_full.yaml]'
+    # The card exists once the set is complete; the log above has each batch's successes either way.
+    cp data/adversarial/blackbox-full/README.md "$out/blackbox-full-card.md"
+    echo "== blackbox-full done after $SECONDS s" | tee -a "$out/steps.log"
+}
+
 asr_full() {  # asr_full EPOCHS: configs/asr/full.yaml cut to EPOCHS (its schedule with them), beside DGC's GPU figures
     setup
     build_in_background configs/asr/full.yaml
@@ -195,5 +210,6 @@ case "${1:-}" in
     kws-large) shift; kws_large "$@" ;;
     lease) lease ;;
     asr-full) asr_full "${2:-4}" ;;
-    *) echo "usage: bash benchmarks/gpu_checks.sh kit|run|kws-large [lit-app fit arguments]|lease|asr-full [epochs]" >&2; exit 2 ;;
+    blackbox-full) blackbox_full ;;
+    *) echo "usage: bash benchmarks/gpu_checks.sh kit|run|kws-large [lit-app fit arguments]|lease|asr-full [epochs]|blackbox-full" >&2; exit 2 ;;
 esac
