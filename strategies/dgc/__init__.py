@@ -6,7 +6,8 @@
 - :mod:`~strategies.dgc.selection`: batched exact top-k;
 - :mod:`~strategies.dgc.wire`: message layout and byte counts;
 - :mod:`~strategies.dgc.schedule`: the warm-up density schedule;
-- :mod:`~strategies.dgc.baselines`: DDP with the stock compression hooks on CPU too, for comparisons.
+- :mod:`~strategies.dgc.baselines`: DDP with the stock compression hooks on CPU too, for comparisons;
+- :mod:`~strategies.dgc.shutdown`: the process group destroyed at exit (gloo too), so finished runs exit cleanly.
 """
 
 from strategies.dgc.baselines import CommHookDDPStrategy

@@ -16,6 +16,8 @@ from pytorch_lightning.strategies import DDPStrategy
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
 from torch.nn.parallel import DistributedDataParallel
 
+from strategies.dgc.shutdown import destroy_process_group_at_exit
+
 Hook = Literal["allreduce", "fp16", "bf16", "powersgd"]
 
 
@@ -39,6 +41,7 @@ class CommHookDDPStrategy(DDPStrategy):
 
     def _register_ddp_hooks(self) -> None:
         assert isinstance(self.model, DistributedDataParallel)
+        destroy_process_group_at_exit()
         if self.hook == "allreduce":
             return
         if self.hook == "powersgd":

@@ -25,6 +25,7 @@ from strategies.dgc.compressor import CompressorSettings, DGCCompressor
 from strategies.dgc.hook import DGCHookState, dgc_hook
 from strategies.dgc.schedule import PAPER_WARMUP, DensitySchedule
 from strategies.dgc.selection import Selection
+from strategies.dgc.shutdown import destroy_process_group_at_exit
 
 SUPPORTED_PRECISION = ("32-true", "bf16-mixed", "bf16-true", "64-true")
 CHECKPOINT_KEY = "dgc"
@@ -229,6 +230,7 @@ class DGCStrategy(DDPStrategy):
             self._dgc_state.load_state_dict(self._restored)
             self._restored = None
         self.model.register_comm_hook(self._dgc_state, dgc_hook)
+        destroy_process_group_at_exit()
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         super().on_train_batch_start(batch, batch_idx)
