@@ -23,7 +23,8 @@
 # killed lease still returns what it measured), to be copied into benchmarks/RESULTS.md with the device name
 # and date each benchmark prints.
 # `run` takes 9 minutes at most and `kws-large` 8.5; `lease` and `asr-full` took 285 and 381 s on an H200
-# (2026-12-04): a 15-minute lease, each start costing about 75 s, holds those two. Extra arguments to `kws-large` go to `lit-app fit` (smaller corpus for a smoke run, say).
+# (2026-12-04): a 15-minute lease, each start costing about 75 s, holds those two. Extra arguments to
+# `kws-large` go to `lit-app fit` and `lit-app test` (a smaller corpus for a smoke run, say).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -101,25 +102,29 @@ trainer_preset() { [[ $device == cpu ]] && echo configs/trainer/cpu.yaml || echo
 
 max_time() { printf '00:%02d:%02d:00' $(($1 / 60)) $(($1 % 60)); }  # Lightning's DD:HH:MM:SS from minutes
 
-kws_large_fit_test() {  # kws_large_fit_test FIT_MINUTES [lit-app fit arguments]: train, test, keep the results
-    local minutes=$1
-    shift
-    # CSV metrics straight into $out/kws-large/{fit,test}/
-    local configs=(-c configs/kws/large.yaml -c "$(trainer_preset)" -c configs/logger/csv.yaml
-                   --trainer.logger.init_args.save_dir "$out" --trainer.logger.init_args.name kws-large)
+fit_test() {  # fit_test NAME CONFIG FIT_MINUTES [lit-app arguments]: train under a time cap, test the best checkpoint
+    local name=$1 config=$2 minutes=$3
+    shift 3
+    # CSV metrics straight into $out/NAME/{fit,test}/; the config's own run folder is runs/NAME.
+    local configs=(-c "$config" -c "$(trainer_preset)" -c configs/logger/csv.yaml
+                   --trainer.logger.init_args.save_dir "$out" --trainer.logger.init_args.name "$name")
     # max_time ends training cleanly (best and last checkpoints written) so that the test always runs.
-    check kws_large_fit $((minutes * 60 + 120)) python3 -m lit_app.cli fit "${configs[@]}" \
+    check "${name//-/_}_fit" $((minutes * 60 + 120)) python3 -m lit_app.cli fit "${configs[@]}" \
         --trainer.logger.init_args.version fit --trainer.max_time "$(max_time "$minutes")" "$@"
-    check kws_large_test 90 python3 -m lit_app.cli test "${configs[@]}" --trainer.logger.init_args.version test "$@" \
-        --ckpt_path runs/kws-large/checkpoints/best.ckpt
-    cp runs/kws-large/results.json "$out/kws-large-results.json"
-    cp runs/kws-large/checkpoints/best.ckpt "$out/kws-large-best.ckpt"
+    check "${name//-/_}_test" 90 python3 -m lit_app.cli test "${configs[@]}" --trainer.logger.init_args.version test \
+        "$@" --ckpt_path "runs/$name/checkpoints/best.ckpt"
+    cp "runs/$name/results.json" "$out/$name-results.json"
+}
+
+kws_large_victim() {  # kws_large_victim FIT_MINUTES [lit-app arguments]: configs/kws/large.yaml, its checkpoint kept
+    fit_test kws-large configs/kws/large.yaml "$@"
+    cp runs/kws-large/checkpoints/best.ckpt "$out/kws-large-best.ckpt"  # 4 MB; a full DeepSpeech's is too large
     snapshot
 }
 
 kws_large() {  # issue 2's goal: at least 97% on unseen voices with the large corpus
     setup
-    kws_large_fit_test 4 "$@"
+    kws_large_victim 4 "$@"
 }
 
 build_corpus() {  # build_corpus CONFIG WORKERS: the synthetic corpus of a config, as its data module builds it
@@ -164,7 +169,7 @@ lease() {  # the checks of `kws-large` and the most wanted of `run`, in one leas
     check deepspeech_bf16 45 "${bench[@]}" python3 benchmarks/deepspeech_throughput.py --device "$device" \
         --precision bf16-mixed --batch-size 64
     wait_for_build
-    kws_large_fit_test 3
+    kws_large_victim 3
     # Whatever time is left: the lesser checks, each only if it still fits.
     (( SECONDS < 470 )) && check dgc_selection 30 python3 benchmarks/dgc_selection.py --device "$device"
     (( SECONDS < 500 )) && check attacks_full 35 python3 benchmarks/attack_throughput.py --device "$device" \
@@ -177,7 +182,7 @@ lease() {  # the checks of `kws-large` and the most wanted of `run`, in one leas
 blackbox_full() {  # the paper-scale black-box set (4,500 genetic attacks) against the large keyword spotter
     setup
     (time build_corpus configs/kws/large.yaml "$(nproc)") 2>&1 | tee "$out/corpus_build.log"
-    kws_large_fit_test 3
+    kws_large_victim 3
     check blackbox_full $((GENERATE_MINUTES * 60)) python3 -m lit_app.data.adversarial_generate \
         --data lit_app.data.adversarial.AdversarialDataModule \
         --data.train_sets '[configs/adversarial/sets/blackbox_full.yaml]'
@@ -194,13 +199,7 @@ asr_full() {  # asr_full EPOCHS: configs/asr/full.yaml cut to EPOCHS (its schedu
     check attacks_full 60 "${bench[@]}" python3 benchmarks/attack_throughput.py --device "$device" --full true \
         --cw_batch_sizes '[8,32]' --genetic_batch_sizes '[]'
     wait_for_build
-    local configs=(-c configs/asr/full.yaml -c "$(trainer_preset)" -c configs/logger/csv.yaml
-                   --trainer.logger.init_args.save_dir "$out" --trainer.logger.init_args.name asr-full)
-    check asr_full_fit $((ASR_FIT_MINUTES * 60 + 60)) python3 -m lit_app.cli fit "${configs[@]}" \
-        --trainer.logger.init_args.version fit --trainer.max_epochs "$1" --trainer.max_time "$(max_time "$ASR_FIT_MINUTES")"
-    check asr_full_test 60 python3 -m lit_app.cli test "${configs[@]}" --trainer.logger.init_args.version test \
-        --ckpt_path runs/asr-full/checkpoints/best.ckpt
-    cp runs/asr-full/results.json "$out/asr-full-results.json"
+    fit_test asr-full configs/asr/full.yaml "$ASR_FIT_MINUTES" --trainer.max_epochs "$1"
     echo "== asr-full done after $SECONDS s" | tee -a "$out/steps.log"
 }
 
