@@ -11,6 +11,8 @@
 #   bash benchmarks/gpu_checks.sh asr-full 3 # there, carrying both: DGC's and the paper-size attack's GPU figures
 #                                            # while the full sentence corpus builds, then configs/asr/full.yaml
 #                                            # for 3 epochs (ASR_FIT_MINUTES caps the fit, default 4; 381 s with 3)
+#   bash benchmarks/gpu_checks.sh genetic    # there, carrying .whl: the genetic loop's overhead at 4 to 512 clips,
+#                                            # queued ahead (one host sync per generation) or not (about 1 minute)
 #   bash benchmarks/gpu_checks.sh blackbox-full  # there, carrying both: the large keyword spotter again, then the
 #                                            # paper-scale black-box set generated on the GPU (GENERATE_MINUTES,
 #                                            # default 6; not yet run on a GPU)
@@ -179,6 +181,12 @@ lease() {  # the checks of `kws-large` and the most wanted of `run`, in one leas
     echo "== lease done after $SECONDS s" | tee -a "$out/steps.log"
 }
 
+genetic() {  # issue 4's goal left open on the GPU: the genetic loop within 20% of the bare batched forward
+    setup
+    check genetic 150 python3 benchmarks/attack_throughput.py --device "$device" --cw_batch_sizes '[]' \
+        --genetic_batch_sizes '[4,32,128,512]'
+}
+
 blackbox_full() {  # the paper-scale black-box set (4,500 genetic attacks) against the large keyword spotter
     setup
     (time build_corpus configs/kws/large.yaml "$(nproc)") 2>&1 | tee "$out/corpus_build.log"
@@ -209,6 +217,7 @@ case "${1:-}" in
     kws-large) shift; kws_large "$@" ;;
     lease) lease ;;
     asr-full) asr_full "${2:-4}" ;;
+    genetic) genetic ;;
     blackbox-full) blackbox_full ;;
-    *) echo "usage: bash benchmarks/gpu_checks.sh kit|run|kws-large [lit-app fit arguments]|lease|asr-full [epochs]|blackbox-full" >&2; exit 2 ;;
+    *) echo "usage: bash benchmarks/gpu_checks.sh kit|run|kws-large [lit-app fit arguments]|lease|asr-full [epochs]|genetic|blackbox-full" >&2; exit 2 ;;
 esac

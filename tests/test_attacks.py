@@ -95,11 +95,12 @@ def test_distortion_metrics_match_their_definitions():
 
 # ---- genetic (black-box) ---------------------------------------------------------------------------------------
 
-def test_genetic_attack_reaches_easy_targets_within_its_noise_bound():
+@pytest.mark.parametrize("queue_ahead", [False, True])
+def test_genetic_attack_reaches_easy_targets_within_its_noise_bound(queue_ahead: bool):
     victim = tiny_kws()
     x = tones((300.0, 500.0, 900.0))
     targets = ranked_targets(victim, x, 1)
-    attack = GeneticAttack(max_generations=30, mutation_bound=2048, noise_bound=1500)
+    attack = GeneticAttack(max_generations=30, mutation_bound=2048, noise_bound=1500, queue_ahead=queue_ahead)
     out = attack(victim, x, torch.full((3,), SAMPLES), targets, seed=0)
     assert all(r.success and r.prediction == r.target for r in out.results)
     for r in out.results:
@@ -122,14 +123,15 @@ def test_genetic_attack_is_deterministic_for_a_seed():
     assert not torch.equal(first.adversarial, other.adversarial)
 
 
-def test_genetic_attack_uses_probabilities_only_and_counts_queries():
+@pytest.mark.parametrize("queue_ahead", [False, True])
+def test_genetic_attack_uses_probabilities_only_and_counts_queries(queue_ahead: bool):
     victim = tiny_kws()
     x = tones((300.0, 500.0, 700.0))
     targets = ranked_targets(victim, x, 5)  # hard: runs the whole budget for some clips
     grad_modes = []
     victim.module.register_forward_hook(lambda *_: grad_modes.append(torch.is_grad_enabled()))
     view = QueryOnlyView(victim)
-    attack = GeneticAttack(max_generations=6, population_size=10, elite_size=2)
+    attack = GeneticAttack(max_generations=6, population_size=10, elite_size=2, queue_ahead=queue_ahead)
     index = torch.tensor([victim.labels.index(t) for t in targets])
     adversarial, queries, generations = attack.search(view, metrics.quantize(x), torch.full((3,), SAMPLES), index,
                                                       torch.Generator().manual_seed(0))
@@ -137,6 +139,36 @@ def test_genetic_attack_uses_probabilities_only_and_counts_queries():
     # The whole population of every clip goes through one forward pass per generation.
     assert len(grad_modes) == int(generations.max()) and not any(grad_modes)
     assert all(p.grad is None for p in victim.module.parameters())
+
+
+@pytest.mark.parametrize("queue_ahead", [False, True])
+def test_genetic_generation_waits_for_the_device_once_when_queueing_ahead(monkeypatch, queue_ahead: bool):
+    """Reading a tensor's value on the host (bool, int, item, tolist) waits for a GPU's queue to drain: queueing
+    ahead leaves one such wait per generation, the ``nonzero`` of the clips still searching."""
+    victim = tiny_kws()
+    x = tones((300.0, 500.0, 700.0))
+    index = torch.tensor([victim.labels.index(t) for t in ranked_targets(victim, x, 5)])
+    attack = GeneticAttack(max_generations=6, population_size=10, elite_size=2, queue_ahead=queue_ahead)
+    reads = []
+    for name in ("__bool__", "__int__", "__float__", "item", "tolist"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda t, *a, _o=original, _n=name: reads.append(_n) or _o(t, *a))
+    attack.search(QueryOnlyView(victim), metrics.quantize(x), torch.full((3,), SAMPLES), index,
+                  torch.Generator().manual_seed(0))
+    monkeypatch.undo()
+    if queue_ahead:
+        assert reads == ["__int__"]  # the longest clip, once, to fix the mutation draws
+    else:
+        assert len(reads) >= 2 * 5  # the end-of-search checks and the largest mutation count, every generation
+
+
+def test_genetic_mutation_draws_fixed_in_advance_bound_the_mutated_samples():
+    attack = GeneticAttack(mutation_probability=0.0005)
+    assert 30 <= attack.mutation_draws(16000) <= 40  # mean 8, sd 2.8
+    heavy = GeneticAttack(mutation_probability=0.3, mutation_bound=100, noise_bound=100)
+    delta = heavy.mutate(torch.zeros(2, 4, 1000), torch.zeros(2, 1000), torch.tensor([1000, 1000]),
+                         torch.Generator().manual_seed(0), draws=3)
+    assert 0 < int((delta != 0).sum(-1).max()) <= 3
 
 
 def test_query_only_view_refuses_white_box_access():

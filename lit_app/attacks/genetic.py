@@ -12,10 +12,19 @@ Unlike the released code, the noise is bounded explicitly: each mutation adds at
 and the total perturbation never exceeds ``noise_bound`` (both in int16 units), so the reported distortion
 is the one intended. The attack sees the victim only through :class:`~lit_app.attacks.query.QueryOnlyView`,
 and the whole population of every clip in the batch is judged in one batched forward pass.
+
+On a GPU the generation's own work (selection, crossover, mutation: dozens of small kernels) costs the CPU
+more time to launch than the GPU needs to run it, so the loop must not wait for the GPU while it launches
+them. With ``queue_ahead`` (the default on CUDA) a generation asks the GPU for one answer only, which clips
+are done, after it has queued the next generation for every clip, and it draws a fixed number of mutation
+positions per member instead of asking for the largest count; the CPU then launches the next generation while
+the victim's forward pass runs. It changes which random numbers are drawn, not the search: on the CPU, where
+waiting costs nothing, the default keeps the draws of the published corpora.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -39,6 +48,8 @@ class GeneticAttack(Attack):
         noise_bound: largest total change of any sample (L-infinity bound of the perturbation), int16 units.
         max_batch_clips: clips per forward pass of the victim (bounds memory; the population of many
             clips is evaluated together; 1024 already saturates an H100 on the keyword spotter).
+        queue_ahead: one host sync per generation, after the next generation is queued (see the module
+            docstring); ``None``: on CUDA devices only.
     """
 
     name = "genetic"
@@ -54,6 +65,7 @@ class GeneticAttack(Attack):
         mutation_bound: int = 2048,
         noise_bound: int = 2048,
         max_batch_clips: int = 1024,
+        queue_ahead: bool | None = None,
     ) -> None:
         if not 0 < elite_size < population_size:
             raise ValueError(f"elite_size must be between 1 and population_size - 1, got {elite_size}")
@@ -67,6 +79,7 @@ class GeneticAttack(Attack):
         self.mutation_bound = mutation_bound
         self.noise_bound = noise_bound
         self.max_batch_clips = max_batch_clips
+        self.queue_ahead = queue_ahead
 
     def run(
         self,
@@ -101,12 +114,14 @@ class GeneticAttack(Attack):
         batch, samples = clean.shape
         device = clean.device
         members = self.population_size
+        queue_ahead = device.type == "cuda" if self.queue_ahead is None else self.queue_ahead
+        draws = self.mutation_draws(int(lengths.max())) if queue_ahead else None
         x = torch.round(clean * FULL_SCALE)  # int16 units, kept as float for arithmetic
         queries = torch.zeros(batch, dtype=torch.long, device=device)
         generations = torch.zeros(batch, dtype=torch.long, device=device)
         best = torch.zeros(batch, samples, device=device)
         active = torch.arange(batch, device=device)
-        delta = self.mutate(torch.zeros(batch, members, samples, device=device), x, lengths, generator)
+        delta = self.mutate(torch.zeros(batch, members, samples, device=device), x, lengths, generator, draws=draws)
         elite_probabilities = None  # the elites are unchanged copies: their answers are already known
         for generation in range(self.max_generations):
             xa = x[active]
@@ -120,15 +135,46 @@ class GeneticAttack(Attack):
             choice = torch.where(reached.any(1), fitness.masked_fill(~reached, -1.0).argmax(1), fitness.argmax(1))
             best[active] = xa + delta[rows, choice]
             running = ~reached.any(1)
-            if generation == self.max_generations - 1 or not bool(running.any()):
+            if generation == self.max_generations - 1:
+                break
+            if queue_ahead:
+                delta, elite_probabilities = self.breed(delta, fitness, probabilities, xa, lengths[active], generator,
+                                                        draws)
+                still = running.nonzero().squeeze(1)  # the generation's one host sync
+                if still.numel() == 0:
+                    break
+                if still.numel() < active.numel():
+                    active, delta, elite_probabilities = active[still], delta[still], elite_probabilities[still]
+                continue
+            if not bool(running.any()):
                 break
             if not bool(running.all()):
                 active, delta, fitness, xa = active[running], delta[running], fitness[running], xa[running]
                 probabilities = probabilities[running]
-            elites = fitness.topk(self.elite_size, dim=1).indices
-            elite_probabilities = probabilities.take_along_dim(elites.unsqueeze(-1), dim=1)
-            delta = self.next_generation(delta, fitness, elites, xa, lengths[active], generator)
+            delta, elite_probabilities = self.breed(delta, fitness, probabilities, xa, lengths[active], generator)
         return best / FULL_SCALE, queries, generations
+
+    def breed(
+        self,
+        delta: torch.Tensor,
+        fitness: torch.Tensor,
+        probabilities: torch.Tensor,
+        x: torch.Tensor,
+        lengths: torch.Tensor,
+        generator: torch.Generator,
+        draws: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next generation, and the answers already known for its elites (``[clips, elite_size, classes]``)."""
+        elites = fitness.topk(self.elite_size, dim=1).indices
+        elite_probabilities = probabilities.take_along_dim(elites.unsqueeze(-1), dim=1)
+        return self.next_generation(delta, fitness, elites, x, lengths, generator, draws), elite_probabilities
+
+    def mutation_draws(self, samples: int) -> int:
+        """Mutation positions drawn per member when their number is fixed in advance: the binomial mean of
+        ``samples`` trials plus eight standard deviations and eight, which a member's count exceeds with
+        probability below 1e-14 (it would then mutate that many samples only)."""
+        mean = samples * self.mutation_probability
+        return max(1, math.ceil(mean + 8 * math.sqrt(mean * (1 - self.mutation_probability)) + 8))
 
     def evaluate(
         self, view: QueryOnlyView, x: torch.Tensor, delta: torch.Tensor, elite_probabilities: torch.Tensor | None
@@ -154,6 +200,7 @@ class GeneticAttack(Attack):
         x: torch.Tensor,
         lengths: torch.Tensor,
         generator: torch.Generator,
+        draws: int | None = None,
     ) -> torch.Tensor:
         """The ``elites`` (member indices, fittest first), then children of softmax-selected parents by
         uniform crossover and mutation."""
@@ -167,24 +214,31 @@ class GeneticAttack(Attack):
         take_first = random_bits((clips, children, samples), delta.device, generator)
         torch.where(take_first, delta[rows, parents[:, :children]], delta[rows, parents[:, children:]],
                     out=population[:, self.elite_size :])
-        return self.mutate(population, x, lengths, generator, first=self.elite_size)
+        return self.mutate(population, x, lengths, generator, first=self.elite_size, draws=draws)
 
     def mutate(
-        self, delta: torch.Tensor, x: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator, first: int = 0
+        self,
+        delta: torch.Tensor,
+        x: torch.Tensor,
+        lengths: torch.Tensor,
+        generator: torch.Generator,
+        first: int = 0,
+        draws: int | None = None,
     ) -> torch.Tensor:
         """Add bounded uniform noise to each valid sample of members ``first:`` with probability
         ``mutation_probability``, in place.
 
         Drawing how many samples mutate (binomial) and then where, instead of one coin per sample, costs a few
         numbers per member; two draws on the same sample add up. Members are within bounds before, so only
-        the mutated samples need clamping again.
+        the mutated samples need clamping again. ``draws`` fixes the positions drawn per member (see
+        :meth:`mutation_draws`); otherwise as many as the largest count, which the host must wait for.
         """
         clips, members, samples = delta.shape
         device = delta.device
         members -= first
         valid = lengths.to(device).float().view(clips, 1).expand(clips, members)
         counts = torch.binomial(valid, torch.full_like(valid, self.mutation_probability), generator=generator).long()
-        most = int(counts.max()) if counts.numel() else 0
+        most = draws if draws is not None else int(counts.max()) if counts.numel() else 0
         if most == 0:
             return delta
         positions = (torch.rand(clips, members, most, device=device, generator=generator) * valid.unsqueeze(-1)).long()
@@ -206,5 +260,7 @@ def random_bits(shape: tuple[int, int, int], device: torch.device, generator: to
     random draw: one coin per sample of every child)."""
     *lead, last = shape
     packed = torch.randint(0, 256, (*lead, (last + 7) // 8), device=device, dtype=torch.uint8, generator=generator)
-    weights = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], device=device, dtype=torch.uint8)
-    return (packed.unsqueeze(-1) & weights).bool().flatten(-2)[..., :last]
+    # Shifts made on the device: a tensor built from a Python list would be copied there, and on CUDA that
+    # copy waits for every kernel queued before it.
+    shifts = torch.arange(8, device=device, dtype=torch.uint8)
+    return (packed.unsqueeze(-1) >> shifts & 1).bool().flatten(-2)[..., :last]
