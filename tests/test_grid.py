@@ -82,6 +82,7 @@ def test_tiny_grid_end_to_end_and_resume(detection_sets, tmp_path):  # noqa: F81
     auc = table.values("test/auroc")
     assert max(sum(auc[("white", "white", f)]) / 2 for f in ("MFCC", "IMFCC")) > 0.8  # it learns the known attack
     assert all((out / f"roc_{t}.png").stat().st_size > 0 for t in ("white", "black"))
+    assert not list(out.glob("runs/**/*.png"))  # without W&B, no figure per detector and test condition
     record = json.loads((out / "runs" / "white" / "IMFCC" / "seed1" / "results.json").read_text())
     assert set(record["tests"]) == {"white", "black", "noise"} and record["checkpoint"].endswith("best.ckpt")
 

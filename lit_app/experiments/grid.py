@@ -229,6 +229,9 @@ def run_one(
         raise RuntimeError(f"{name}: training saved no checkpoint (is {monitor!r} logged during validation?)")
     # Reload from the file alone: what a user of the checkpoint gets is what the table reports.
     detector = load_module(best, DetectorModule)
+    # A PNG pair per test condition cost a quarter of the grid's time; the grid draws its own ROC figures, so the
+    # per-test ones are made only for W&B, which shows them beside each run.
+    detector.test_figures = isinstance(run_logger, WandbLogger)
     record: dict[str, Any] = {"settings": settings, "seed": seed, "checkpoint": best, "tests": {}}
     saved_curves = {}
     for test_name, test_sources in tests.items():

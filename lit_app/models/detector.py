@@ -100,6 +100,9 @@ class DetectorModule(LitAppModule):
     - ``blocks``: ``block_ms`` blocks (the follow-up: 512 ms, 32 ms / 16 ms, 20 coefficients, 31 frames),
       each classified on its own during training, their scores aggregated to an utterance score.
 
+    Testing saves a ROC curve and a confusion matrix as PNGs (and to W&B) unless ``test_figures`` is set to
+    ``False`` on the module, as the grid does for the hundreds of detectors it tests without W&B.
+
     Args:
         labels: class names (from the data module); must be ``["normal", "adversarial"]``.
         feature: feature family: ``mfcc``, ``imfcc``, ``lfcc``, ``gfcc``, ``igfcc`` or ``logspec``.
@@ -174,6 +177,7 @@ class DetectorModule(LitAppModule):
         self.test_roc = BinaryROC()
         self.test_confusion = BinaryConfusionMatrix()
         self.test_curve: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.test_figures = True
 
     # ----------------------------------------------------------------------------------------- inference
     def feature_maps(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -264,7 +268,7 @@ class DetectorModule(LitAppModule):
         self.log("test/fpr", 1.0 - values["test/specificity"])
         fpr, tpr, _ = self.test_roc.compute()
         self.test_curve = (fpr.cpu(), tpr.cpu())
-        if self.trainer.is_global_zero:
+        if self.test_figures and self.trainer.is_global_zero:
             self.save_test_figures()
         for metric in (self.test_metrics, self.test_roc, self.test_confusion):
             metric.reset()
