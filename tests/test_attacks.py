@@ -162,6 +162,13 @@ def test_genetic_generation_waits_for_the_device_once_when_queueing_ahead(monkey
         assert len(reads) >= 2 * 5  # the end-of-search checks and the largest mutation count, every generation
 
 
+def test_genetic_settings_record_queue_ahead_only_when_chosen():
+    """Corpora record the attack's settings and refuse to resume under others: left to the device, the option
+    must not change the record of corpora built before it existed."""
+    assert "queue_ahead" not in GeneticAttack().settings()
+    assert GeneticAttack(queue_ahead=True).settings()["queue_ahead"] is True
+
+
 def test_genetic_mutation_draws_fixed_in_advance_bound_the_mutated_samples():
     attack = GeneticAttack(mutation_probability=0.0005)
     assert 30 <= attack.mutation_draws(16000) <= 40  # mean 8, sd 2.8

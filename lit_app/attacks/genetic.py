@@ -81,6 +81,14 @@ class GeneticAttack(Attack):
         self.max_batch_clips = max_batch_clips
         self.queue_ahead = queue_ahead
 
+    def settings(self) -> dict[str, Any]:
+        # Left to the device, ``queue_ahead`` is not recorded, as the device's random stream is not: corpora built
+        # before the option existed stay complete.
+        settings = super().settings()
+        if self.queue_ahead is None:
+            del settings["queue_ahead"]
+        return settings
+
     def run(
         self,
         victim: Victim,
