@@ -91,7 +91,7 @@ run() {
     check deepspeech_fp32 60 python3 benchmarks/deepspeech_throughput.py --device "$device"
     check deepspeech_bf16 60 python3 benchmarks/deepspeech_throughput.py --device "$device" --precision bf16-mixed
     # 4: attack loops against the victims' bare costs (demo-size victims, then the paper-size DeepSpeech)
-    check attacks 90 python3 benchmarks/attack_throughput.py --device "$device" \
+    check attacks 120 python3 benchmarks/attack_throughput.py --device "$device" \
         --cw_batch_sizes '[1,8,32,128]' --genetic_batch_sizes '[4,32,128]'
     check attacks_full 40 python3 benchmarks/attack_throughput.py --device "$device" --full true \
         --cw_batch_sizes '[8,32]' --genetic_batch_sizes '[]'
@@ -166,7 +166,7 @@ lease() {  # the checks of `kws-large` and the most wanted of `run`, in one leas
     build_in_background configs/kws/large.yaml
     check dgc_compression 75 "${bench[@]}" python3 benchmarks/dgc_compression.py --device "$device" \
         --out "$out/compression-$device.json"
-    check attacks 80 "${bench[@]}" python3 benchmarks/attack_throughput.py --device "$device" \
+    check attacks 110 "${bench[@]}" python3 benchmarks/attack_throughput.py --device "$device" \
         --cw_batch_sizes '[1,8,32,128]' --genetic_batch_sizes '[4,32,128]'
     check deepspeech_bf16 45 "${bench[@]}" python3 benchmarks/deepspeech_throughput.py --device "$device" \
         --precision bf16-mixed --batch-size 64
