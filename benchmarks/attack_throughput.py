@@ -132,11 +132,12 @@ def genetic_rows(victim: ClassifierVictim, device: str, batch_sizes: list[int], 
         with torch.no_grad():
             targets = [victim.labels[i] for i in victim.module(x).argmin(-1).tolist()]
         lengths = torch.full((batch,), victim.clip_samples, device=device)
+        bare_qps = batch * members / bare_s
         for queue_ahead in (False, True):
             attack = GeneticAttack(max_generations=generations, queue_ahead=queue_ahead)
             queries = sum(r.queries for r in attack(victim, x, lengths, targets).results)
             elapsed = timed(partial(attack, victim, x, lengths, targets), device, 1, blocks=2, warmup=0)
-            bare_qps, attack_qps = batch * members / bare_s, queries / elapsed
+            attack_qps = queries / elapsed
             print(f"{batch:6d} {batch * members:14d} {str(queue_ahead):>12} {bare_qps:15.0f} {attack_qps:17.0f} "
                   f"{bare_qps / attack_qps - 1:9.1%}")
 

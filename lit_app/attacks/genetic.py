@@ -246,7 +246,7 @@ class GeneticAttack(Attack):
         members -= first
         valid = lengths.to(device).float().view(clips, 1).expand(clips, members)
         counts = torch.binomial(valid, torch.full_like(valid, self.mutation_probability), generator=generator).long()
-        most = draws if draws is not None else int(counts.max()) if counts.numel() else 0
+        most = draws if draws is not None else (int(counts.max()) if counts.numel() else 0)
         if most == 0:
             return delta
         positions = (torch.rand(clips, members, most, device=device, generator=generator) * valid.unsqueeze(-1)).long()
