@@ -95,12 +95,15 @@ def test_distortion_metrics_match_their_definitions():
 
 # ---- genetic (black-box) ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("queue_ahead", [False, True])
-def test_genetic_attack_reaches_easy_targets_within_its_noise_bound(queue_ahead: bool):
+@pytest.mark.parametrize(("queue_ahead", "fitness", "temperature"),
+                         [(False, "probability", 0.01), (True, "probability", 0.01), (False, "log_probability", 1.0)])
+def test_genetic_attack_reaches_easy_targets_within_its_noise_bound(queue_ahead: bool, fitness: str,
+                                                                     temperature: float):
     victim = tiny_kws()
     x = tones((300.0, 500.0, 900.0))
     targets = ranked_targets(victim, x, 1)
-    attack = GeneticAttack(max_generations=30, mutation_bound=2048, noise_bound=1500, queue_ahead=queue_ahead)
+    attack = GeneticAttack(max_generations=30, mutation_bound=2048, noise_bound=1500, queue_ahead=queue_ahead,
+                           fitness=fitness, temperature=temperature)
     out = attack(victim, x, torch.full((3,), SAMPLES), targets, seed=0)
     assert all(r.success and r.prediction == r.target for r in out.results)
     for r in out.results:
@@ -162,11 +165,51 @@ def test_genetic_generation_waits_for_the_device_once_when_queueing_ahead(monkey
         assert len(reads) >= 2 * 5  # the end-of-search checks and the largest mutation count, every generation
 
 
-def test_genetic_settings_record_queue_ahead_only_when_chosen():
-    """Corpora record the attack's settings and refuse to resume under others: left to the device, the option
-    must not change the record of corpora built before it existed."""
-    assert "queue_ahead" not in GeneticAttack().settings()
+def test_genetic_settings_record_later_options_only_when_chosen():
+    """Corpora record the attack's settings and refuse to resume under others: options added later must not
+    change the record of corpora built before they existed, unless they are set."""
+    assert "queue_ahead" not in GeneticAttack().settings() and "fitness" not in GeneticAttack().settings()
     assert GeneticAttack(queue_ahead=True).settings()["queue_ahead"] is True
+    assert GeneticAttack(fitness="log_probability").settings()["fitness"] == "log_probability"
+    with pytest.raises(ValueError, match="fitness"):
+        GeneticAttack(fitness="logit")  # type: ignore[arg-type]
+
+
+def test_genetic_log_probability_selection_keeps_its_pressure_on_tiny_probabilities():
+    fitness = torch.tensor([[1e-3, 1e-4, 1e-4, 0.0], [0.9, 0.5, 0.5, 0.5]])
+    paper = GeneticAttack().parent_weights(fitness)
+    assert paper[0].max() / paper[0].min() < 1.2  # all far below the temperature: nearly uniform
+    assert paper[1, 0] > 0.99  # 0.4 apart, 40 temperatures: only the best breeds
+    proportional = GeneticAttack(fitness="log_probability", temperature=1.0).parent_weights(fitness)
+    assert torch.allclose(proportional, fitness / fitness.sum(1, keepdim=True), atol=1e-6)
+    assert proportional.isfinite().all() and (proportional[0, 3] >= 0)
+
+
+class Overconfident(nn.Module):
+    """A victim whose logits are scaled up, as a well-trained model's are: classes other than its choice get
+    vanishing probabilities."""
+
+    def __init__(self, module: nn.Module, scale: float) -> None:
+        super().__init__()
+        self.inner, self.scale, self.labels, self.hparams = module, scale, module.labels, module.hparams
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        return self.inner(waveforms) * self.scale
+
+
+def test_genetic_log_probability_selection_gets_further_against_a_confident_victim():
+    victim = ClassifierVictim(Overconfident(tiny_kws().module, scale=20.0))
+    x = tones((300.0, 500.0, 700.0, 900.0))
+    targets = ranked_targets(victim, x, 5)  # target probabilities 1e-15 to 1e-24 before the attack
+    index = torch.tensor([victim.labels.index(t) for t in targets])
+    reached = {}
+    for fitness, temperature in (("probability", 0.01), ("log_probability", 1.0)):
+        attack = GeneticAttack(max_generations=30, fitness=fitness, temperature=temperature)
+        out = attack(victim, x, torch.full((4,), SAMPLES), targets, seed=0)
+        with torch.no_grad():
+            reached[fitness] = victim.module(out.adversarial).log_softmax(-1)[torch.arange(4), index]
+    # Within the same budget, every clip ends closer to its target (about 10-100x in probability).
+    assert (reached["log_probability"] > reached["probability"] + 1.0).all()
 
 
 def test_genetic_mutation_draws_fixed_in_advance_bound_the_mutated_samples():

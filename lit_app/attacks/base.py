@@ -76,11 +76,15 @@ class Attack(ABC):
     name = "attack"
     #: whether the attack reads the victim's gradients (white-box) or only its outputs (black-box)
     white_box = True
+    #: constructor arguments added after corpora were built, each with the value that reproduces those corpora;
+    #: recorded only when set otherwise, so that the earlier corpora still count as built with these settings
+    recorded_unless: dict[str, Any] = {}
 
     def settings(self) -> dict[str, Any]:
         """The constructor arguments, for manifests and dataset cards."""
         names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
-        return {n: getattr(self, n) for n in names}
+        return {n: getattr(self, n) for n in names
+                if n not in self.recorded_unless or getattr(self, n) != self.recorded_unless[n]}
 
     def __call__(
         self,

@@ -13,6 +13,13 @@ and the total perturbation never exceeds ``noise_bound`` (both in int16 units), 
 is the one intended. The attack sees the victim only through :class:`~lit_app.attacks.query.QueryOnlyView`,
 and the whole population of every clip in the batch is judged in one batched forward pass.
 
+Against a confident victim the paper's parent selection loses its pressure: while every member gives the target
+a probability far below the temperature (0.01), ``softmax(fitness / 0.01)`` is nearly uniform, so parents are
+drawn almost at random and only the elites carry progress. ``fitness="log_probability"`` selects on the
+logarithm instead: with temperature 1 a member is drawn in proportion to its target probability, so a member ten
+times fitter is ten times likelier to breed however small both are. The elites and the best member are the same
+under either choice (the logarithm keeps the order).
+
 On a GPU the generation's own work (selection, crossover, mutation: dozens of small kernels) costs the CPU
 more time to launch than the GPU needs to run it, so the loop must not wait for the GPU while it launches
 them. With ``queue_ahead`` (the default on CUDA) a generation asks the GPU for one answer only, which clips
@@ -25,7 +32,7 @@ waiting costs nothing, the default keeps the draws of the published corpora.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -42,7 +49,8 @@ class GeneticAttack(Attack):
         population_size: members per clip (20 in the paper).
         elite_size: fittest members copied unchanged into the next generation (2).
         max_generations: generations at most (200: 20 + 199 x 18 = 3,602 queries with 20 members, 2 elites).
-        temperature: softmax temperature of parent selection over target probabilities (0.01).
+        temperature: softmax temperature of parent selection (0.01 over probabilities in the paper; 1 over
+            log-probabilities draws parents in proportion to their target probability).
         mutation_probability: chance that a sample of a child mutates (0.0005).
         mutation_bound: largest change a single mutation makes, int16 units.
         noise_bound: largest total change of any sample (L-infinity bound of the perturbation), int16 units.
@@ -50,10 +58,14 @@ class GeneticAttack(Attack):
             clips is evaluated together; 1024 already saturates an H100 on the keyword spotter).
         queue_ahead: one host sync per generation, after the next generation is queued (see the module
             docstring); ``None``: on CUDA devices only.
+        fitness: what parents are selected on: the target probability (the paper) or its logarithm, which
+            keeps selecting against confident victims (see the module docstring).
     """
 
     name = "genetic"
     white_box = False
+    # Left to the device, ``queue_ahead`` is not recorded, as the device's random stream is not.
+    recorded_unless = {"queue_ahead": None, "fitness": "probability"}
 
     def __init__(
         self,
@@ -66,11 +78,14 @@ class GeneticAttack(Attack):
         noise_bound: int = 2048,
         max_batch_clips: int = 1024,
         queue_ahead: bool | None = None,
+        fitness: Literal["probability", "log_probability"] = "probability",
     ) -> None:
         if not 0 < elite_size < population_size:
             raise ValueError(f"elite_size must be between 1 and population_size - 1, got {elite_size}")
         if min(mutation_bound, noise_bound) < 1 or max(mutation_bound, noise_bound) > FULL_SCALE:
             raise ValueError("mutation_bound and noise_bound are int16 units between 1 and 32768")
+        if fitness not in ("probability", "log_probability"):
+            raise ValueError(f"fitness must be 'probability' or 'log_probability', got {fitness!r}")
         self.population_size = population_size
         self.elite_size = elite_size
         self.max_generations = max_generations
@@ -80,14 +95,7 @@ class GeneticAttack(Attack):
         self.noise_bound = noise_bound
         self.max_batch_clips = max_batch_clips
         self.queue_ahead = queue_ahead
-
-    def settings(self) -> dict[str, Any]:
-        # Left to the device, ``queue_ahead`` is not recorded, as the device's random stream is not: corpora built
-        # before the option existed stay complete.
-        settings = super().settings()
-        if self.queue_ahead is None:
-            del settings["queue_ahead"]
-        return settings
+        self.fitness = fitness
 
     def run(
         self,
@@ -200,6 +208,13 @@ class GeneticAttack(Attack):
         probabilities = torch.cat(answers).reshape(clips, members - first, -1)
         return probabilities if elite_probabilities is None else torch.cat([elite_probabilities, probabilities], 1)
 
+    def parent_weights(self, fitness: torch.Tensor) -> torch.Tensor:
+        """Each member's chance to be drawn as a parent, from its target probability (``[clips, members]``)."""
+        if self.fitness == "log_probability":
+            # A probability that underflowed to zero stays selectable (barely) instead of becoming -inf.
+            fitness = fitness.clamp_min(torch.finfo(fitness.dtype).tiny).log()
+        return torch.softmax(fitness / self.temperature, dim=1)
+
     def next_generation(
         self,
         delta: torch.Tensor,
@@ -217,8 +232,7 @@ class GeneticAttack(Attack):
         rows = torch.arange(clips, device=delta.device).unsqueeze(1)
         population = torch.empty_like(delta)
         population[:, : self.elite_size] = delta[rows, elites]
-        weights = torch.softmax(fitness / self.temperature, dim=1)
-        parents = torch.multinomial(weights, 2 * children, replacement=True, generator=generator)
+        parents = torch.multinomial(self.parent_weights(fitness), 2 * children, replacement=True, generator=generator)
         take_first = random_bits((clips, children, samples), delta.device, generator)
         torch.where(take_first, delta[rows, parents[:, :children]], delta[rows, parents[:, children:]],
                     out=population[:, self.elite_size :])
