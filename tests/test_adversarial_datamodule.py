@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+import yaml
 
 from lit_app.attacks import PGD, NoiseControl
 from lit_app.data import adversarial_manifest as manifest
@@ -129,6 +130,17 @@ def test_every_adversarial_config_builds_the_data_module(config, tmp_path, monke
         assert (corpus.source is None) != (corpus.match is None)
         assert corpus.attack.settings()  # every attack reports its settings for the manifest
 
+
+@pytest.mark.parametrize("config", sorted((REPO / "configs" / "adversarial" / "sets").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_every_attack_set_config_loads_with_its_attack(config, tmp_path, monkeypatch):
+    from lit_app.cli import LitAppCLI
+
+    monkeypatch.chdir(tmp_path)
+    cli = LitAppCLI(args=["--data", "lit_app.data.adversarial.AdversarialDataModule", "--data.train_sets",
+                          f"[{config}]", "--model", "KWSModule", "--trainer.logger", "false"], run=False)
+    (corpus,) = cli.datamodule.corpora()
+    assert str(corpus.root).endswith(yaml.safe_load(config.read_text())["root"]) and corpus.attack.settings()
 
 def test_results_table_and_audio_pairs_go_to_wandb(corpora, tmp_path, monkeypatch):
     import wandb
