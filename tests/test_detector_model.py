@@ -4,10 +4,11 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torchmetrics.functional.classification import binary_auroc
 
 from lit_app.checkpoints import CheckpointError, load_module
 from lit_app.data.detection import collate_detection
-from lit_app.metrics.detection import BinaryEER, equal_error_rate
+from lit_app.metrics.detection import BinaryEER, equal_error_rate, seed_mean_auroc_interval
 from lit_app.models.detector import DetectorModule, add_noise_at_snr, aggregate_blocks, split_into_blocks
 from lit_app.models.kws import KWSModule
 from lit_app.nets.detector_cnn import PaperCNN, ResCNN
@@ -126,6 +127,22 @@ def test_equal_error_rate_on_a_known_score_set():
     perfect.update(torch.tensor([0.1, 0.9]), torch.tensor([0, 1]))
     inverted.update(torch.tensor([0.1, 0.9]), torch.tensor([1, 0]))
     assert perfect.compute().item() == 0.0 and inverted.compute().item() == 1.0
+
+
+def test_bootstrap_interval_of_the_seed_mean_auroc():
+    labels = torch.tensor([0] * 20 + [1] * 20)
+    generator = torch.Generator().manual_seed(0)
+    separated = torch.rand(3, 40, generator=generator) + labels * 0.7  # each seed's ROC-AUC near 0.95
+    aurocs = [float(binary_auroc(scores, labels)) for scores in separated]
+    low, high = seed_mean_auroc_interval(separated, labels)
+    assert low < sum(aurocs) / 3 < high <= 1.0 and high - low < 0.2
+    # Rankings are all it sees: the same scores as logits give the same interval; the draws are seeded.
+    assert seed_mean_auroc_interval(separated * 50 - 30, labels) == (low, high)
+    assert seed_mean_auroc_interval(labels.expand(2, -1).float(), labels) == (1.0, 1.0)
+    chance = seed_mean_auroc_interval(torch.rand(3, 40, generator=generator), labels)
+    assert chance[0] < 0.5 < chance[1]
+    with pytest.raises(ValueError, match="one class"):
+        seed_mean_auroc_interval(separated, torch.ones(40))
 
 
 def tiny_loader(count: int = 16):

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import sys
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -45,7 +46,7 @@ from lit_app.defences import NoiseFlooding
 from lit_app.experiments.command import run_command
 from lit_app.experiments.grid import build_parser, grid_sources, load_source, row_kinds
 from lit_app.experiments.results_table import ResultsTable, RunResult, row_kind
-from lit_app.metrics.detection import detection_metrics, save_roc_figure
+from lit_app.metrics.detection import detection_metrics, save_roc_figure, seed_mean_auroc_interval
 from lit_app.models.detector import DetectorModule
 
 TRAIN = "nothing"
@@ -156,6 +157,7 @@ def run_noise_flooding(
     fuse_snr_db: float | None = None,
     fusion: list[Literal["max", "mean"]] = ["max"],
     choose_fusion_on_val: bool = False,
+    bootstrap: int = 1000,
     batch_size: int = 64,
     device: str = "auto",
     out_dir: str = "runs/noise-flooding",
@@ -184,6 +186,8 @@ def run_noise_flooding(
             higher ROC-AUC on the ``val`` split of its own train condition (the first listed on a tie), so the
             rule is picked without looking at any test clip or unknown attack (the choices go to
             ``fusion_choices.json``). The CNN's checkpoint was picked on the same split, which flatters it there.
+        bootstrap: resamples of the 95% bootstrap interval over test clips of each trained and fused cell's ROC-AUC
+            (mean over seeds); 0 for none.
         batch_size: clips per victim call.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda:N``.
         out_dir: folder of the runs, tables and figures.
@@ -213,6 +217,7 @@ def run_noise_flooding(
     victims: dict[str, Victim] = {}
     out = Path(out_dir)
     results, curves = [], {}
+    intervals: dict[tuple[str, str, str], tuple[float, float]] = {}
     for level in snr_db:
         for seed in seeds:
             run_dir = out / "runs" / column_name(level) / f"seed{seed}"
@@ -239,21 +244,29 @@ def run_noise_flooding(
             val_rules = choose_fusion_rules({name: spec["train"][name] for name in fuse_with}, sources, detectors, fusion,
                                          victims, fused_level, draws, batch_size, device, out)
             columns.append(chosen_column)
+        cell_scores: dict[tuple[str, str, str], list[torch.Tensor]] = defaultdict(list)  # one entry per seed
+        cell_labels: dict[tuple[str, str], torch.Tensor] = {}
         for (train_name, seed), alone_by_source in trained.items():
             flooding = flooding_by_seed[seed]
             for test_name, members in conditions.items():
                 labels = torch.cat([flooding[m]["labels"] for m in members])
                 alone = torch.cat([alone_by_source[m] for m in members])
                 flooded = torch.cat([flooding[m]["scores"] for m in members])
-                results.append(RunResult(train_name, test_name, alone_column, seed, evaluate(alone, labels)[0]))
-                by_rule = {rule: evaluate(FUSION_RULES[rule](alone, flooded), labels)[0] for rule in fusion}
-                results += [RunResult(train_name, test_name, column, seed, by_rule[rule]) for rule, column in fused_columns.items()]
-                if val_rules:  # the chosen rule is one of ``fusion``: its column repeats that rule's metrics
-                    results.append(RunResult(train_name, test_name, chosen_column, seed, by_rule[val_rules[train_name, seed]]))
+                fused = {rule: FUSION_RULES[rule](alone, flooded) for rule in fusion}
+                by_column = {alone_column: alone, **{column: fused[rule] for rule, column in fused_columns.items()}}
+                if val_rules:  # the chosen rule is one of ``fusion``: its column repeats that rule's scores
+                    by_column[chosen_column] = fused[val_rules[train_name, seed]]
+                for column, scores in by_column.items():
+                    results.append(RunResult(train_name, test_name, column, seed, evaluate(scores, labels)[0]))
+                    cell_scores[train_name, test_name, column].append(scores)
+                cell_labels[train_name, test_name] = labels  # the same clips, in the same order, for every seed
+        if bootstrap:
+            intervals = {cell: seed_mean_auroc_interval(torch.stack(scores), cell_labels[cell[:2]], bootstrap)
+                         for cell, scores in cell_scores.items()}
         pairs = [(train_name, test_name) for train_name in fuse_with for test_name in conditions]
         kinds.update(row_kinds(sources, spec["train"], conditions, pairs, controls))
     rows = sorted(kinds, key=lambda row: (row[0] != TRAIN, kinds[row] == "control"))
-    table = ResultsTable(results, kinds, columns, rows)
+    table = ResultsTable(results, kinds, columns, rows, intervals)
     paths = table.write(out, title)
     for level, chosen in curves.items():
         save_roc_figure(chosen, out / f"roc_{level:g}dB.png", title=f"{column_name(level)} (seed {seeds[0]})")

@@ -6,7 +6,7 @@ import csv
 import statistics
 from collections import defaultdict
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 TABLE_METRICS = {
@@ -62,12 +62,16 @@ class ResultsTable:
         kinds: ``{(train, test): kind}`` from :func:`row_kind`.
         features: column order.
         rows: row order as ``(train, test)`` pairs.
+        intervals: ``{(train, test, feature): (low, high)}``, a bootstrap interval over test clips of the mean
+            ROC-AUC over seeds (:func:`lit_app.metrics.detection.seed_mean_auroc_interval`), for the cells that
+            have one.
     """
 
     results: list[RunResult]
     kinds: dict[tuple[str, str], str]
     features: list[str]
     rows: list[tuple[str, str]]
+    intervals: dict[tuple[str, str, str], tuple[float, float]] = field(default_factory=dict)
 
     def values(self, metric: str) -> dict[tuple[str, str, str], list[float]]:
         cells: dict[tuple[str, str, str], list[float]] = defaultdict(list)
@@ -92,8 +96,20 @@ class ResultsTable:
             lines.append(f"| {train} -> {test} ({self.kinds[(train, test)]}) | " + " | ".join(row) + " |")
         return "\n".join(lines)
 
+    def interval_markdown(self) -> str:
+        """A Markdown table of the bootstrap intervals, in the rows and columns that have them."""
+        features = [f for f in self.features if any(key[2] == f for key in self.intervals)]
+        lines = ["| train -> test | " + " | ".join(features) + " |", "|---|" + "---|" * len(features)]
+        for train, test in self.rows:
+            cells = [self.intervals.get((train, test, f)) for f in features]
+            if any(cells):
+                text = [f"{cell[0]:.3f} - {cell[1]:.3f}" if cell else "-" for cell in cells]
+                lines.append(f"| {train} -> {test} ({self.kinds[(train, test)]}) | " + " | ".join(text) + " |")
+        return "\n".join(lines)
+
     def write(self, folder: str | Path, title: str = "Detector grid") -> dict[str, Path]:
-        """Write ``results.md`` (a table per metric), ``results.csv`` (aggregates) and ``runs.csv`` (every run)."""
+        """Write ``results.md`` (a table per metric), ``results.csv`` (aggregates), ``runs.csv`` (every run) and,
+        when there are intervals, ``intervals.csv``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         seeds = sorted({r.seed for r in self.results})
@@ -101,7 +117,19 @@ class ResultsTable:
         for metric, caption in TABLE_METRICS.items():
             if self.values(metric):
                 parts += [f"## {caption} (`{metric}`)", "", self.markdown(metric), ""]
+                if metric == "test/auroc" and self.intervals:
+                    parts += ["95% bootstrap interval of the ROC-AUC's mean over seeds, from the test clips (drawn again "
+                              "with replacement, each class apart): how much the few clips of a test set, rather than "
+                              "the seed, decide a cell.", "", self.interval_markdown(), ""]
         paths = {"markdown": folder / "results.md", "csv": folder / "results.csv", "runs": folder / "runs.csv"}
+        if self.intervals:
+            paths["intervals"] = folder / "intervals.csv"
+            with paths["intervals"].open("w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["train", "test", "kind", "feature", "metric", "low", "high", "level"])
+                for (train, test, feature), (low, high) in self.intervals.items():
+                    writer.writerow([train, test, self.kinds[(train, test)], feature, "test/auroc", f"{low:.6f}",
+                                     f"{high:.6f}", "0.95"])
         paths["markdown"].write_text("\n".join(parts))
         with paths["csv"].open("w", newline="") as handle:
             writer = csv.writer(handle)

@@ -18,7 +18,9 @@ from torchmetrics.classification import (
     BinaryRecall,
     BinaryROC,
     BinarySpecificity,
+    MultilabelAUROC,
 )
+from torchmetrics.wrappers import BootStrapper
 
 
 def equal_error_rate(fpr: torch.Tensor, tpr: torch.Tensor) -> torch.Tensor:
@@ -61,6 +63,46 @@ def detection_metrics(prefix: str) -> MetricCollection:
         },
         prefix=prefix,
     )
+
+
+def seed_mean_auroc_interval(
+    scores: torch.Tensor, labels: torch.Tensor, resamples: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Bootstrap interval of the mean ROC-AUC of several detectors (seeds) scored on the same clips.
+
+    The standard deviation over seeds says nothing of how much the test clips themselves decide a result; this
+    interval does: the clips are drawn again with replacement, normal and adversarial clips apart so that every
+    draw keeps both classes at their sizes (the same draw for every seed), and the mean over seeds of each draw's
+    ROC-AUC gives the percentile interval.
+
+    Args:
+        scores: ``[seeds, clips]`` scores (higher: more likely adversarial).
+        labels: ``[clips]`` labels, 1 for adversarial.
+        resamples: bootstrap draws.
+        level: coverage of the interval.
+        seed: seed of the draws (the global random state is left as it was).
+    """
+    if scores.ndim != 2 or scores.shape[1] != labels.numel():
+        raise ValueError(f"expected scores [seeds, clips] and labels [clips], got {tuple(scores.shape)} and "
+                         f"{tuple(labels.shape)}")
+    labels = labels.long().view(-1)
+    classes = [labels == label for label in (0, 1)]
+    if not all(bool(members.any()) for members in classes):
+        raise ValueError("a ROC-AUC needs normal (0) and adversarial (1) clips; these labels have one class only")
+    seeds = scores.shape[0]
+    # torchmetrics reads scores outside [0, 1] as logits and squashes them, and it decides that for each update
+    # apart; an affine map into [0, 1] keeps every ranking (all a ROC-AUC sees) and treats both updates alike.
+    least, most = scores.amin(1, keepdim=True), scores.amax(1, keepdim=True)
+    scores = (scores - least) / (most - least).clamp_min(torch.finfo(scores.dtype).tiny)
+    tails = torch.tensor([(1 - level) / 2, (1 + level) / 2])
+    bootstrap = BootStrapper(MultilabelAUROC(num_labels=seeds, average="macro"), num_bootstraps=resamples,
+                             mean=False, std=False, quantile=tails, sampling_strategy="multinomial")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for members in classes:  # each update draws within one class: a stratified bootstrap
+            bootstrap.update(scores[:, members].T.float(), labels[members].view(-1, 1).expand(-1, seeds))
+    low, high = bootstrap.compute()["quantile"].tolist()
+    return low, high
 
 
 def save_roc_figure(
