@@ -64,7 +64,8 @@ class GeneticAttack(Attack):
 
     name = "genetic"
     white_box = False
-    # Left to the device, ``queue_ahead`` is not recorded, as the device's random stream is not.
+    # Both came after the first corpora. Left to the device, ``queue_ahead`` is not recorded, as the device's random
+    # stream is not; the paper's fitness is what those corpora used.
     recorded_unless = {"queue_ahead": None, "fitness": "probability"}
 
     def __init__(
