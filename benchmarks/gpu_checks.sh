@@ -29,7 +29,7 @@
 # and date each benchmark prints.
 # `run` takes 9 minutes at most and `kws-large` 8.5; `lease` and `asr-full` took 285 and 381 s on an H200
 # (2026-12-04): a 15-minute lease, each start costing about 75 s, holds those two. Extra arguments to
-# `kws-large` go to `lit-app fit` and `lit-app test` (a smaller corpus for a smoke run, say).
+# `kws-large` and `genetic-large` go to `lit-app fit` and `lit-app test` (fewer batches for a smoke run, say).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -205,7 +205,7 @@ blackbox_full() {  # the paper-scale black-box set (4,500 genetic attacks) again
 genetic_large() {  # issue 4's two genetic questions left for a GPU: the loop's overhead, and success on a 98% victim
     genetic
     (time build_corpus configs/kws/large.yaml "$(nproc)") 2>&1 | tee "$out/corpus_build.log"
-    kws_large_victim 3
+    kws_large_victim 3 "$@"
     for set in blackbox_large_sample blackbox_large_sample_proportional; do
         check "$set" 90 python3 -m lit_app.data.adversarial_generate --data lit_app.data.adversarial.AdversarialDataModule \
             --data.train_sets "[configs/adversarial/sets/$set.yaml]"
@@ -234,6 +234,6 @@ case "${1:-}" in
     asr-full) asr_full "${2:-4}" ;;
     genetic) genetic ;;
     blackbox-full) blackbox_full ;;
-    genetic-large) genetic_large ;;
-    *) echo "usage: bash benchmarks/gpu_checks.sh kit|run|kws-large [lit-app fit arguments]|lease|asr-full [epochs]|genetic|blackbox-full|genetic-large" >&2; exit 2 ;;
+    genetic-large) shift; genetic_large "$@" ;;
+    *) echo "usage: bash benchmarks/gpu_checks.sh kit|run|kws-large [lit-app fit arguments]|lease|asr-full [epochs]|genetic|blackbox-full|genetic-large [lit-app fit arguments]" >&2; exit 2 ;;
 esac

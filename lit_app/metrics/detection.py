@@ -5,6 +5,7 @@ Scores are the probability of the *adversarial* class (label 1); the decision th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -65,6 +66,14 @@ def detection_metrics(prefix: str) -> MetricCollection:
     )
 
 
+@functools.cache
+def _bootstrapper(seeds: int, resamples: int, level: float) -> BootStrapper:
+    # Building one copies its metric ``resamples`` times, which costs as much as using it: a table reuses it.
+    tails = torch.tensor([(1 - level) / 2, (1 + level) / 2])
+    return BootStrapper(MultilabelAUROC(num_labels=seeds, average="macro"), num_bootstraps=resamples, mean=False,
+                        std=False, quantile=tails, sampling_strategy="multinomial")
+
+
 def seed_mean_auroc_interval(
     scores: torch.Tensor, labels: torch.Tensor, resamples: int = 1000, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
@@ -94,9 +103,8 @@ def seed_mean_auroc_interval(
     # apart; an affine map into [0, 1] keeps every ranking (all a ROC-AUC sees) and treats both updates alike.
     least, most = scores.amin(1, keepdim=True), scores.amax(1, keepdim=True)
     scores = (scores - least) / (most - least).clamp_min(torch.finfo(scores.dtype).tiny)
-    tails = torch.tensor([(1 - level) / 2, (1 + level) / 2])
-    bootstrap = BootStrapper(MultilabelAUROC(num_labels=seeds, average="macro"), num_bootstraps=resamples,
-                             mean=False, std=False, quantile=tails, sampling_strategy="multinomial")
+    bootstrap = _bootstrapper(seeds, resamples, level)
+    bootstrap.reset()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for members in classes:  # each update draws within one class: a stratified bootstrap
