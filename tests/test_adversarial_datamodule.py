@@ -142,6 +142,7 @@ def test_every_attack_set_config_loads_with_its_attack(config, tmp_path, monkeyp
     (corpus,) = cli.datamodule.corpora()
     assert str(corpus.root).endswith(yaml.safe_load(config.read_text())["root"]) and corpus.attack.settings()
 
+
 def test_results_table_and_audio_pairs_go_to_wandb(corpora, tmp_path, monkeypatch):
     import wandb
     from pytorch_lightning.loggers import WandbLogger

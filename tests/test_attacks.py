@@ -208,7 +208,7 @@ def test_genetic_log_probability_selection_gets_further_against_a_confident_vict
         out = attack(victim, x, torch.full((4,), SAMPLES), targets, seed=0)
         with torch.no_grad():
             reached[fitness] = victim.module(out.adversarial).log_softmax(-1)[torch.arange(4), index]
-    # Within the same budget, every clip ends closer to its target (about 10-100x in probability).
+    # Within the same budget, every clip ends closer to its target: 20-250 times in probability when written, e asked.
     assert (reached["log_probability"] > reached["probability"] + 1.0).all()
 
 

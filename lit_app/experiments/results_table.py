@@ -62,7 +62,7 @@ class ResultsTable:
         kinds: ``{(train, test): kind}`` from :func:`row_kind`.
         features: column order.
         rows: row order as ``(train, test)`` pairs.
-        intervals: ``{(train, test, feature): (low, high)}``, a bootstrap interval over test clips of the mean
+        intervals: ``{(train, test, feature): (low, high)}``, a 95% bootstrap interval over test clips of the mean
             ROC-AUC over seeds (:func:`lit_app.metrics.detection.seed_mean_auroc_interval`), for the cells that
             have one.
     """
