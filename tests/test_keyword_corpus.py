@@ -4,6 +4,7 @@ import json
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -11,6 +12,7 @@ import soundfile as sf
 
 from lit_app.data.synth.build import CorpusError
 from lit_app.data.synth.keywords import SyntheticKeywordCorpus
+from lit_app.data.synth.tts import FliteEngine, flite_available
 from lit_app.data.vocab import KEYWORDS_10, OTHER_WORDS
 from tests.conftest import TINY_CORPUS
 
@@ -91,3 +93,11 @@ def test_foreign_folder_is_refused(tmp_path):
     (tmp_path / "somefile.txt").write_text("x")
     with pytest.raises(CorpusError, match="not empty and has no corpus.json"):
         SyntheticKeywordCorpus(**TINY_CORPUS).build(tmp_path, show_progress=False)
+
+
+@pytest.mark.skipif(not flite_available(), reason="flite is not installed")
+def test_flite_leaves_no_temporary_files(tmp_path, monkeypatch):
+    # Corpus workers end without closing their engines: nothing may outlive an utterance.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    samples, rate = FliteEngine().synthesise("yes", "slt")
+    assert samples.size > rate // 10 and list(tmp_path.iterdir()) == []

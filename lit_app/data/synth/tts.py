@@ -134,21 +134,23 @@ class FliteEngine:
     def __init__(self) -> None:
         if not flite_available():
             raise TTSError("flite is not installed. Install it (`apt-get install flite`) or use espeak only.")
-        self.tmpdir = tempfile.mkdtemp(prefix="lit-app-flite-")
 
     def synthesise(self, text: str, voice: str, duration_stretch: float = 1.0) -> tuple[np.ndarray, int]:
         """Speak ``text``; returns int16 samples and their sample rate."""
-        out = os.path.join(self.tmpdir, "utterance.wav")
-        command = ["flite", "-voice", voice, "--setf", f"duration_stretch={duration_stretch:.3f}", "-t", text, "-o", out]
-        result = subprocess.run(command, capture_output=True, timeout=60)
-        if result.returncode != 0 or not os.path.exists(out):
-            raise TTSError(f"flite failed for {text!r} with voice {voice!r}: {result.stderr.decode().strip()}")
-        samples, rate = sf.read(out, dtype="int16")
-        os.unlink(out)
+        # A folder per utterance, gone when it is read: corpus workers end without closing their engines, so a
+        # folder kept for the engine's lifetime was left behind by every build.
+        with tempfile.TemporaryDirectory(prefix="lit-app-flite-") as folder:
+            out = os.path.join(folder, "utterance.wav")
+            command = ["flite", "-voice", voice, "--setf", f"duration_stretch={duration_stretch:.3f}", "-t", text,
+                       "-o", out]
+            result = subprocess.run(command, capture_output=True, timeout=60)
+            if result.returncode != 0 or not os.path.exists(out):
+                raise TTSError(f"flite failed for {text!r} with voice {voice!r}: {result.stderr.decode().strip()}")
+            samples, rate = sf.read(out, dtype="int16")
         return samples, rate
 
     def close(self) -> None:
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
+        """Nothing to release (the interface of the engines)."""
 
 
 def trim_silence(samples: np.ndarray, threshold_db: float = -40.0, margin: int = 160) -> np.ndarray:
