@@ -218,7 +218,7 @@ def run_noise_flooding(
     victims: dict[str, Victim] = {}
     out = Path(out_dir)
     results, curves = [], {}
-    intervals: dict[tuple[str, str, str], tuple[float, float]] = {}
+    intervals: dict[tuple[str, str, str], tuple[float, float]] = {}  # with fuse_with only
     for level in snr_db:
         for seed in seeds:
             run_dir = out / "runs" / column_name(level) / f"seed{seed}"
@@ -245,6 +245,8 @@ def run_noise_flooding(
             val_rules = choose_fusion_rules({name: spec["train"][name] for name in fuse_with}, sources, detectors, fusion,
                                          victims, fused_level, draws, batch_size, device, out)
             columns.append(chosen_column)
+        # Bootstrap intervals for the CNN alone and the fused detector of record (each costs about 0.4 s).
+        interval_columns = {alone_column, chosen_column} if val_rules else {alone_column, *fused_columns.values()}
         cell_scores: dict[tuple[str, str, str], list[torch.Tensor]] = defaultdict(list)  # one entry per seed
         cell_labels: dict[tuple[str, str], torch.Tensor] = {}
         for (train_name, seed), alone_by_source in trained.items():
@@ -254,17 +256,19 @@ def run_noise_flooding(
                 alone = torch.cat([alone_by_source[m] for m in members])
                 flooded = torch.cat([flooding[m]["scores"] for m in members])
                 fused = {rule: FUSION_RULES[rule](alone, flooded) for rule in fusion}
-                by_column = {alone_column: alone, **{column: fused[rule] for rule, column in fused_columns.items()}}
-                if val_rules:  # the chosen rule is one of ``fusion``: its column repeats that rule's scores
-                    by_column[chosen_column] = fused[val_rules[train_name, seed]]
-                for column, scores in by_column.items():
-                    results.append(RunResult(train_name, test_name, column, seed, evaluate(scores, labels)[0]))
-                    cell_scores[train_name, test_name, column].append(scores)
+                by_rule = {rule: evaluate(scores, labels)[0] for rule, scores in fused.items()}
+                cells = [(alone_column, alone, evaluate(alone, labels)[0])]
+                cells += [(column, fused[rule], by_rule[rule]) for rule, column in fused_columns.items()]
+                if val_rules:  # the chosen rule is one of ``fusion``: its column repeats that rule's scores and metrics
+                    rule = val_rules[train_name, seed]
+                    cells.append((chosen_column, fused[rule], by_rule[rule]))
+                for column, scores, values in cells:
+                    results.append(RunResult(train_name, test_name, column, seed, values))
+                    if bootstrap and column in interval_columns:
+                        cell_scores[train_name, test_name, column].append(scores)
                 cell_labels[train_name, test_name] = labels  # the same clips, in the same order, for every seed
-        if bootstrap:  # for the CNN alone and the fused detector of record (each costs about 0.4 s)
-            wanted = {alone_column, chosen_column} if val_rules else {alone_column, *fused_columns.values()}
-            intervals = {cell: seed_mean_auroc_interval(torch.stack(scores), cell_labels[cell[:2]], bootstrap)
-                         for cell, scores in cell_scores.items() if cell[2] in wanted}
+        intervals = {cell: seed_mean_auroc_interval(torch.stack(scores), cell_labels[cell[:2]], bootstrap)
+                     for cell, scores in cell_scores.items()}
         pairs = [(train_name, test_name) for train_name in fuse_with for test_name in conditions]
         kinds.update(row_kinds(sources, spec["train"], conditions, pairs, controls))
     rows = sorted(kinds, key=lambda row: (row[0] != TRAIN, kinds[row] == "control"))
