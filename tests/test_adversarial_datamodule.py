@@ -118,13 +118,17 @@ def vars_of(corpus: AdversarialCorpus) -> dict:
     return {name: getattr(corpus, name) for name in names}
 
 
-@pytest.mark.parametrize("config", sorted((REPO / "configs" / "adversarial").glob("*.yaml")), ids=lambda p: p.stem)
-def test_every_adversarial_config_builds_the_data_module(config, tmp_path, monkeypatch):
+def cli_datamodule(*args: str) -> AdversarialDataModule:
+    """The data module that ``lit-app`` builds from these arguments (nothing is run)."""
     from lit_app.cli import LitAppCLI
 
+    return LitAppCLI(args=[*args, "--model", "KWSModule", "--trainer.logger", "false"], run=False).datamodule
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "configs" / "adversarial").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_adversarial_config_builds_the_data_module(config, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cli = LitAppCLI(args=["-c", str(config), "--model", "KWSModule", "--trainer.logger", "false"], run=False)
-    module = cli.datamodule
+    module = cli_datamodule("-c", str(config))
     assert isinstance(module, AdversarialDataModule) and module.train_sets and module.test_sets
     for corpus in module.corpora():
         assert (corpus.source is None) != (corpus.match is None)
@@ -134,12 +138,9 @@ def test_every_adversarial_config_builds_the_data_module(config, tmp_path, monke
 @pytest.mark.parametrize("config", sorted((REPO / "configs" / "adversarial" / "sets").glob("*.yaml")),
                          ids=lambda p: p.stem)
 def test_every_attack_set_config_loads_with_its_attack(config, tmp_path, monkeypatch):
-    from lit_app.cli import LitAppCLI
-
     monkeypatch.chdir(tmp_path)
-    cli = LitAppCLI(args=["--data", "lit_app.data.adversarial.AdversarialDataModule", "--data.train_sets",
-                          f"[{config}]", "--model", "KWSModule", "--trainer.logger", "false"], run=False)
-    (corpus,) = cli.datamodule.corpora()
+    (corpus,) = cli_datamodule("--data", "lit_app.data.adversarial.AdversarialDataModule", "--data.train_sets",
+                               f"[{config}]").corpora()
     assert str(corpus.root).endswith(yaml.safe_load(config.read_text())["root"]) and corpus.attack.settings()
 
 
