@@ -21,6 +21,7 @@ from lit_app.attacks import (
     QueryOnlyView,
     metrics,
 )
+from lit_app.attacks.genetic import CPU_CLIPS_PER_FORWARD
 from lit_app.models.kws import KWSModule
 from lit_app.text import Alphabet, greedy_decode
 from tests.conftest import save_checkpoint
@@ -124,6 +125,23 @@ def test_genetic_attack_is_deterministic_for_a_seed():
     other = attack(victim, x, torch.full((2,), SAMPLES), targets, seed=4)
     assert torch.equal(first.adversarial, again.adversarial) and first.results == again.results
     assert not torch.equal(first.adversarial, other.adversarial)
+
+
+def test_genetic_attack_gives_the_same_clips_whatever_the_forward_pass_size():
+    """On the CPU the population is judged in cache-sized passes: the choice must change the speed only."""
+    victim = tiny_kws()
+    x = tones((300.0, 500.0, 700.0, 900.0))
+    targets = ranked_targets(victim, x, 5)
+    passes = []
+    victim.module.register_forward_hook(lambda _module, inputs, _output: passes.append(inputs[0].shape[0]))
+    outputs = {}
+    for most in (1024, 3):
+        passes.clear()
+        attack = GeneticAttack(max_generations=4, population_size=10, max_batch_clips=most)
+        outputs[most] = attack(victim, x, torch.full((4,), SAMPLES), targets, seed=0)
+        assert passes[0] == min(most, CPU_CLIPS_PER_FORWARD)  # the first generation's 40 members: more than either
+    assert torch.equal(outputs[1024].adversarial, outputs[3].adversarial) and outputs[1024].results == outputs[3].results
+    assert GeneticAttack().clips_per_forward(torch.device("cuda")) == 1024
 
 
 @pytest.mark.parametrize("queue_ahead", [False, True])
