@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from lit_app.attacks import PGD, NoiseControl
+from lit_app.data import adversarial
 from lit_app.data import adversarial_manifest as manifest
 from lit_app.data.adversarial import AdversarialDataModule, LeakageError, check_leakage
 from lit_app.data.adversarial_corpus import AdversarialCorpus
@@ -59,6 +60,24 @@ def test_prepare_data_builds_the_corpora_then_batches_follow_the_detection_contr
     normal, adversarial = counts(module.datasets["test"])
     assert normal > adversarial > 0
     assert module.labels == ["normal", "adversarial"]
+
+
+def test_clips_are_read_once_then_served_from_memory_unless_told_otherwise(corpora, monkeypatch):
+    attacked, _ = corpora
+    reads = []
+    original = adversarial.read_audio
+    monkeypatch.setattr(adversarial, "read_audio", lambda path, policy: reads.append(path) or original(path, policy))
+    epochs = {}
+    for cache in (True, False):
+        module = AdversarialDataModule(train_sets=[attacked], batch_size=4, cache_audio=cache)
+        module.prepare_data()
+        module.setup("fit")
+        reads.clear()
+        torch.manual_seed(0)  # the same shuffles
+        epochs[cache] = [[batch.audio for batch in module.train_dataloader()] for _ in range(3)]
+        assert len(reads) == len(module.datasets["train"]) * (1 if cache else 3)
+    for cached, uncached in zip(epochs[True], epochs[False]):  # the same clips, in the same order
+        assert all(torch.equal(a, b) for a, b in zip(cached, uncached))
 
 
 def test_failed_attacks_and_noise_labels_are_choices(corpora):

@@ -43,17 +43,23 @@ class DetectionClips(Dataset):
 
     Args:
         items: ``(path, label)`` pairs.
+        cache: keep each clip in memory after its first read (each DataLoader worker keeps its own).
     """
 
-    def __init__(self, items: list[tuple[str, int]]) -> None:
+    def __init__(self, items: list[tuple[str, int]], cache: bool = False) -> None:
         self.items = items
+        self.cache: dict[int, torch.Tensor] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.items[index]
-        return read_audio(path, STRICT), label
+        if self.cache is None:
+            return read_audio(path, STRICT), label
+        if index not in self.cache:
+            self.cache[index] = read_audio(path, STRICT)
+        return self.cache[index], label
 
     @property
     def labels(self) -> list[int]:
@@ -106,6 +112,9 @@ class AdversarialDataModule(LitAppDataModule):
             matches, to a detector's normal training clips.
         seed: seed of the class balancing.
         num_workers: DataLoader worker processes reading the WAVs.
+        cache_audio: keep the clips in memory once read, so that they are read once, not once per epoch (a grid
+            of detectors shares the data module, hence one read per clip for the whole grid). Turn it off for sets
+            larger than memory.
         log_pairs: clean/adversarial pairs per corpus logged to W&B at setup (with the results table).
     """
 
@@ -120,6 +129,7 @@ class AdversarialDataModule(LitAppDataModule):
         kinds: list[Literal["clean", "adversarial", "noise"]] | None = None,
         seed: int = 0,
         num_workers: int = 0,
+        cache_audio: bool = True,
         log_pairs: int = 4,
     ) -> None:
         super().__init__()
@@ -136,6 +146,7 @@ class AdversarialDataModule(LitAppDataModule):
             raise ValueError("kinds is empty: name at least one of clean, adversarial, noise (or leave it out for all)")
         self.seed = seed
         self.num_workers = num_workers
+        self.cache_audio = cache_audio
         self.log_pairs = log_pairs
         self.labels = list(DETECTION_LABELS)
         self.datasets: dict[str, DetectionClips] = {}
@@ -221,7 +232,7 @@ class AdversarialDataModule(LitAppDataModule):
                 items = self.examples(corpora, split)
                 if not items:
                     raise RuntimeError(f"no clips for the {split} split in {[str(c.root) for c in corpora]}")
-                self.datasets[split] = DetectionClips(items)
+                self.datasets[split] = DetectionClips(items, cache=self.cache_audio)
         if stage == "fit" and not self._logged:
             self._logged = True
             self.log_to_wandb()
