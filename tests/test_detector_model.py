@@ -32,11 +32,13 @@ def test_paper_cnn_parameter_count_and_layers():
     assert sum(p.numel() for p in net.parameters()) == 7_131_938  # "about 7.1 M", nearly all in Dense 128
     assert net.classifier[0].weight.numel() == 128 * 32 * 347 * 5
     kinds = [type(m).__name__ for m in net.features]
-    assert kinds == ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "MaxPool2d", "Conv2d", "SELU", "MaxPool2d", "Flatten"]
+    assert kinds == ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "UnitMaxPool2d", "Conv2d", "SELU", "MaxPool2d", "Flatten"]
     convs = [m for m in net.features if isinstance(m, nn.Conv2d)]
     assert [(c.out_channels, c.kernel_size, c.padding) for c in convs] == [(64, (2, 2), (0, 0)), (64, (2, 2), (0, 0)), (32, (2, 2), (0, 0))]
     pools = [m.kernel_size for m in net.features if isinstance(m, nn.MaxPool2d)]
     assert pools == [(1, 3), (1, 1), 2]
+    maps = torch.randn(3, 64, 29, 6)  # the (1, 1) pool skips PyTorch's kernel, which would return the same map
+    assert torch.equal(net.features[5](maps), nn.MaxPool2d((1, 1))(maps))
     assert not any(isinstance(m, (nn.Dropout, nn.BatchNorm2d)) for m in net.modules())
     assert net(torch.randn(2, 698, 40)).shape == (2, 2)
     # The follow-up's block input: 31 frames x 20 coefficients.

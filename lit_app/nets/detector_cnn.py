@@ -14,6 +14,17 @@ from torch import nn
 Backbone = Literal["paper", "rescnn"]
 
 
+class UnitMaxPool2d(nn.MaxPool2d):
+    """The paper CNN's MaxPool (1,1), which returns its input: it skips PyTorch's CPU kernel, which still copies the
+    map through the pooling loop at nearly a fifth of a detector training step's cost."""
+
+    def __init__(self) -> None:
+        super().__init__(kernel_size=(1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
 class PaperCNN(nn.Module):
     """The detector CNN of Samizade et al. (ICASSP 2020), layer by layer as in their released Keras model.
 
@@ -36,7 +47,7 @@ class PaperCNN(nn.Module):
             nn.MaxPool2d(kernel_size=(1, 3)),
             nn.Conv2d(64, 64, kernel_size=2),
             nn.ReLU(),
-            nn.MaxPool2d(kernel_size=(1, 1)),
+            UnitMaxPool2d(),
             nn.Conv2d(64, 32, kernel_size=2),
             nn.SELU(),
             nn.MaxPool2d(kernel_size=2),
