@@ -21,7 +21,7 @@ def test_report_shows_victims_corpora_grid_and_missing_parts(tmp_path, monkeypat
     write(tmp_path / "runs/noise-flooding-demo/results.md", "| train -> test | noise flooding 20 dB |\n")
     write(tmp_path / "runs/demo-times.txt", "2026-11-29T04:56:26Z demo kws-victim 832 s\n")
 
-    demo_summary.main(["--scale", "demo"])
+    demo_summary.main([])  # the main job's default scale
     text = (tmp_path / "runs/demo-summary-demo.md").read_text()
     assert "test/acc = 0.9146" in text
     assert "runs/asr-demo/results.json is missing" in text
@@ -37,7 +37,7 @@ def test_the_quick_report_reads_the_quick_pipeline_and_its_inline_grid_sources(t
     monkeypatch.chdir(tmp_path)  # the grid's inline sources name set files relative to the repository root
     write(tmp_path / "runs/asr-quick/results.json", json.dumps({"metrics": {"test/cer": 0.2, "test/wer": 0.5}}))
     write(tmp_path / "data/adversarial/blackbox-quick/corpus.json", json.dumps({"complete": True, "summary": {"attack": ATTACK}}))
-    demo_summary.main([])
+    demo_summary.main(["--scale", "quick"])
     text = (tmp_path / "runs/demo-summary-quick.md").read_text()
     assert "test/cer = 0.2000, test/wer = 0.5000" in text and "runs/kws-quick/results.json is missing" in text
     assert "| blackbox-quick | 270 |" in text and "| whitebox-quick | not built |" in text
@@ -48,6 +48,6 @@ def test_the_quick_report_reads_the_quick_pipeline_and_its_inline_grid_sources(t
 def test_victim_lines_alone(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     write(tmp_path / "runs/kws-quick/results.json", json.dumps({"metrics": {"test/acc": 0.9146}}))
-    demo_summary.main(["--victims", "[kws]"])
+    demo_summary.main(["--scale", "quick", "--victims", "[kws]"])
     assert capsys.readouterr().out == "- KWS victim, on unseen voices: test/acc = 0.9146\n"
     assert not list((tmp_path / "runs").glob("demo-summary*"))

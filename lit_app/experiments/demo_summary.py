@@ -1,7 +1,7 @@
 """The closing report of ``scripts/demo.sh``: victims, attacks, detector grid and stage times, in one place.
 
     python -m lit_app.experiments.demo_summary                      # after scripts/demo.sh
-    python -m lit_app.experiments.demo_summary --scale demo         # after SCALE=demo scripts/demo.sh
+    python -m lit_app.experiments.demo_summary --scale quick        # after SCALE=quick scripts/demo.sh
     python -m lit_app.experiments.demo_summary --victims '[kws]'    # one victim's line only
 """
 
@@ -84,11 +84,11 @@ def report(scale: Scale) -> str:
     return "\n".join(parts)
 
 
-def summarise(scale: Scale = "quick", victims: list[Literal["kws", "asr"]] | None = None) -> None:
+def summarise(scale: Scale = "demo", victims: list[Literal["kws", "asr"]] | None = None) -> None:
     """Print the main job's report and save it to ``runs/demo-summary-<scale>.md``.
 
     Args:
-        scale: the configs the main job ran (``quick``: the 30-minute pipeline; ``demo``: ``SCALE=demo``).
+        scale: the configs the main job ran (``demo``: the default; ``quick``: ``SCALE=quick``).
         victims: print only these victims' lines (``kws``, ``asr``) and save nothing.
     """
     if victims:
