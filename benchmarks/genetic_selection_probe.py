@@ -23,6 +23,7 @@ from jsonargparse import CLI
 from lit_app.attacks import GeneticAttack
 from lit_app.attacks.victims import load_victim
 from lit_app.audio.io import read_audio
+from lit_app.data.adversarial_corpus import screen
 from lit_app.data.adversarial_sources import list_sources
 from lit_app.data.kws import KWSDataModule
 
@@ -48,16 +49,11 @@ def main(
     rng = random.Random(seed)
     rng.shuffle(sources)
     keywords = [label for label in victim.labels if not label.startswith("_")]
-    waves, targets = [], []
-    for source in sources:
-        wave = read_audio(source.path)
-        if victim.predict(wave[None], torch.tensor([wave.shape[0]]))[0] == source.label:
-            waves.append(wave)
-            targets.append(rng.choice([k for k in keywords if k != source.label]))
-        if len(waves) == clips:
-            break
-    x = torch.stack(waves)
-    lengths = torch.full((len(waves),), x.shape[1])
+    # The clips an attack set may use (audible, recognised correctly), in the shuffled order.
+    chosen = [c for c, ok in zip(sources, screen(victim, sources, require_correct=True)) if ok][:clips]
+    targets = [rng.choice([k for k in keywords if k != source.label]) for source in chosen]
+    x = torch.stack([read_audio(source.path) for source in chosen])
+    lengths = torch.full((len(chosen),), x.shape[1])
     rules = [("probability", 0.01)] + [("log_probability", t) for t in temperatures]
     for fitness, temperature in rules:
         start = time.time()

@@ -11,8 +11,8 @@ queries after the first: 3,602 at most with the paper's settings instead of 4,00
 Unlike the released code, the noise is bounded explicitly: each mutation adds at most ``mutation_bound``
 and the total perturbation never exceeds ``noise_bound`` (both in int16 units), so the reported distortion
 is the one intended. The attack sees the victim only through :class:`~lit_app.attacks.query.QueryOnlyView`,
-and the whole population of every clip in the batch is judged together: in one batched forward pass on a GPU,
-in cache-sized ones on the CPU.
+and the whole population of every clip in the batch is judged in one batched call (which the victim answers in
+cache-sized passes on the CPU: :func:`~lit_app.attacks.victims.answer_in_passes`).
 
 Against a confident victim the paper's parent selection loses its pressure: while every member gives the target
 a probability far below the temperature (0.01), ``softmax(fitness / 0.01)`` is nearly uniform, so parents are
@@ -42,11 +42,6 @@ from lit_app.attacks.metrics import FULL_SCALE
 from lit_app.attacks.query import QueryOnlyView
 from lit_app.attacks.victims import ClassifierVictim, Victim
 
-#: Clips per forward pass of the victim on the CPU. The keyword spotter's first convolution makes 0.7 MB of
-#: activations per clip; passes of 32 clips keep them in the caches and answer about 3 times as many queries per
-#: second as passes of 1,152 (a batch of 64 clips' children) on 2 Zen 5 cores (benchmarks/kws_throughput.py).
-CPU_CLIPS_PER_FORWARD = 32
-
 
 class GeneticAttack(Attack):
     """Targeted black-box genetic attack.
@@ -60,9 +55,8 @@ class GeneticAttack(Attack):
         mutation_probability: chance that a sample of a child mutates (0.0005).
         mutation_bound: largest change a single mutation makes, int16 units.
         noise_bound: largest total change of any sample (L-infinity bound of the perturbation), int16 units.
-        max_batch_clips: clips per forward pass of the victim on a GPU (bounds memory; the population of many
-            clips is evaluated together; 1024 already saturates an H100 on the keyword spotter). On the CPU the
-            passes take at most :data:`CPU_CLIPS_PER_FORWARD` (see :meth:`clips_per_forward`).
+        max_batch_clips: clips per call of the victim (bounds memory; the population of many clips is evaluated
+            together; 1024 already saturates an H100 on the keyword spotter).
         queue_ahead: one host sync per generation, after the next generation is queued (see the module
             docstring); ``None``: on CUDA devices only.
         fitness: what parents are selected on: the target probability (the paper) or its logarithm, which
@@ -212,16 +206,9 @@ class GeneticAttack(Attack):
         first = 0 if elite_probabilities is None else self.elite_size
         clips, members, samples = delta.shape
         flat = (x.unsqueeze(1) + delta[:, first:]).div_(FULL_SCALE).reshape(clips * (members - first), samples)
-        chunk = self.clips_per_forward(flat.device)
-        answers = [view(flat[i : i + chunk]) for i in range(0, flat.shape[0], chunk)]
+        answers = [view(flat[i : i + self.max_batch_clips]) for i in range(0, flat.shape[0], self.max_batch_clips)]
         probabilities = torch.cat(answers).reshape(clips, members - first, -1)
         return probabilities if elite_probabilities is None else torch.cat([elite_probabilities, probabilities], 1)
-
-    def clips_per_forward(self, device: torch.device) -> int:
-        """Clips the victim answers per forward pass: ``max_batch_clips`` on a GPU, at most
-        :data:`CPU_CLIPS_PER_FORWARD` on the CPU, where a pass over more clips spills its activations out of the
-        caches. Each clip's answer is the same either way (the tests check it), only faster."""
-        return self.max_batch_clips if device.type != "cpu" else min(self.max_batch_clips, CPU_CLIPS_PER_FORWARD)
 
     def parent_weights(self, fitness: torch.Tensor) -> torch.Tensor:
         """Each member's chance to be drawn as a parent, from its target probability (``[clips, members]``)."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from lit_app.attacks.victims import ClassifierVictim
+from lit_app.attacks.victims import ClassifierVictim, answer_in_passes
 
 
 class QueryAccessError(RuntimeError):
@@ -39,8 +39,7 @@ class QueryOnlyView:
         module = victim.module
 
         def answer(waveforms: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                return module(waveforms).float().softmax(-1).detach()
+            return answer_in_passes(module, waveforms).float().softmax(-1)
 
         self._answer = answer
         self.labels: tuple[str, ...] = tuple(victim.labels)
