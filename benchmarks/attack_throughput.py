@@ -10,6 +10,7 @@ the per-round overheads shows how far one figure can be trusted.
 Genetic: queries per second of the attack (whole populations in batched forward passes, plus selection,
 crossover and mutation) against the keyword spotter's bare batched forward throughput at the same number of clips,
 both through the query-only view, which answers in passes of 32 clips on the CPU (larger ones are slower per clip).
+Here too a timed attack (``--generations``) and as many bare forwards of the whole population alternate in rounds.
 
 Victims are built untrained with the demo (or ``--full``) architecture unless checkpoints are given: the cost
 per step does not depend on the weights, and an untrained victim never reaches its target, so every clip
@@ -111,36 +112,77 @@ def cw_rows(victim: CTCVictim, device: str, batch_sizes: list[int], seconds: flo
         attack = CarliniWagner(max_iterations=steps, patience=10**6)
         bare_s, attack_s = paired(bare, partial(attack, victim, x, lengths, [TARGET] * batch), device, steps, rounds)
         step_s = [a / steps for a in attack_s]
-        overheads = sorted(a / b - 1 for a, b in zip(step_s, bare_s))
         bare_med, step_med = statistics.median(bare_s), statistics.median(step_s)
-        spread = f"{overheads[0]:.1%} to {overheads[-1]:.1%}"
-        print(f"{batch:6d} {bare_med:15.4f} {step_med:14.4f} {statistics.median(overheads):9.1%} {spread:>16} "
+        print(f"{batch:6d} {bare_med:15.4f} {step_med:14.4f} "
+              f"{median_and_range([a / b - 1 for a, b in zip(step_s, bare_s)])} "
               f"{batch * 60 / (step_med * cw_steps):13.1f}")
 
 
-def genetic_rows(victim: ClassifierVictim, device: str, batch_sizes: list[int], generations: int) -> None:
+class ForwardClock:
+    """Seconds spent inside ``module``'s forward while :attr:`running`, from hooks around it (CPU only: on a GPU the
+    hooks would time the launches, not the work)."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.seconds, self.running, self._start = 0.0, False, 0.0
+        self.per_call: list[float] = []
+        module.register_forward_pre_hook(self._enter)
+        module.register_forward_hook(self._leave)
+
+    def around(self, call: Callable[[], object]) -> Callable[[], None]:
+        """``call``, recording in :attr:`per_call` the seconds each call spends inside the forward."""
+
+        def clocked() -> None:
+            self.seconds, self.running = 0.0, True
+            call()
+            self.running = False
+            self.per_call.append(self.seconds)
+
+        return clocked
+
+    def _enter(self, *_: object) -> None:
+        self._start = time.perf_counter()
+
+    def _leave(self, *_: object) -> None:
+        if self.running:
+            self.seconds += time.perf_counter() - self._start
+
+
+def genetic_rows(victim: ClassifierVictim, device: str, batch_sizes: list[int], generations: int, rounds: int) -> None:
     members = 20
-    print(f"\nGenetic on the keyword spotter, population {members}, {generations} generations per batch size; "
-          "queue ahead: one host sync per generation (the default on CUDA), or three (the CPU's)")
-    print(f"{'clips':>6} {'members':>14} {'queue ahead':>12} {'bare queries/s':>15} {'attack queries/s':>17} "
-          f"{'overhead':>9}")
+    print(f"\nGenetic on the keyword spotter, population {members}, {generations} generations against {generations} "
+          f"bare forwards of the whole population, alternately, {rounds} rounds; medians, and the overhead's range over "
+          "rounds; queue ahead: one host sync per generation (the default on CUDA), or three (the CPU's). Own work: "
+          "the attack's time outside the victim's forward over the time inside it, in the same calls (CPU only)")
+    print(f"{'clips':>6} {'members':>8} {'queue ahead':>12} {'bare queries/s':>15} {'attack queries/s':>17} "
+          f"{'overhead':>9} {'range':>16} {'own work':>9} {'range':>16}")
+    clock = ForwardClock(victim.module)
     for batch in batch_sizes:
         x = quantize(torch.randn(batch, victim.clip_samples, device=device) * 0.05)
         population = quantize(torch.randn(batch * members, victim.clip_samples, device=device) * 0.05)
         view = QueryOnlyView(victim)
-        bare_s = timed(partial(view, population), device, 3)
         # The least likely class of each clip as target keeps every clip searching for every generation.
         with torch.no_grad():
             targets = [victim.labels[i] for i in victim.module(x).argmin(-1).tolist()]
         lengths = torch.full((batch,), victim.clip_samples, device=device)
-        bare_qps = batch * members / bare_s
         for queue_ahead in (False, True):
             attack = GeneticAttack(max_generations=generations, queue_ahead=queue_ahead)
             queries = sum(r.queries for r in attack(victim, x, lengths, targets).results)
-            elapsed = timed(partial(attack, victim, x, lengths, targets), device, 1, blocks=2, warmup=0)
-            attack_qps = queries / elapsed
-            print(f"{batch:6d} {batch * members:14d} {str(queue_ahead):>12} {bare_qps:15.0f} {attack_qps:17.0f} "
-                  f"{bare_qps / attack_qps - 1:9.1%}")
+            clock.per_call.clear()
+            bare_s, attack_s = paired(partial(view, population), clock.around(partial(attack, victim, x, lengths, targets)),
+                                      device, generations, rounds)
+            inside_s = clock.per_call[1:]  # after the warm-up call
+            bare_qps = [batch * members / s for s in bare_s]
+            attack_qps = [queries / s for s in attack_s]
+            print(f"{batch:6d} {batch * members:8d} {str(queue_ahead):>12} {statistics.median(bare_qps):15.0f} "
+                  f"{statistics.median(attack_qps):17.0f} "
+                  f"{median_and_range([b / a - 1 for a, b in zip(attack_qps, bare_qps)])} "
+                  f"{median_and_range([a / i - 1 for a, i in zip(attack_s, inside_s)]) if device == 'cpu' else ''}")
+
+
+def median_and_range(overheads: list[float]) -> str:
+    """The median overhead and its range over rounds, as two columns."""
+    spread = f"{min(overheads):.1%} to {max(overheads):.1%}"
+    return f"{statistics.median(overheads):9.1%} {spread:>16}"
 
 
 def main(
@@ -166,7 +208,7 @@ def main(
         clip_seconds: length of the C&W clips.
         cw_steps: steps of the attack whose examples per minute are reported (1000 in the paper).
         timed_steps: C&W steps per timed attack, and bare steps per timed bare block.
-        rounds: alternating bare/attack measurements per C&W batch size.
+        rounds: alternating bare/attack measurements per batch size (and per genetic mode).
         generations: genetic generations timed per batch size.
         full: paper-size DeepSpeech (2048 hidden units) instead of the demo size (256).
         asr_checkpoint: a DeepSpeech checkpoint to measure instead of an untrained network.
@@ -185,7 +227,7 @@ def main(
                                          win_ms=25.0 if full else 32.0), device)
     cw_rows(asr, device, cw_batch_sizes, clip_seconds, timed_steps, cw_steps, rounds)
     kws = load_victim(kws_checkpoint, device) if kws_checkpoint else ClassifierVictim(KWSModule(padding="valid"), device)
-    genetic_rows(kws, device, genetic_batch_sizes, generations)
+    genetic_rows(kws, device, genetic_batch_sizes, generations, rounds)
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
 
 

@@ -187,7 +187,7 @@ lease() {  # the checks of `kws-large` and the most wanted of `run`, in one leas
 genetic() {  # issue 4's goal left open on the GPU: the genetic loop within 20% of the bare batched forward
     setup
     check genetic 150 python3 benchmarks/attack_throughput.py --device "$device" --cw_batch_sizes '[]' \
-        --genetic_batch_sizes '[4,32,128,512]'
+        --genetic_batch_sizes '[4,32,128,512]' --rounds 3
 }
 
 blackbox_full() {  # the paper-scale black-box set (4,500 genetic attacks) against the large keyword spotter

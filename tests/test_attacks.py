@@ -21,6 +21,7 @@ from lit_app.attacks import (
     QueryOnlyView,
     metrics,
 )
+from lit_app.attacks.genetic import PopulationBuffers
 from lit_app.attacks.victims import CPU_CLIPS_PER_PASS, answer_in_passes
 from lit_app.models.kws import KWSModule
 from lit_app.text import Alphabet, greedy_decode
@@ -239,6 +240,28 @@ def test_genetic_mutation_draws_fixed_in_advance_bound_the_mutated_samples():
     delta = heavy.mutate(torch.zeros(2, 4, 1000), torch.zeros(2, 1000), torch.tensor([1000, 1000]),
                          torch.Generator().manual_seed(0), draws=3)
     assert 0 < int((delta != 0).sum(-1).max()) <= 3
+
+
+def test_genetic_generations_bred_in_reused_buffers_equal_fresh_ones():
+    """The search breeds into buffers it allocates once; the next generation must never be written over the
+    population it is bred from, and the clips kept after some finish must be the same members."""
+    attack = GeneticAttack(population_size=6, elite_size=2, mutation_probability=0.05)
+    clips, samples = 4, 500
+    x = torch.randint(-3000, 3000, (clips, samples)).float()
+    lengths = torch.tensor([500, 400, 500, 250])
+    delta = attack.mutate(torch.zeros(clips, 6, samples), x, lengths, torch.Generator().manual_seed(0))
+    fitness = torch.rand(clips, 6, generator=torch.Generator().manual_seed(1))
+    elites = fitness.topk(2, dim=1).indices
+    buffers = PopulationBuffers(clips, 6, 4, samples, torch.device("cpu"))
+    current = buffers.population(clips)
+    current.copy_(delta)
+    fresh = attack.next_generation(delta, fitness, elites, x, lengths, torch.Generator().manual_seed(2))
+    reused = attack.next_generation(current, fitness, elites, x, lengths, torch.Generator().manual_seed(2),
+                                    buffers=buffers)
+    assert torch.equal(fresh, reused) and not torch.equal(fresh, delta)
+    assert torch.equal(current, delta)  # the parents' buffer is untouched
+    kept = buffers.keep(reused, torch.tensor([0, 3]))
+    assert torch.equal(kept, fresh[[0, 3]]) and kept.data_ptr() == current.data_ptr()
 
 
 def test_query_only_view_refuses_white_box_access():

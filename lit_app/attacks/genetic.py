@@ -139,11 +139,12 @@ class GeneticAttack(Attack):
         generations = torch.zeros(batch, dtype=torch.long, device=device)
         best = torch.zeros(batch, samples, device=device)
         active = torch.arange(batch, device=device)
-        delta = self.mutate(torch.zeros(batch, members, samples, device=device), x, lengths, generator, draws=draws)
+        buffers = PopulationBuffers(batch, members, members - self.elite_size, samples, device)
+        delta = self.mutate(buffers.population(batch).zero_(), x, lengths, generator, draws=draws)
         elite_probabilities = None  # the elites are unchanged copies: their answers are already known
         for generation in range(self.max_generations):
             xa = x[active]
-            probabilities = self.evaluate(view, xa, delta, elite_probabilities)  # [active, members, classes]
+            probabilities = self.evaluate(view, xa, delta, elite_probabilities, buffers)  # [active, members, classes]
             queries[active] += members if elite_probabilities is None else members - self.elite_size
             generations[active] += 1
             rows = torch.arange(active.numel(), device=device)
@@ -157,19 +158,21 @@ class GeneticAttack(Attack):
                 break
             if queue_ahead:
                 delta, elite_probabilities = self.breed(delta, fitness, probabilities, xa, lengths[active], generator,
-                                                        draws)
+                                                        draws, buffers)
                 still = running.nonzero().squeeze(1)  # the generation's one host sync
                 if still.numel() == 0:
                     break
                 if still.numel() < active.numel():
-                    active, delta, elite_probabilities = active[still], delta[still], elite_probabilities[still]
+                    active, delta, elite_probabilities = active[still], buffers.keep(delta, still), elite_probabilities[still]
                 continue
             if not bool(running.any()):
                 break
             if not bool(running.all()):
-                active, delta, fitness, xa = active[running], delta[running], fitness[running], xa[running]
-                probabilities = probabilities[running]
-            delta, elite_probabilities = self.breed(delta, fitness, probabilities, xa, lengths[active], generator)
+                still = running.nonzero().squeeze(1)
+                active, delta, fitness, xa = active[still], buffers.keep(delta, still), fitness[still], xa[still]
+                probabilities = probabilities[still]
+            delta, elite_probabilities = self.breed(delta, fitness, probabilities, xa, lengths[active], generator,
+                                                    buffers=buffers)
         return best / FULL_SCALE, queries, generations
 
     def breed(
@@ -181,11 +184,13 @@ class GeneticAttack(Attack):
         lengths: torch.Tensor,
         generator: torch.Generator,
         draws: int | None = None,
+        buffers: PopulationBuffers | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The next generation, and the answers already known for its elites (``[clips, elite_size, classes]``)."""
         elites = fitness.topk(self.elite_size, dim=1).indices
         elite_probabilities = probabilities.take_along_dim(elites.unsqueeze(-1), dim=1)
-        return self.next_generation(delta, fitness, elites, x, lengths, generator, draws), elite_probabilities
+        population = self.next_generation(delta, fitness, elites, x, lengths, generator, draws, buffers)
+        return population, elite_probabilities
 
     def mutation_draws(self, samples: int) -> int:
         """Mutation positions drawn per member when their number is fixed in advance: the binomial mean of
@@ -195,7 +200,12 @@ class GeneticAttack(Attack):
         return max(1, math.ceil(mean + 8 * math.sqrt(mean * (1 - self.mutation_probability)) + 8))
 
     def evaluate(
-        self, view: QueryOnlyView, x: torch.Tensor, delta: torch.Tensor, elite_probabilities: torch.Tensor | None
+        self,
+        view: QueryOnlyView,
+        x: torch.Tensor,
+        delta: torch.Tensor,
+        elite_probabilities: torch.Tensor | None,
+        buffers: PopulationBuffers | None = None,
     ) -> torch.Tensor:
         """Class probabilities of every member of every clip, in as few forward passes as memory allows.
 
@@ -205,7 +215,9 @@ class GeneticAttack(Attack):
         """
         first = 0 if elite_probabilities is None else self.elite_size
         clips, members, samples = delta.shape
-        flat = (x.unsqueeze(1) + delta[:, first:]).div_(FULL_SCALE).reshape(clips * (members - first), samples)
+        queried = None if buffers is None else buffers.queried(clips, members - first)
+        flat = torch.add(x.unsqueeze(1), delta[:, first:], out=queried).div_(FULL_SCALE)
+        flat = flat.view(clips * (members - first), samples)
         answers = [view(flat[i : i + self.max_batch_clips]) for i in range(0, flat.shape[0], self.max_batch_clips)]
         probabilities = torch.cat(answers).reshape(clips, members - first, -1)
         return probabilities if elite_probabilities is None else torch.cat([elite_probabilities, probabilities], 1)
@@ -226,17 +238,24 @@ class GeneticAttack(Attack):
         lengths: torch.Tensor,
         generator: torch.Generator,
         draws: int | None = None,
+        buffers: PopulationBuffers | None = None,
     ) -> torch.Tensor:
         """The ``elites`` (member indices, fittest first), then children of softmax-selected parents by
         uniform crossover and mutation."""
         clips, members, samples = delta.shape
         children = members - self.elite_size
         rows = torch.arange(clips, device=delta.device).unsqueeze(1)
-        population = torch.empty_like(delta)
+        population = torch.empty_like(delta) if buffers is None else buffers.next_population(clips)
         population[:, : self.elite_size] = delta[rows, elites]
         parents = torch.multinomial(self.parent_weights(fitness), 2 * children, replacement=True, generator=generator)
         take_first = random_bits((clips, children, samples), delta.device, generator)
-        torch.where(take_first, delta[rows, parents[:, :children]], delta[rows, parents[:, children:]],
+        # Member ``p`` of clip ``c`` is row ``c * members + p`` of the flattened population.
+        rows_of_parents = parents + rows * members
+        flat = delta.reshape(clips * members, samples)
+        first, second = (None, None) if buffers is None else buffers.parents(clips)
+        first = torch.index_select(flat, 0, rows_of_parents[:, :children].reshape(-1), out=first)
+        second = torch.index_select(flat, 0, rows_of_parents[:, children:].reshape(-1), out=second)
+        torch.where(take_first, first.view(clips, children, samples), second.view(clips, children, samples),
                     out=population[:, self.elite_size :])
         return self.mutate(population, x, lengths, generator, first=self.elite_size, draws=draws)
 
@@ -279,12 +298,58 @@ class GeneticAttack(Attack):
         return delta
 
 
+class PopulationBuffers:
+    """The population-sized tensors of one search, allocated once and reused by every generation.
+
+    A fresh CPU tensor this large (1.3 MB per clip with 20 members) is mapped from new memory pages, which the
+    kernel zeroes on first touch; doing that for each of a generation's four such tensors cost more than the
+    crossover itself (RESULTS.md, "The genetic loop's own work on the CPU"). The population lives in one of two
+    buffers; the next generation, or the clips still searching, are written into the other.
+
+    Args:
+        clips: clips in the search (the largest number active at once).
+        members: population size per clip.
+        children: members bred per generation.
+        samples: samples per clip.
+        device: where the search runs.
+    """
+
+    def __init__(self, clips: int, members: int, children: int, samples: int, device: torch.device) -> None:
+        self.children = children
+        self._current, self._spare = (torch.empty(clips, members, samples, device=device) for _ in range(2))
+        self._parents = torch.empty(2, clips * children, samples, device=device)
+        self._queried = torch.empty(clips * members, samples, device=device)
+
+    def population(self, clips: int) -> torch.Tensor:
+        """The current population's buffer, for ``clips`` clips: ``[clips, members, samples]``."""
+        return self._current[:clips]
+
+    def next_population(self, clips: int) -> torch.Tensor:
+        """The buffer the next population is written into; from now on the current one. It never holds the
+        population it is made from, which stays readable until then."""
+        self._current, self._spare = self._spare, self._current
+        return self._current[:clips]
+
+    def keep(self, population: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """``population[index]``: the members of the clips still searching, in the next buffer."""
+        return torch.index_select(population, 0, index, out=self.next_population(index.numel()))
+
+    def parents(self, clips: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first and second parents of every child, ``[clips * children, samples]`` each."""
+        rows = clips * self.children
+        return self._parents[0, :rows], self._parents[1, :rows]
+
+    def queried(self, clips: int, members: int) -> torch.Tensor:
+        """The waveforms asked of the victim in one generation, ``[clips, members, samples]``."""
+        return self._queried[: clips * members].view(clips, members, -1)
+
+
 def random_bits(shape: tuple[int, int, int], device: torch.device, generator: torch.Generator) -> torch.Tensor:
     """Fair coin flips as a bool tensor, drawn 8 per random byte (the crossover mask is the attack's largest
     random draw: one coin per sample of every child)."""
     *lead, last = shape
     packed = torch.randint(0, 256, (*lead, (last + 7) // 8), device=device, dtype=torch.uint8, generator=generator)
-    # Shifts made on the device: a tensor built from a Python list would be copied there, and on CUDA that
-    # copy waits for every kernel queued before it.
-    shifts = torch.arange(8, device=device, dtype=torch.uint8)
-    return (packed.unsqueeze(-1) >> shifts & 1).bool().flatten(-2)[..., :last]
+    # Bit masks made on the device: a tensor built from a Python list would be copied there, and on CUDA that
+    # copy waits for every kernel queued before it. Bit k of a byte is its k-th coin.
+    masks = torch.ones(8, device=device, dtype=torch.uint8) << torch.arange(8, device=device, dtype=torch.uint8)
+    return (packed.unsqueeze(-1) & masks).bool().flatten(-2)[..., :last]
