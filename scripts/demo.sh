@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the built-in offline data: the paper's whole pipeline at demo scale (the "demo" configs:
-# configs/{kws,asr}/demo.yaml, configs/adversarial/sets/*_demo.yaml, configs/detector/*_demo.yaml), 26.5-28.5 minutes
+# configs/{kws,asr}/demo.yaml, configs/adversarial/sets/*_demo.yaml, configs/detector/*_demo.yaml), 24-28.5 minutes
 # on 2 Zen 5 CPU cores with setup:
 #   1. keyword-spotting victim: synthesise the keyword corpus, train, test on unseen voices
 #   2. DeepSpeech victim: synthesise the sentence corpus, train, test on unseen voices and sentences
