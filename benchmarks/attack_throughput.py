@@ -125,15 +125,17 @@ class ForwardClock:
     def __init__(self, module: torch.nn.Module) -> None:
         self.seconds, self.running, self._start = 0.0, False, 0.0
         self.per_call: list[float] = []
+        self.result: object = None
         module.register_forward_pre_hook(self._enter)
         module.register_forward_hook(self._leave)
 
     def around(self, call: Callable[[], object]) -> Callable[[], None]:
-        """``call``, recording in :attr:`per_call` the seconds each call spends inside the forward."""
+        """``call``, recording in :attr:`per_call` the seconds each call spends inside the forward, and in
+        :attr:`result` what the last call returned."""
 
         def clocked() -> None:
             self.seconds, self.running = 0.0, True
-            call()
+            self.result = call()
             self.running = False
             self.per_call.append(self.seconds)
 
@@ -166,11 +168,11 @@ def genetic_rows(victim: ClassifierVictim, device: str, batch_sizes: list[int], 
         lengths = torch.full((batch,), victim.clip_samples, device=device)
         for queue_ahead in (False, True):
             attack = GeneticAttack(max_generations=generations, queue_ahead=queue_ahead)
-            queries = sum(r.queries for r in attack(victim, x, lengths, targets).results)
             clock.per_call.clear()
             bare_s, attack_s = paired(partial(view, population), clock.around(partial(attack, victim, x, lengths, targets)),
                                       device, generations, rounds)
             inside_s = clock.per_call[1:]  # after the warm-up call
+            queries = sum(r.queries for r in clock.result.results)  # the same in every call: one seed, one batch
             bare_qps = [batch * members / s for s in bare_s]
             attack_qps = [queries / s for s in attack_s]
             print(f"{batch:6d} {batch * members:8d} {str(queue_ahead):>12} {statistics.median(bare_qps):15.0f} "

@@ -255,9 +255,9 @@ def test_genetic_generations_bred_in_reused_buffers_equal_fresh_ones():
     buffers = PopulationBuffers(clips, 6, 4, samples, torch.device("cpu"))
     current = buffers.population(clips)
     current.copy_(delta)
-    fresh = attack.next_generation(delta, fitness, elites, x, lengths, torch.Generator().manual_seed(2))
-    reused = attack.next_generation(current, fitness, elites, x, lengths, torch.Generator().manual_seed(2),
-                                    buffers=buffers)
+    fresh = attack.next_generation(delta, fitness, elites, x, lengths, torch.Generator().manual_seed(2),
+                                   PopulationBuffers(clips, 6, 4, samples, torch.device("cpu")))
+    reused = attack.next_generation(current, fitness, elites, x, lengths, torch.Generator().manual_seed(2), buffers)
     assert torch.equal(fresh, reused) and not torch.equal(fresh, delta)
     assert torch.equal(current, delta)  # the parents' buffer is untouched
     kept = buffers.keep(reused, torch.tensor([0, 3]))

@@ -158,7 +158,7 @@ class GeneticAttack(Attack):
                 break
             if queue_ahead:
                 delta, elite_probabilities = self.breed(delta, fitness, probabilities, xa, lengths[active], generator,
-                                                        draws, buffers)
+                                                        buffers, draws)
                 still = running.nonzero().squeeze(1)  # the generation's one host sync
                 if still.numel() == 0:
                     break
@@ -172,7 +172,7 @@ class GeneticAttack(Attack):
                 active, delta, fitness, xa = active[still], buffers.keep(delta, still), fitness[still], xa[still]
                 probabilities = probabilities[still]
             delta, elite_probabilities = self.breed(delta, fitness, probabilities, xa, lengths[active], generator,
-                                                    buffers=buffers)
+                                                    buffers)
         return best / FULL_SCALE, queries, generations
 
     def breed(
@@ -183,13 +183,13 @@ class GeneticAttack(Attack):
         x: torch.Tensor,
         lengths: torch.Tensor,
         generator: torch.Generator,
+        buffers: PopulationBuffers,
         draws: int | None = None,
-        buffers: PopulationBuffers | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The next generation, and the answers already known for its elites (``[clips, elite_size, classes]``)."""
         elites = fitness.topk(self.elite_size, dim=1).indices
         elite_probabilities = probabilities.take_along_dim(elites.unsqueeze(-1), dim=1)
-        population = self.next_generation(delta, fitness, elites, x, lengths, generator, draws, buffers)
+        population = self.next_generation(delta, fitness, elites, x, lengths, generator, buffers, draws)
         return population, elite_probabilities
 
     def mutation_draws(self, samples: int) -> int:
@@ -205,7 +205,7 @@ class GeneticAttack(Attack):
         x: torch.Tensor,
         delta: torch.Tensor,
         elite_probabilities: torch.Tensor | None,
-        buffers: PopulationBuffers | None = None,
+        buffers: PopulationBuffers,
     ) -> torch.Tensor:
         """Class probabilities of every member of every clip, in as few forward passes as memory allows.
 
@@ -215,8 +215,7 @@ class GeneticAttack(Attack):
         """
         first = 0 if elite_probabilities is None else self.elite_size
         clips, members, samples = delta.shape
-        queried = None if buffers is None else buffers.queried(clips, members - first)
-        flat = torch.add(x.unsqueeze(1), delta[:, first:], out=queried).div_(FULL_SCALE)
+        flat = torch.add(x.unsqueeze(1), delta[:, first:], out=buffers.queried(clips, members - first)).div_(FULL_SCALE)
         flat = flat.view(clips * (members - first), samples)
         answers = [view(flat[i : i + self.max_batch_clips]) for i in range(0, flat.shape[0], self.max_batch_clips)]
         probabilities = torch.cat(answers).reshape(clips, members - first, -1)
@@ -237,24 +236,24 @@ class GeneticAttack(Attack):
         x: torch.Tensor,
         lengths: torch.Tensor,
         generator: torch.Generator,
+        buffers: PopulationBuffers,
         draws: int | None = None,
-        buffers: PopulationBuffers | None = None,
     ) -> torch.Tensor:
         """The ``elites`` (member indices, fittest first), then children of softmax-selected parents by
-        uniform crossover and mutation."""
+        uniform crossover and mutation, written into ``buffers``' next population (``delta`` is not touched)."""
         clips, members, samples = delta.shape
         children = members - self.elite_size
         rows = torch.arange(clips, device=delta.device).unsqueeze(1)
-        population = torch.empty_like(delta) if buffers is None else buffers.next_population(clips)
+        population = buffers.next_population(clips)
         population[:, : self.elite_size] = delta[rows, elites]
         parents = torch.multinomial(self.parent_weights(fitness), 2 * children, replacement=True, generator=generator)
         take_first = random_bits((clips, children, samples), delta.device, generator)
         # Member ``p`` of clip ``c`` is row ``c * members + p`` of the flattened population.
         rows_of_parents = parents + rows * members
         flat = delta.reshape(clips * members, samples)
-        first, second = (None, None) if buffers is None else buffers.parents(clips)
-        first = torch.index_select(flat, 0, rows_of_parents[:, :children].reshape(-1), out=first)
-        second = torch.index_select(flat, 0, rows_of_parents[:, children:].reshape(-1), out=second)
+        first, second = buffers.parents(clips)
+        torch.index_select(flat, 0, rows_of_parents[:, :children].reshape(-1), out=first)
+        torch.index_select(flat, 0, rows_of_parents[:, children:].reshape(-1), out=second)
         torch.where(take_first, first.view(clips, children, samples), second.view(clips, children, samples),
                     out=population[:, self.elite_size :])
         return self.mutate(population, x, lengths, generator, first=self.elite_size, draws=draws)
