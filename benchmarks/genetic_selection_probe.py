@@ -20,11 +20,10 @@ import time
 import torch
 from jsonargparse import CLI
 
+from lit_app.advsets.corpus import screen
 from lit_app.attacks import GeneticAttack
 from lit_app.attacks.victims import load_victim
 from lit_app.audio.io import read_audio
-from lit_app.data.adversarial_corpus import screen
-from lit_app.data.adversarial_sources import list_sources
 from lit_app.data.kws import KWSDataModule
 
 
@@ -45,7 +44,9 @@ def main(
         seed: seed of the clip and target draws and of the attacks.
     """
     victim = load_victim(checkpoint)
-    sources = [c for c in list_sources(KWSDataModule(root=root)) if c.split == "test"]
+    data = KWSDataModule(root=root)
+    data.prepare_data()
+    sources = [c for c in data.attack_sources() if c.split == "test"]
     rng = random.Random(seed)
     rng.shuffle(sources)
     keywords = [label for label in victim.labels if not label.startswith("_")]

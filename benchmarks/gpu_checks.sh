@@ -194,8 +194,8 @@ blackbox_full() {  # the paper-scale black-box set (4,500 genetic attacks) again
     setup
     (time build_corpus configs/kws/large.yaml "$(nproc)") 2>&1 | tee "$out/corpus_build.log"
     kws_large_victim 3
-    check blackbox_full $((GENERATE_MINUTES * 60)) python3 -m lit_app.data.adversarial_generate \
-        --data lit_app.data.adversarial.AdversarialDataModule \
+    check blackbox_full $((GENERATE_MINUTES * 60)) python3 -m lit_app.advsets.generate \
+        --data lit_app.advsets.datamodule.AdversarialDataModule \
         --data.train_sets '[configs/adversarial/sets/blackbox_full.yaml]'
     # The card exists once the set is complete; the log above has each batch's successes either way.
     cp data/adversarial/blackbox-full/README.md "$out/blackbox-full-card.md"
@@ -207,7 +207,7 @@ genetic_large() {  # issue 4's two genetic questions left for a GPU: the loop's 
     (time build_corpus configs/kws/large.yaml "$(nproc)") 2>&1 | tee "$out/corpus_build.log"
     kws_large_victim 3 "$@"
     for set in blackbox_large_sample blackbox_large_sample_proportional; do
-        check "$set" 90 python3 -m lit_app.data.adversarial_generate --data lit_app.data.adversarial.AdversarialDataModule \
+        check "$set" 90 python3 -m lit_app.advsets.generate --data lit_app.advsets.datamodule.AdversarialDataModule \
             --data.train_sets "[configs/adversarial/sets/$set.yaml]"
         cp "data/adversarial/${set//_/-}/README.md" "$out/$set-card.md"
     done

@@ -9,11 +9,14 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
+
+if TYPE_CHECKING:
+    from lit_app.data.source_clip import SourceClip
 
 CLASS_KEY = "lit_app_class"
 
@@ -109,6 +112,13 @@ class LitAppDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         raise NotImplementedError(f"{type(self).__name__} must build its loaders in _loader(split, shuffle)")
+
+    def attack_sources(self) -> list[SourceClip]:
+        """Every clean clip of the corpus that an attack may start from, each with its detection split.
+
+        Victims' data modules override this; the adversarial-set builder calls it after ``prepare_data``.
+        """
+        raise TypeError(f"cannot attack clips of a {type(self).__name__}; use a KWSDataModule or an ASRDataModule")
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.split_names["train"], shuffle=True)

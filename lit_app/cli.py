@@ -17,11 +17,11 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 import callbacks  # noqa: F401  (makes the app's callbacks selectable by short name)
 import strategies  # noqa: F401  (registers the app's strategies)
+from lit_app.advsets.datamodule import AdversarialDataModule  # noqa: F401
+from lit_app.advsets.external import ExternalDetectionDataModule  # noqa: F401
+from lit_app.advsets.mixture import DetectionMixture  # noqa: F401
 from lit_app.base import LitAppDataModule, LitAppModule
-from lit_app.data.adversarial import AdversarialDataModule  # noqa: F401
 from lit_app.data.asr import ASRDataModule  # noqa: F401
-from lit_app.data.detection_mixture import DetectionMixture  # noqa: F401
-from lit_app.data.external_adversarial import ExternalDetectionDataModule  # noqa: F401
 from lit_app.data.kws import KWSDataModule  # noqa: F401
 from lit_app.models.asr import DeepSpeechModule  # noqa: F401
 from lit_app.models.detector import DetectorModule  # noqa: F401

@@ -16,11 +16,11 @@ import pytest
 import soundfile as sf
 import torch
 
+from lit_app.advsets import manifest
+from lit_app.advsets.corpus import AdversarialCorpus
 from lit_app.attacks import PGD, NoiseControl, checkpoint_sha256
-from lit_app.data import adversarial_manifest as manifest
-from lit_app.data.adversarial_corpus import AdversarialCorpus
 from lit_app.data.kws import KWSDataModule
-from lit_app.data.synth.build import CorpusError
+from lit_app.folders import CorpusError
 from lit_app.models.kws import KWSModule
 from tests.conftest import save_checkpoint
 
@@ -95,18 +95,18 @@ def write_config(folder: Path, corpus_root: Path, keywords: Path, victim: Path) 
         "device": "cpu", "show_progress": False,
     }))
     config = folder / "config.yaml"
-    config.write_text(json.dumps({"data": {"class_path": "lit_app.data.adversarial.AdversarialDataModule",
+    config.write_text(json.dumps({"data": {"class_path": "lit_app.advsets.datamodule.AdversarialDataModule",
                                            "init_args": {"train_sets": ["corpus.yaml"]}}}))
     return config
 
 
 def test_a_killed_generation_run_resumes_without_duplicates_or_gaps(tmp_path, tiny_keywords, kws_victim):
-    from lit_app.data.adversarial_generate import main
+    from lit_app.advsets.generate import main
 
     root = tmp_path / "killed"
     config = write_config(tmp_path / "configs", root, tiny_keywords, kws_victim)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "lit_app.data.adversarial_generate", "--config", str(config)],
+    process = subprocess.Popen([sys.executable, "-m", "lit_app.advsets.generate", "--config", str(config)],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     progress = root / "progress" / "shard-000-of-001.jsonl"
     deadline = time.monotonic() + 120

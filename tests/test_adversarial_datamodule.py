@@ -11,12 +11,12 @@ import pytorch_lightning as pl
 import torch
 import yaml
 
+from lit_app.advsets import datamodule as adversarial
+from lit_app.advsets import manifest
+from lit_app.advsets.corpus import AdversarialCorpus
+from lit_app.advsets.datamodule import AdversarialDataModule, LeakageError, check_leakage
+from lit_app.advsets.detection import DetectionBatch
 from lit_app.attacks import PGD, NoiseControl
-from lit_app.data import adversarial
-from lit_app.data import adversarial_manifest as manifest
-from lit_app.data.adversarial import AdversarialDataModule, LeakageError, check_leakage
-from lit_app.data.adversarial_corpus import AdversarialCorpus
-from lit_app.data.detection import DetectionBatch
 from tests.conftest import QUIET_TRAINER
 from tests.test_adversarial_corpus import kws_victim, make_corpus  # noqa: F401  (kws_victim is a fixture)
 
@@ -158,7 +158,7 @@ def test_every_adversarial_config_builds_the_data_module(config, tmp_path, monke
                          ids=lambda p: p.stem)
 def test_every_attack_set_config_loads_with_its_attack(config, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (corpus,) = cli_datamodule("--data", "lit_app.data.adversarial.AdversarialDataModule", "--data.train_sets",
+    (corpus,) = cli_datamodule("--data", "lit_app.advsets.datamodule.AdversarialDataModule", "--data.train_sets",
                                f"[{config}]").corpora()
     assert str(corpus.root).endswith(yaml.safe_load(config.read_text())["root"]) and corpus.attack.settings()
 
@@ -167,7 +167,7 @@ def test_results_table_and_audio_pairs_go_to_wandb(corpora, tmp_path, monkeypatc
     import wandb
     from pytorch_lightning.loggers import WandbLogger
 
-    from lit_app.data.adversarial_wandb import example_pairs, log_corpora, results_table
+    from lit_app.advsets.wandb_log import example_pairs, log_corpora, results_table
 
     attacked, _ = corpora
     attacked.build()

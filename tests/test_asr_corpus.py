@@ -9,9 +9,9 @@ import pytest
 import soundfile as sf
 
 from lit_app.data.synth import sentences as corpus_module
-from lit_app.data.synth.build import CorpusError
 from lit_app.data.synth.phrases import generate_sentences, number_words, vocabulary
 from lit_app.data.synth.sentences import SyntheticSentenceCorpus, read_corpus
+from lit_app.folders import CorpusError
 from lit_app.text import Alphabet
 from tests import asr_helpers
 from tests.asr_helpers import TINY_SENTENCES

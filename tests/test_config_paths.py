@@ -96,10 +96,11 @@ def test_the_checks_see_the_demo_products():
 
 @pytest.mark.parametrize("scale", ["quick", "demo"])
 def test_the_main_job_finds_a_config_for_each_of_its_stages(scale):
-    """``scripts/demo.sh`` names its configs by scale; its grid reads exactly the corpora its attack stages build."""
-    from lit_app.experiments.demo_summary import demo_corpora
+    """The main job names its configs by scale; its grid reads exactly the corpora its attack stages build."""
+    from tests.main_job import RECIPE, load_report
 
-    script = (CONFIGS.parent / "scripts" / "demo.sh").read_text()
+    demo_corpora = load_report().demo_corpora
+    script = (RECIPE / "run.sh").read_text()
     sets = script.split("for set in ", 1)[1].split(";", 1)[0].split()
     wanted = [f"kws/{scale}.yaml", f"asr/{scale}.yaml", *(f"adversarial/sets/{s}_{scale}.yaml" for s in sets),
               *(f"detector/{name}_{scale}.yaml" for name in ("grid", "noise_flooding", "adaptive"))]

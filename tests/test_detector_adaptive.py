@@ -6,8 +6,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from lit_app.advsets.detection import collate_detection
 from lit_app.attacks import PGD, ClassifierVictim
-from lit_app.data.detection import collate_detection
 from lit_app.data.kws import KWSDataModule
 from lit_app.experiments.adaptive import DETECTED, DetectorAwareVictim, run_adaptive
 from lit_app.models.detector import DetectorModule

@@ -7,10 +7,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from lit_app.audio.io import AudioError, write_wav
-from lit_app.data.detection import ADVERSARIAL, NORMAL
-from lit_app.data.detection_mixture import DetectionMixture
-from lit_app.data.external_adversarial import (
+from lit_app.advsets.detection import ADVERSARIAL, NORMAL
+from lit_app.advsets.external import (
     DatasetLayoutError,
     DetectionClip,
     ExternalDetectionDataModule,
@@ -20,6 +18,8 @@ from lit_app.data.external_adversarial import (
     read_set_a,
     split_by_group,
 )
+from lit_app.advsets.mixture import DetectionMixture
+from lit_app.audio.io import AudioError, write_wav
 
 
 def clip(path: Path, seconds: float = 0.2, seed: int = 0) -> Path:

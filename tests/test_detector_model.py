@@ -6,8 +6,8 @@ import torch
 from torch import nn
 from torchmetrics.functional.classification import binary_auroc
 
+from lit_app.advsets.detection import collate_detection
 from lit_app.checkpoints import CheckpointError, load_module
-from lit_app.data.detection import collate_detection
 from lit_app.metrics.detection import BinaryEER, equal_error_rate, seed_mean_auroc_interval
 from lit_app.models.detector import DetectorModule, add_noise_at_snr, aggregate_blocks, split_into_blocks
 from lit_app.models.kws import KWSModule

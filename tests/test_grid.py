@@ -33,7 +33,7 @@ def one_thread():
 
 
 def source(root):
-    return {"class_path": "lit_app.data.external_adversarial.ExternalDetectionDataModule",
+    return {"class_path": "lit_app.advsets.external.ExternalDetectionDataModule",
             "init_args": {"root": str(root), "split_fractions": [0.5, 0.25, 0.25], "batch_size": 8}}
 
 
@@ -181,7 +181,7 @@ def test_source_configs_compose_with_lit_app(source, capsys, monkeypatch):
         lit_app_main(["fit", "-c", str(CONFIGS / "detector" / "blocks.yaml"), "-c", str(source), "--print_config"])
     assert stop.value.code == 0
     data = yaml.safe_load(capsys.readouterr().out)["data"]
-    assert data["class_path"] == "lit_app.data.adversarial.AdversarialDataModule"
+    assert data["class_path"] == "lit_app.advsets.datamodule.AdversarialDataModule"
     assert data["init_args"]["train_sets"][0]["init_args"]["root"].startswith("data/adversarial/")
 
 

@@ -10,10 +10,10 @@ import time
 import pytest
 import soundfile as sf
 
-from lit_app.data.synth.build import CorpusError
 from lit_app.data.synth.keywords import SyntheticKeywordCorpus
 from lit_app.data.synth.tts import FliteEngine, flite_available
 from lit_app.data.vocab import KEYWORDS_10, OTHER_WORDS
+from lit_app.folders import CorpusError
 from tests.conftest import TINY_CORPUS
 
 

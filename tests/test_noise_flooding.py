@@ -170,7 +170,7 @@ def test_the_experiment_scores_fuses_writes_and_resumes(pgd_grid, tmp_path, monk
 
 def test_a_source_that_names_no_victim_is_refused_clearly(detection_sets, tmp_path):  # noqa: F811
     grid = tmp_path / "grid.yaml"
-    source = {"class_path": "lit_app.data.external_adversarial.ExternalDetectionDataModule",
+    source = {"class_path": "lit_app.advsets.external.ExternalDetectionDataModule",
               "init_args": {"root": str(detection_sets["white"]), "split_fractions": [0.5, 0.25, 0.25]}}
     grid.write_text(yaml.safe_dump({"sources": {"white": source}, "train": {"white": ["white"]}, "test": {"white": ["white"]},
                                     "features": {"MFCC": {}}}))

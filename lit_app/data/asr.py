@@ -14,8 +14,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from lit_app.audio.io import AudioPolicy, read_audio
 from lit_app.base import LitAppDataModule
 from lit_app.data import commonvoice, librispeech
+from lit_app.data.source_clip import SourceClip
 from lit_app.data.synth import sentences
 from lit_app.data.utterances import Utterance, partition, with_durations
+from lit_app.splits import SPLITS, STAGE_SPLITS
 from lit_app.text import DEFAULT_SYMBOLS, Alphabet
 
 log = logging.getLogger(__name__)
@@ -26,7 +28,6 @@ DEFAULT_SPLITS: dict[str, dict[str, list[str]]] = {
     "librispeech": {"train": ["train-clean-100"], "val": ["dev-clean"], "test": ["test-clean"]},
     "commonvoice": {"train": ["train"], "val": ["dev"], "test": ["test"]},
 }
-STAGE_SETS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
 
 
 class ASRBatch(NamedTuple):
@@ -187,6 +188,25 @@ class ASRDataModule(LitAppDataModule):
         if self.synthesize is not None:
             self.synthesize.build(self.root)
 
+    def attack_sources(self) -> list[SourceClip]:
+        """Every readable utterance of the configured splits whose transcript fits the alphabet (others are
+        left out with a warning)."""
+        clips = []
+        for split in SPLITS:
+            for source_split in self.splits[split]:
+                utterances, bad = with_durations(self.read_split(source_split), skip_bad=True)
+                for message in bad:
+                    log.warning("left out of the attack sources: %s", message)
+                for u in utterances:
+                    try:
+                        transcript = self.alphabet.normalise(u.transcript, str(u.path))
+                    except ValueError as err:
+                        log.warning("left out of the attack sources: %s", err)
+                        continue
+                    clips.append(SourceClip(u.id, str(u.path), split, source_split, transcript, u.speaker,
+                                            round(float(u.seconds or 0.0) * 16000)))
+        return clips
+
     def read_split(self, split: str) -> list[Utterance]:
         """The utterances of one split of the corpus, as listed (not yet checked)."""
         if self.corpus == "synthetic":
@@ -239,7 +259,7 @@ class ASRDataModule(LitAppDataModule):
             )
 
     def setup(self, stage: str) -> None:
-        for name in STAGE_SETS[stage]:
+        for name in STAGE_SPLITS[stage]:
             if name not in self.datasets:
                 self.datasets[name] = self.load_set(name)
 

@@ -14,12 +14,12 @@ from lit_app.audio.augment import TimeShiftAndNoise
 from lit_app.audio.io import AudioPolicy
 from lit_app.base import LitAppDataModule
 from lit_app.data import speech_commands as sc
+from lit_app.data.source_clip import SourceClip
 from lit_app.data.synth.keywords import SyntheticKeywordCorpus
-from lit_app.data.vocab import SILENCE, Task, task_labels
+from lit_app.data.vocab import SILENCE, UNKNOWN, Task, task_labels
+from lit_app.splits import FROM_SPEECH_COMMANDS, SPEECH_COMMANDS_SPLITS, SPEECH_COMMANDS_STAGE_SPLITS, SPLITS
 
 log = logging.getLogger(__name__)
-
-STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("testing",), "predict": ("testing",)}
 
 
 class KWSDataModule(LitAppDataModule):
@@ -45,7 +45,7 @@ class KWSDataModule(LitAppDataModule):
         num_workers: DataLoader worker processes (clips are in memory, so 0 is usually fastest).
     """
 
-    split_names = {"train": "train", "val": "validation", "test": "testing"}  # Speech Commands' names
+    split_names = dict(zip(SPLITS, SPEECH_COMMANDS_SPLITS))
 
     def __init__(
         self,
@@ -85,7 +85,7 @@ class KWSDataModule(LitAppDataModule):
             self.synthesize.build(self.root)
 
     def setup(self, stage: str) -> None:
-        wanted = [split for split in STAGE_SPLITS[stage] if split not in self.datasets]
+        wanted = [split for split in SPEECH_COMMANDS_STAGE_SPLITS[stage] if split not in self.datasets]
         if not wanted:
             return
         clips = sc.scan(self.root)
@@ -109,6 +109,16 @@ class KWSDataModule(LitAppDataModule):
             if not targets:
                 raise RuntimeError(f"{self.root}: the {split} split has no clips for task {self.task!r}")
             self.datasets[split] = TensorDataset(audio, torch.tensor(targets))
+
+    def attack_sources(self) -> list[SourceClip]:
+        """Every keyword clip (not ``_unknown_`` words nor silence), in the split its list files give it."""
+        keywords = {label for label in self.labels if label not in (SILENCE, UNKNOWN)}
+        return [
+            SourceClip(id=clip.path.removesuffix(".wav"), path=str(self.root / clip.path),
+                       split=FROM_SPEECH_COMMANDS[split], source_split=split, label=clip.word,
+                       group=clip.speaker, num_samples=sc.CLIP_SAMPLES)
+            for split, listed in sc.scan(self.root).items() for clip in listed if clip.word in keywords
+        ]
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(

@@ -18,10 +18,10 @@ import torch
 
 from lit_app.audio.io import AudioError, AudioPolicy, read_audio
 from lit_app.data.vocab import BACKGROUND_NOISE_FOLDER, SILENCE, UNKNOWN, Task, task_labels
+from lit_app.splits import SPEECH_COMMANDS_SPLITS as SPLITS
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "validation", "testing")
 CLIP_SAMPLES = 16000
 
 

@@ -28,15 +28,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from lit_app.advsets.detection import collate_detection
 from lit_app.attacks.base import Attack
 from lit_app.attacks.victims import Encoded, Victim, load_victim
 from lit_app.audio.io import STRICT, read_audio
 from lit_app.base import LitAppDataModule
 from lit_app.checkpoints import load_module
-from lit_app.data.adversarial_corpus import resolve_device
-from lit_app.data.adversarial_sources import SourceClip, list_sources
-from lit_app.data.detection import collate_detection
+from lit_app.data.source_clip import SourceClip
 from lit_app.defences import NoiseFlooding
+from lit_app.device import resolve_device
 from lit_app.experiments.command import run_command
 from lit_app.models.detector import DetectorModule
 
@@ -209,7 +209,8 @@ def run_adaptive(
     device = resolve_device(device)
     plain = load_victim(victim, device)
     trained = load_module(detector, DetectorModule, map_location=device)
-    clips = [c for c in list_sources(source) if c.split == split]
+    source.prepare_data()
+    clips = [c for c in source.attack_sources() if c.split == split]
     random.Random(seed).shuffle(clips)
     clips = clips[:max_clips]
     if not clips:

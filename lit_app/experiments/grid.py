@@ -29,12 +29,12 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_info
 
+from lit_app.advsets.mixture import DetectionMixture
 from lit_app.base import LitAppDataModule
 from lit_app.checkpoints import load_module
-from lit_app.data.detection_mixture import DetectionMixture
-from lit_app.data.synth.build import write_json_atomic
 from lit_app.experiments.command import function_parser, run_command
 from lit_app.experiments.results_table import ResultsTable, RunResult, row_kind
+from lit_app.folders import write_json_atomic
 from lit_app.metrics.detection import save_roc_figure
 from lit_app.models.detector import DetectorModule
 

@@ -36,16 +36,16 @@ from torch.utils.data import DataLoader
 from torchmetrics.classification import BinaryROC
 from torchmetrics.functional.classification import binary_auroc
 
+from lit_app.advsets.datamodule import DetectionClips
+from lit_app.advsets.detection import collate_detection
 from lit_app.attacks.victims import Victim, load_victim
 from lit_app.checkpoints import load_module
-from lit_app.data.adversarial import DetectionClips
-from lit_app.data.adversarial_corpus import resolve_device
-from lit_app.data.detection import collate_detection
-from lit_app.data.synth.build import write_json_atomic
 from lit_app.defences import NoiseFlooding
+from lit_app.device import resolve_device
 from lit_app.experiments.command import run_command
 from lit_app.experiments.grid import build_parser, grid_sources, load_source, row_kinds
 from lit_app.experiments.results_table import ResultsTable, RunResult, row_kind
+from lit_app.folders import write_json_atomic
 from lit_app.metrics.detection import detection_metrics, save_roc_figure, seed_mean_auroc_interval
 from lit_app.models.detector import DetectorModule
 
@@ -59,7 +59,7 @@ def victim_items(
     trains on), grouped by the victim checkpoint they were made against."""
     if not hasattr(source, corpora) or not hasattr(source, "examples"):
         raise ValueError(f"source {name!r} ({type(source).__name__}) does not say which victim its clips were made "
-                         "against; noise flooding needs an adversarial data module (lit_app.data.adversarial)")
+                         "against; noise flooding needs an adversarial data module (lit_app.advsets.datamodule)")
     sets = getattr(source, corpora)
     roots = [(f"{corpus.root}{os.sep}", corpus) for corpus in sets]
     grouped: dict[str, list[tuple[str, int]]] = {}

@@ -11,10 +11,10 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_info
 from torchmetrics.classification import BinaryAccuracy, BinaryConfusionMatrix, BinaryROC
 
+from lit_app.advsets.detection import DETECTION_LABELS, DetectionBatch
 from lit_app.audio.cepstral import CepstralFeatures, FeatureKind
 from lit_app.audio.features import ms_to_samples
 from lit_app.base import LitAppModule
-from lit_app.data.detection import DETECTION_LABELS, DetectionBatch
 from lit_app.metrics.detection import detection_metrics, save_roc_figure
 from lit_app.nets.detector_cnn import Backbone, build_backbone
 from lit_app.nets.feature_norm import FeatureNorm, MaskedFeatureNorm

@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from lit_app import folders
 from lit_app.data.synth import build
 from lit_app.data.synth.noise import NOISE_KINDS, write_background_noise
 from lit_app.data.synth.tts import Voice, available_engines
 from lit_app.data.vocab import BACKGROUND_NOISE_FOLDER
-
-SPLITS = ("train", "validation", "testing")
+from lit_app.splits import SPEECH_COMMANDS_SPLITS as SPLITS
 
 
 def split_voices(voices: list[Voice], val_fraction: float, test_fraction: float, rng: np.random.Generator) -> dict[str, list[Voice]]:
@@ -34,7 +34,7 @@ def split_voices(voices: list[Voice], val_fraction: float, test_fraction: float,
         n_test = max(1, round(test_fraction * len(pool)))
         n_val = max(1, round(val_fraction * len(pool)))
         if n_test + n_val >= len(pool):
-            raise build.CorpusError(f"{engine} has only {len(pool)} voices: too few to hold out validation and test voices")
+            raise folders.CorpusError(f"{engine} has only {len(pool)} voices: too few to hold out validation and test voices")
         picked = [pool[i] for i in order]
         splits["testing"] += picked[:n_test]
         splits["validation"] += picked[n_test : n_test + n_val]
@@ -91,9 +91,9 @@ class SyntheticCorpus(ABC):
         """Build the corpus in ``root``, or finish an interrupted build there; a complete corpus is left as is."""
         root = Path(root)
         settings = self.resolved_settings()
-        if build.claim_folder(root, self.kind, settings):
+        if folders.claim_folder(root, self.kind, settings):
             return root
-        build.remove_partial_files(root)
+        folders.remove_partial_files(root)
         specs, voices = self.plan()
         write_background_noise(root / BACKGROUND_NOISE_FOLDER, settings["noise_seconds"], settings["seed"])
         render = functools.partial(self.renderer(), root=str(root))

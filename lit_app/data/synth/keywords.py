@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from lit_app import folders
 from lit_app.data.synth import build
 from lit_app.data.synth.corpus import SPLITS, SyntheticCorpus, background, split_voices, voicing
 from lit_app.data.synth.noise import noise_bank, noise_gain
@@ -131,11 +132,11 @@ class SyntheticKeywordCorpus(SyntheticCorpus):
         for split, filename in (("validation", "validation_list.txt"), ("testing", "testing_list.txt")):
             listed = sorted(spec["path"] for spec in specs if spec["split"] == split)
             (root / filename).write_text("".join(f"{path}\n" for path in listed))
-        build.write_manifest(root / build.MANIFEST_FILE, specs)
+        folders.write_manifest(root / folders.MANIFEST_FILE, specs)
         per_split: dict[str, Counter[str]] = defaultdict(Counter)
         for spec in specs:
             per_split[spec["split"]][spec["word"]] += 1
-        build.finish_folder(root, {
+        folders.finish_folder(root, {
             "clips": len(specs),
             "clips_per_split": {split: sum(c.values()) for split, c in per_split.items()},
             "voices": {split: [v.id for v in vs] for split, vs in voices.items()},

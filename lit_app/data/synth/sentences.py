@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from lit_app import folders
 from lit_app.data.synth import build
 from lit_app.data.synth.corpus import SPLITS, SyntheticCorpus, background, split_voices, voicing
 from lit_app.data.synth.noise import noise_bank, noise_gain
@@ -112,7 +113,7 @@ class SyntheticSentenceCorpus(SyntheticCorpus):
         n_test = max(1, round(s["test_sentence_fraction"] * len(sentences)))
         n_val = max(1, round(s["val_sentence_fraction"] * len(sentences)))
         if n_test + n_val >= len(sentences):
-            raise build.CorpusError(f"{len(sentences)} sentences are too few to hold out validation and test sentences")
+            raise folders.CorpusError(f"{len(sentences)} sentences are too few to hold out validation and test sentences")
         order = rng.permutation(len(sentences))
         sentence_split = {}
         for rank, index in enumerate(order):
@@ -149,10 +150,10 @@ class SyntheticSentenceCorpus(SyntheticCorpus):
         import soundfile as sf
 
         rows = [{**spec, "num_samples": sf.info(str(root / spec["path"])).frames} for spec in specs]
-        build.write_manifest(root / build.MANIFEST_FILE, rows)
+        folders.write_manifest(root / folders.MANIFEST_FILE, rows)
         counts = Counter(spec["split"] for spec in specs)
         sentences = {split: len({spec["sentence"] for spec in specs if spec["split"] == split}) for split in SPLITS}
-        build.finish_folder(root, {
+        folders.finish_folder(root, {
             "clips": len(specs),
             "clips_per_split": dict(counts),
             "sentences_per_split": sentences,
@@ -169,8 +170,8 @@ def read_corpus(root: str | Path) -> dict[str, list[Utterance]]:
         FileNotFoundError: ``root`` holds no finished sentence corpus.
     """
     root = Path(root)
-    info = build.read_corpus_info(root)
-    manifest = root / build.MANIFEST_FILE
+    info = folders.read_corpus_info(root)
+    manifest = root / folders.MANIFEST_FILE
     if info is None or info.get("kind") != KIND or not info.get("complete") or not manifest.is_file():
         raise FileNotFoundError(
             f"{root}: no finished synthetic sentence corpus here. Give the data module a `synthesize` section "

@@ -29,15 +29,16 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from lit_app import folders
+from lit_app.advsets import card, manifest
 from lit_app.attacks.base import Attack
 from lit_app.attacks.metrics import quantize
 from lit_app.attacks.victims import ClassifierVictim, Victim, checkpoint_sha256, load_victim
 from lit_app.audio.io import STRICT, AudioPolicy, read_audio, write_wav
 from lit_app.base import LitAppDataModule
-from lit_app.data import adversarial_card as card
-from lit_app.data import adversarial_manifest as manifest
-from lit_app.data.adversarial_sources import SPLITS, SourceClip, list_sources
-from lit_app.data.synth import build
+from lit_app.data.source_clip import SourceClip
+from lit_app.device import resolve_device
+from lit_app.splits import SPLITS
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +47,6 @@ PLAN_FILE = "plan.json"
 PROGRESS_FOLDER = "progress"
 SILENT_PEAK = 10 ** (-60 / 20)  # -60 dBFS
 Stratify = Literal["label", "duration", "none"]
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def batch_seed(seed: int, batch: int) -> int:
@@ -185,7 +180,7 @@ class AdversarialCorpus:
         return hashlib.sha256(path.read_bytes()).hexdigest()
 
     def is_complete(self) -> bool:
-        info = build.read_corpus_info(self.root)
+        info = folders.read_corpus_info(self.root)
         if not (info and info.get("complete")):
             return False
         try:
@@ -202,7 +197,7 @@ class AdversarialCorpus:
             Whether the corpus is complete.
 
         Raises:
-            lit_app.data.synth.build.CorpusError: ``root`` holds another corpus or one built with other settings.
+            lit_app.data.synth.folders.CorpusError: ``root`` holds another corpus or one built with other settings.
         """
         if not 0 <= shard < num_shards:
             raise ValueError(f"shard must be in [0, {num_shards}), got {shard}")
@@ -210,7 +205,7 @@ class AdversarialCorpus:
             return True
         if num_shards == 1:
             # Only a lone run may sweep leftovers: other shards may be writing theirs right now.
-            build.remove_partial_files(self.root)
+            folders.remove_partial_files(self.root)
         self.generate(shard, num_shards, device)
         return self.merge()
 
@@ -220,10 +215,10 @@ class AdversarialCorpus:
             return True
         # Load the victim before touching the folder: a bad checkpoint must not leave a claimed, empty corpus.
         victim = load_victim(self.victim, resolve_device(str(device or self.device)))
-        if build.claim_folder(self.root, KIND, self.settings()):
+        if folders.claim_folder(self.root, KIND, self.settings()):
             return True
         if not (self.root / PLAN_FILE).is_file():
-            build.write_json_atomic(self.root / PLAN_FILE, {"jobs": self.plan(victim)})
+            folders.write_json_atomic(self.root / PLAN_FILE, {"jobs": self.plan(victim)})
         return False
 
     # ---- planning --------------------------------------------------------------------------------------------
@@ -233,17 +228,18 @@ class AdversarialCorpus:
         try:
             return json.loads(path.read_text())["jobs"]
         except (OSError, json.JSONDecodeError, KeyError) as err:
-            raise build.CorpusError(f"{path}: missing or unreadable plan ({err}). Delete {self.root} and build again.") from err
+            raise folders.CorpusError(f"{path}: missing or unreadable plan ({err}). Delete {self.root} and build again.") from err
 
     def plan(self, victim: Victim) -> list[dict[str, Any]]:
         """Every clip to make, with its batch number; deterministic for the seed (and the victim's answers)."""
         if self.match is not None:
             clips, attacks = self._matched_jobs()
         else:
-            clips = list_sources(self.source)
+            self.source.prepare_data()
+            clips = self.source.attack_sources()
             attacks = self._attack_jobs(self._choose_sources(clips, victim), victim)
         if not attacks:
-            raise build.CorpusError(f"{self.root}: the plan has no clips to attack; check sources_per_split, "
+            raise folders.CorpusError(f"{self.root}: the plan has no clips to attack; check sources_per_split, "
                                     "source_labels and targets (and require_correct against a weak victim)")
         normals = self._normal_jobs(clips, attacks)
         jobs: list[dict[str, Any]] = []
@@ -377,7 +373,7 @@ class AdversarialCorpus:
                 except json.JSONDecodeError as err:
                     if number == len(lines):  # the torn last line of a killed run: its batch is redone
                         continue
-                    raise build.CorpusError(f"{path}, line {number}: corrupt progress record ({err}); delete "
+                    raise folders.CorpusError(f"{path}, line {number}: corrupt progress record ({err}); delete "
                                             f"{self.root} and build again") from err
                 rows[row["id"]] = row
         return rows
@@ -470,8 +466,8 @@ class AdversarialCorpus:
         rows = manifest.read_manifest(self.root)
         summary = card.summarise(rows)
         card.write_card(self.root, self.settings(), summary, str(self.victim))
-        build.remove_partial_files(self.root)
-        build.finish_folder(self.root, {"summary": summary, "victim": str(self.victim)})
+        folders.remove_partial_files(self.root)
+        folders.finish_folder(self.root, {"summary": summary, "victim": str(self.victim)})
         return True
 
 

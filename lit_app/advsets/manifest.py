@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lit_app.splits import SPLITS
+
 FIELDS = (
     "id", "path", "kind", "label", "split",
     "source_id", "source_path", "source_split", "source_label", "group",
@@ -25,7 +27,6 @@ FIELDS = (
 )
 KINDS = ("clean", "adversarial", "noise")
 LABELS = ("normal", "adversarial")
-SPLITS = ("train", "val", "test")
 MANIFEST_FILE = "manifest.csv"
 _INTS = ("seed", "linf", "queries", "iterations", "num_samples")
 _FLOATS = ("db_x", "snr_db")

@@ -1,8 +1,8 @@
-"""The closing report of ``scripts/demo.sh``: victims, attacks, detector grid and stage times, in one place.
+"""The closing report of the main job (``recipes/main_job/run.sh``): victims, attacks, detector grid and stage times, in one place.
 
-    python -m lit_app.experiments.demo_summary                      # after scripts/demo.sh
-    python -m lit_app.experiments.demo_summary --scale quick        # after SCALE=quick scripts/demo.sh
-    python -m lit_app.experiments.demo_summary --victims '[kws]'    # one victim's line only
+    python recipes/main_job/report.py                      # after scripts/demo.sh
+    python recipes/main_job/report.py --scale quick        # after SCALE=quick scripts/demo.sh
+    python recipes/main_job/report.py --victims '[kws]'    # one victim's line only
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Literal
 
 import yaml
 
-from lit_app.data.synth.build import read_corpus_info
+from lit_app.folders import read_corpus_info
 
 Scale = Literal["quick", "demo"]
 VICTIMS = {
@@ -105,7 +105,7 @@ def main(args: list[str] | None = None) -> None:
     """Parse the command line (or ``args``) and run :func:`summarise`."""
     from lit_app.experiments.command import run_command
 
-    run_command(summarise, "python -m lit_app.experiments.demo_summary", args)
+    run_command(summarise, "python recipes/main_job/report.py", args)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lit_app.advsets.card import attack_summary
+from lit_app.advsets.manifest import SPLITS
 from lit_app.audio.io import STRICT, read_audio
-from lit_app.data.adversarial_card import attack_summary
-from lit_app.data.adversarial_manifest import SPLITS
 
 RESULT_COLUMNS = ["corpus", "attack", "split", "examples", "success_rate", "mean_db_x_successful",
                   "mean_snr_db_successful", "median_queries"]

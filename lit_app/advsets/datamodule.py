@@ -2,7 +2,7 @@
 
 ``prepare_data`` builds (or resumes) every adversarial corpus it is given; with several devices each rank
 makes its own shard during ``setup`` and rank 0 merges them. Batches follow the detection contract
-(:func:`lit_app.data.detection.collate_detection`): ``(audio [B, T], lengths [B], labels [B])`` with
+(:func:`lit_app.advsets.detection.collate_detection`): ``(audio [B, T], lengths [B], labels [B])`` with
 ``0`` normal and ``1`` adversarial.
 
 Training and validation clips come from the ``train`` and ``val`` splits of ``train_sets``; test clips from
@@ -22,15 +22,15 @@ from typing import Any, Literal
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lit_app.advsets import manifest
+from lit_app.advsets.corpus import AdversarialCorpus
+from lit_app.advsets.detection import ADVERSARIAL, DETECTION_LABELS, NORMAL, collate_detection
 from lit_app.audio.io import STRICT, read_audio
 from lit_app.base import LitAppDataModule
-from lit_app.data import adversarial_manifest as manifest
-from lit_app.data.adversarial_corpus import AdversarialCorpus
-from lit_app.data.detection import ADVERSARIAL, DETECTION_LABELS, NORMAL, collate_detection
+from lit_app.splits import STAGE_SPLITS
 
 log = logging.getLogger(__name__)
 
-STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
 
 
 class LeakageError(RuntimeError):
@@ -195,7 +195,7 @@ class AdversarialDataModule(LitAppDataModule):
         if key not in self.rows:
             if not corpus.is_complete():
                 raise RuntimeError(f"{corpus.root}: the corpus is unfinished or was built with other settings; "
-                                   "run prepare_data (or `python -m lit_app.data.adversarial_generate`) first")
+                                   "run prepare_data (or `python -m lit_app.advsets.generate`) first")
             self.rows[key] = manifest.read_manifest(corpus.root)
         return self.rows[key]
 
@@ -243,7 +243,7 @@ class AdversarialDataModule(LitAppDataModule):
             return
         from pytorch_lightning.loggers import WandbLogger
 
-        from lit_app.data.adversarial_wandb import log_corpora
+        from lit_app.advsets.wandb_log import log_corpora
 
         for logger in self.trainer.loggers:
             if isinstance(logger, WandbLogger):

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from lit_app.data.adversarial_manifest import SPLITS, finite_mean
+from lit_app.advsets.manifest import SPLITS, finite_mean
 
 CARD_FILE = "README.md"
 

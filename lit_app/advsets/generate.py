@@ -1,10 +1,10 @@
 """Build adversarial corpora without training anything: one process, or one shard per device or machine.
 
-    python -m lit_app.data.adversarial_generate -c configs/adversarial/blackbox_demo.yaml
+    python -m lit_app.advsets.generate -c configs/adversarial/blackbox_demo.yaml
     # several GPUs or machines: plan once, then one shard each, then merge
-    python -m lit_app.data.adversarial_generate -c CONFIG --stage plan
-    CUDA_VISIBLE_DEVICES=k python -m lit_app.data.adversarial_generate -c CONFIG --stage shard --shard k --num_shards N
-    python -m lit_app.data.adversarial_generate -c CONFIG --stage merge
+    python -m lit_app.advsets.generate -c CONFIG --stage plan
+    CUDA_VISIBLE_DEVICES=k python -m lit_app.advsets.generate -c CONFIG --stage shard --shard k --num_shards N
+    python -m lit_app.advsets.generate -c CONFIG --stage merge
 
 The config is the ``data`` section of a detection run (an ``AdversarialDataModule``). A rerun resumes.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from lit_app.data.adversarial import AdversarialDataModule
+from lit_app.advsets.datamodule import AdversarialDataModule
 
 
 def generate(

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
+from lit_app.advsets.detection import DETECTION_LABELS, collate_detection
 from lit_app.base import LitAppDataModule
-from lit_app.data.detection import DETECTION_LABELS, collate_detection
-
-STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+from lit_app.splits import STAGE_SPLITS
 
 
 class DetectionMixture(LitAppDataModule):
     """The union of the splits of detection data modules (each one keeps its own split by source clip).
 
     Any data module whose loaders batch ``(waveform, label)`` pairs with
-    :func:`~lit_app.data.detection.collate_detection` can take part: the mixture concatenates the datasets
+    :func:`~lit_app.advsets.detection.collate_detection` can take part: the mixture concatenates the datasets
     behind each source's loaders and batches them again. Sources are set up once, so one source object
     can serve many mixtures (e.g. a training mixture and the test sets of a grid).
 

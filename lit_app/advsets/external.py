@@ -3,7 +3,7 @@
 Three readers turn a folder into :class:`DetectionClip` records (path, label, group, attack); a group is the
 unit that never straddles splits, i.e. a source clip together with every adversarial clip made from it,
 wherever the layout reveals the pairing. :class:`ExternalDetectionDataModule` splits the records by group
-and serves the detection batch contract of :mod:`lit_app.data.detection`.
+and serves the detection batch contract of :mod:`lit_app.advsets.detection`.
 
 Layouts:
 
@@ -40,14 +40,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lit_app.advsets.detection import ADVERSARIAL, DETECTION_LABELS, NORMAL, collate_detection
 from lit_app.audio.io import STRICT, AudioError, AudioPolicy, read_audio, to_pcm16
 from lit_app.base import LitAppDataModule
-from lit_app.data.detection import ADVERSARIAL, DETECTION_LABELS, NORMAL, collate_detection
+from lit_app.splits import SPLITS, STAGE_SPLITS
 
 log = logging.getLogger(__name__)
 
 Layout = Literal["auto", "set_a", "folders", "csv"]
-SPLITS = ("train", "val", "test")
 AUDIO_SUFFIXES = (".wav", ".flac")
 NORMAL_NAMES = {"normal", "clean", "benign", "original", "genuine", "0"}
 ADVERSARIAL_NAMES = {"adversarial", "adv", "attacked", "attack", "1"}
@@ -404,7 +404,7 @@ class ExternalDetectionDataModule(LitAppDataModule):
         return self.clips
 
     def setup(self, stage: str) -> None:
-        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}[stage]
+        wanted = STAGE_SPLITS[stage]
         for split in wanted:
             if split in self.datasets:
                 continue
