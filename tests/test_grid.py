@@ -20,7 +20,7 @@ DETECTOR_CONFIGS = sorted((CONFIGS / "detector").glob("*.yaml"))
 # names (tested there).
 LIGHTNING_CONFIGS = [p for p in DETECTOR_CONFIGS if not p.name.startswith(("grid", "adaptive", "noise_flooding"))]
 GRID_CONFIGS = [p for p in DETECTOR_CONFIGS if p.name.startswith("grid")]
-SOURCE_CONFIGS = sorted((CONFIGS / "detector" / "sources").glob("*.yaml"))
+DATA_CONFIGS = sorted((CONFIGS / "adversarial").glob("*.yaml"))
 OVERLAYS = sorted((CONFIGS / "detector" / "grid_overlays").glob("*.yaml"))
 
 
@@ -174,8 +174,8 @@ def test_matched_noise_as_normal_training_clips_adds_no_attack_to_a_row(monkeypa
     assert list(kinds.values()) == ["known", "multi-condition", "unknown", "control"]
 
 
-@pytest.mark.parametrize("source", SOURCE_CONFIGS, ids=lambda p: p.name)
-def test_source_configs_compose_with_lit_app(source, capsys, monkeypatch):
+@pytest.mark.parametrize("source", DATA_CONFIGS, ids=lambda p: p.name)
+def test_detection_data_configs_compose_with_lit_app(source, capsys, monkeypatch):
     monkeypatch.chdir(CONFIGS.parent)
     with pytest.raises(SystemExit) as stop:
         lit_app_main(["fit", "-c", str(CONFIGS / "detector" / "blocks.yaml"), "-c", str(source), "--print_config"])
