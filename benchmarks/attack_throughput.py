@@ -31,8 +31,8 @@ import torch
 from jsonargparse import CLI
 
 from lit_app.attacks import CarliniWagner, ClassifierVictim, CTCVictim, GeneticAttack, load_victim
-from lit_app.attacks.metrics import quantize
 from lit_app.attacks.query import QueryOnlyView
+from lit_app.audio.pcm import quantize
 from lit_app.models.asr import DeepSpeechModule
 from lit_app.models.kws import KWSModule
 

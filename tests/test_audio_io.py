@@ -3,7 +3,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from lit_app.audio.io import STRICT, AudioError, AudioPolicy, read_audio, to_pcm16, write_wav
+from lit_app.audio.io import STRICT, AudioError, AudioPolicy, read_audio, write_wav
+from lit_app.audio.pcm import to_pcm16
 
 
 def tone(seconds=0.5, rate=16000, channels=1):

@@ -32,9 +32,9 @@ import torch
 from lit_app import folders
 from lit_app.advsets import card, manifest
 from lit_app.attacks.base import Attack
-from lit_app.attacks.metrics import quantize
 from lit_app.attacks.victims import ClassifierVictim, Victim, checkpoint_sha256, load_victim
 from lit_app.audio.io import STRICT, AudioPolicy, read_audio, write_wav
+from lit_app.audio.pcm import quantize
 from lit_app.base import LitAppDataModule
 from lit_app.data.source_clip import SourceClip
 from lit_app.device import resolve_device

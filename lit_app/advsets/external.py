@@ -41,7 +41,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lit_app.advsets.detection import ADVERSARIAL, DETECTION_LABELS, NORMAL, collate_detection
-from lit_app.audio.io import STRICT, AudioError, AudioPolicy, read_audio, to_pcm16
+from lit_app.audio.io import STRICT, AudioError, AudioPolicy, read_audio
+from lit_app.audio.pcm import pcm16_to_float, to_pcm16
 from lit_app.base import LitAppDataModule
 from lit_app.splits import SPLITS, STAGE_SPLITS
 
@@ -324,7 +325,7 @@ class DetectionClipDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         clip = self.clips[index]
         if self.cached is not None:
-            wave = torch.from_numpy(self.cached[index].astype(np.float32) / 32768.0)
+            wave = pcm16_to_float(self.cached[index])
         else:
             wave = self._read(clip)
         return wave, clip.label

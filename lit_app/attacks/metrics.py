@@ -9,12 +9,7 @@ from __future__ import annotations
 
 import torch
 
-FULL_SCALE = 32768.0
-
-
-def quantize(waveforms: torch.Tensor) -> torch.Tensor:
-    """Round float waveforms to the 16-bit PCM grid (what :func:`lit_app.audio.io.to_pcm16` writes)."""
-    return torch.round(waveforms * FULL_SCALE).clamp(-FULL_SCALE, FULL_SCALE - 1) / FULL_SCALE
+from lit_app.audio.pcm import FULL_SCALE, quantize  # noqa: F401  (the attacks' grid, defined with the audio)
 
 
 def valid_mask(lengths: torch.Tensor, num_samples: int) -> torch.Tensor:

@@ -8,9 +8,9 @@ from lit_app.audio.io import (
     AudioPolicy,
     check_audio,
     read_audio,
-    to_pcm16,
     write_wav,
 )
+from lit_app.audio.pcm import to_pcm16
 
 __all__ = [
     "MFCC",

@@ -17,6 +17,8 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from lit_app.audio.pcm import to_pcm16
+
 SAMPLE_RATE = 16000
 
 
@@ -96,12 +98,6 @@ def check_audio(
             )
         waveform = AF.resample(waveform, rate, policy.sample_rate)
     return waveform[0].contiguous()
-
-
-def to_pcm16(waveform: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Round a float waveform in [-1, 1] to 16-bit PCM, the form every clip is stored in."""
-    array = waveform.detach().cpu().numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform)
-    return np.clip(np.round(array.astype(np.float64) * 32768.0), -32768, 32767).astype(np.int16)
 
 
 def write_wav(path: str | os.PathLike, waveform: torch.Tensor | np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lit_app.audio.augment import TimeShiftAndNoise
 from lit_app.audio.io import AudioPolicy
+from lit_app.audio.pcm import pcm16_to_float
 from lit_app.base import LitAppDataModule
 from lit_app.data import speech_commands as sc
 from lit_app.data.source_clip import SourceClip
@@ -131,7 +132,7 @@ class KWSDataModule(LitAppDataModule):
 
     def waveforms(self, audio: torch.Tensor, augment: bool) -> torch.Tensor:
         """Float waveforms in [-1, 1] of an int16 batch, augmented when ``augment`` (and augmentation is on)."""
-        audio = audio.float() / 32768.0
+        audio = pcm16_to_float(audio)
         if augment and self.augmenter is not None:
             audio = self.augmenter.to(audio.device)(audio)
         return audio

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from lit_app.audio.io import AudioError, AudioPolicy, read_audio
+from lit_app.audio.pcm import float_to_pcm16
 from lit_app.data.vocab import BACKGROUND_NOISE_FOLDER, SILENCE, UNKNOWN, Task, task_labels
 from lit_app.splits import SPEECH_COMMANDS_SPLITS as SPLITS
 
@@ -109,7 +110,7 @@ def load_clips(
     audio = torch.zeros(len(kept), CLIP_SAMPLES, dtype=torch.int16)
     for row, i in enumerate(kept):
         wave = results[i][:CLIP_SAMPLES]
-        audio[row, : wave.numel()] = (wave * 32767.0).round().to(torch.int16)
+        audio[row, : wave.numel()] = float_to_pcm16(wave)
     return audio, kept, skipped
 
 
@@ -129,5 +130,5 @@ def silence_clips(noises: list[torch.Tensor], count: int, rng: random.Random, ma
         noise = noises[rng.randrange(len(noises))]
         start = rng.randrange(max(noise.numel() - CLIP_SAMPLES, 1))
         segment = noise[start : start + CLIP_SAMPLES] * rng.uniform(0.0, max_volume)
-        audio[row, : segment.numel()] = (segment * 32767.0).round().to(torch.int16)
+        audio[row, : segment.numel()] = float_to_pcm16(segment)
     return audio

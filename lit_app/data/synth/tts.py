@@ -174,8 +174,9 @@ class Speaker:
         self._flite: FliteEngine | None = None
 
     def speak(self, text: str, voice: Voice, rate: int = 175, pitch: int = 50, stretch: float = 1.0) -> np.ndarray:
-        import torch
         import torchaudio.functional as AF
+
+        from lit_app.audio.pcm import pcm16_to_float
 
         if voice.engine == "espeak":
             self._espeak = self._espeak or EspeakEngine()
@@ -185,7 +186,7 @@ class Speaker:
             samples, source_rate = self._flite.synthesise(text, voice.name, stretch)
         else:
             raise TTSError(f"unknown TTS engine {voice.engine!r}; choose from {ENGINES}")
-        audio = torch.from_numpy(samples.astype(np.float32) / 32768.0)
+        audio = pcm16_to_float(samples)
         if source_rate != self.sample_rate:
             audio = AF.resample(audio, source_rate, self.sample_rate)
         trimmed = trim_silence(audio.numpy())
