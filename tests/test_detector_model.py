@@ -7,9 +7,10 @@ from torch import nn
 from torchmetrics.functional.classification import binary_auroc
 
 from lit_app.advsets.detection import collate_detection
+from lit_app.audio.noise import add_white_noise_at_snr
 from lit_app.checkpoints import CheckpointError, load_module
 from lit_app.metrics.detection import BinaryEER, equal_error_rate, seed_mean_auroc_interval
-from lit_app.models.detector import DetectorModule, add_noise_at_snr, aggregate_blocks, split_into_blocks
+from lit_app.models.detector import DetectorModule, aggregate_blocks, split_into_blocks
 from lit_app.models.kws import KWSModule
 from lit_app.nets.detector_cnn import PaperCNN, ResCNN
 from lit_app.nets.feature_norm import MaskedFeatureNorm
@@ -190,7 +191,7 @@ def test_noise_augmentation_hits_normal_clips_at_the_snr():
     audio = torch.zeros(4, 8000)
     audio[:, :6000] = torch.randn(4, 6000) * 0.1
     lengths = torch.tensor([6000, 6000, 6000, 6000])
-    noisy = add_noise_at_snr(audio, lengths, torch.tensor([10.0, 20.0, 30.0, 40.0]))
+    noisy = add_white_noise_at_snr(audio, lengths, torch.tensor([10.0, 20.0, 30.0, 40.0]))
     delta = noisy - audio
     snr = 10 * torch.log10(audio.pow(2).sum(1) / delta.pow(2).sum(1))
     assert torch.allclose(snr, torch.tensor([10.0, 20.0, 30.0, 40.0]), atol=0.05) and delta[:, 6000:].abs().max() == 0

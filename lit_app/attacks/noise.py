@@ -15,6 +15,7 @@ import torch
 from lit_app.attacks.base import Attack
 from lit_app.attacks.metrics import quantize, valid_mask
 from lit_app.attacks.victims import Victim
+from lit_app.audio.noise import snr_gain
 
 
 class NoiseControl(Attack):
@@ -72,5 +73,5 @@ class NoiseControl(Attack):
         noise = noise * mask
         signal_power = (clean.double() ** 2).sum(1) / lengths.clamp(min=1)
         noise_power = (noise.double() ** 2).sum(1) / lengths.clamp(min=1)
-        gain = torch.sqrt(signal_power / (noise_power.clamp(min=1e-20) * 10.0 ** (wanted.double() / 10.0)))
+        gain = snr_gain(signal_power, noise_power.clamp(min=1e-20), wanted.double())
         return quantize((clean + noise * gain.float().unsqueeze(1)).clamp(-1.0, 1.0)) * mask

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lit_app.audio.noise import snr_gain
+
 
 class TimeShiftAndNoise(nn.Module):
     """Random time shift and background-noise mixing for a ``[batch, samples]`` batch of clips.
@@ -49,7 +51,7 @@ class TimeShiftAndNoise(nn.Module):
             snr_db = low + (high - low) * torch.rand(batch, 1, device=device)
             signal_power = clips.pow(2).mean(1, keepdim=True)
             noise_power = segments.pow(2).mean(1, keepdim=True).clamp(min=1e-12)
-            gain = torch.sqrt(signal_power / (noise_power * 10.0 ** (snr_db / 10.0)))
+            gain = snr_gain(signal_power, noise_power, snr_db)
             gain = gain * (torch.rand(batch, 1, device=device) < self.noise_probability)
             clips = clips + gain * segments
         return clips.clamp(-1.0, 1.0)

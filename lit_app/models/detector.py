@@ -14,6 +14,7 @@ from torchmetrics.classification import BinaryAccuracy, BinaryConfusionMatrix, B
 from lit_app.advsets.detection import DETECTION_LABELS, DetectionBatch
 from lit_app.audio.cepstral import CepstralFeatures, FeatureKind
 from lit_app.audio.features import ms_to_samples
+from lit_app.audio.noise import add_white_noise_at_snr
 from lit_app.base import LitAppModule
 from lit_app.metrics.detection import detection_metrics, save_roc_figure
 from lit_app.nets.detector_cnn import Backbone, build_backbone
@@ -73,17 +74,6 @@ def aggregate_blocks(block_logits: torch.Tensor, owner: torch.Tensor, batch_size
         raise ValueError(f"unknown aggregate {how!r}; choose 'mean', 'max' or 'logit_mean'")
     score = score.clamp(1e-7, 1 - 1e-7)
     return torch.stack([torch.log1p(-score), torch.log(score)], dim=1)
-
-
-def add_noise_at_snr(audio: torch.Tensor, lengths: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
-    """White Gaussian noise added to each clip at its own SNR (dB), over its valid samples only."""
-    inside = (torch.arange(audio.shape[1], device=audio.device)[None, :] < lengths[:, None]).to(audio.dtype)
-    noise = torch.randn_like(audio) * inside
-    count = lengths.clamp(min=1).to(audio.dtype)
-    signal_power = (audio * inside).pow(2).sum(1) / count
-    noise_power = noise.pow(2).sum(1).clamp(min=1e-12) / count
-    gain = torch.sqrt(signal_power / (noise_power * 10.0 ** (snr_db / 10.0)))
-    return (audio + gain[:, None] * noise).clamp(-1.0, 1.0)
 
 
 class DetectorModule(LitAppModule):
@@ -221,7 +211,7 @@ class DetectorModule(LitAppModule):
         low, high = self.noise_snr_db
         snr = low + (high - low) * torch.rand(int(chosen.sum()), device=audio.device)
         audio = audio.clone()
-        audio[chosen] = add_noise_at_snr(audio[chosen], lengths[chosen].to(audio.device), snr)
+        audio[chosen] = add_white_noise_at_snr(audio[chosen], lengths[chosen].to(audio.device), snr)
         return audio
 
     def _loss_and_logits(self, batch: DetectionBatch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lit_app.audio.noise import snr_gain
 from lit_app.data.vocab import BACKGROUND_NOISE_FOLDER
 
 NOISE_KINDS = ("white", "pink", "brown", "blue", "hum")
@@ -60,4 +61,4 @@ def noise_gain(signal_power: float, noise: np.ndarray, snr_db: float) -> float:
     noise_power = float(np.mean(noise.astype(np.float64) ** 2))
     if signal_power <= 0.0 or noise_power <= 0.0:
         return 0.0
-    return float(np.sqrt(signal_power / (noise_power * 10.0 ** (snr_db / 10.0))))
+    return float(snr_gain(signal_power, noise_power, snr_db))
