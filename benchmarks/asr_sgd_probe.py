@@ -23,13 +23,12 @@ import torch
 import yaml
 from torchmetrics.text import CharErrorRate
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from lit_app.base import architecture_settings, warmup_cosine
+from lit_app.data.asr import ASRDataModule
+from lit_app.models.asr import DeepSpeechModule
+from lit_app.text import greedy_decode
 
-from lit_app.base import architecture_settings, warmup_cosine  # noqa: E402
-from lit_app.data.asr import ASRDataModule  # noqa: E402
-from lit_app.models.asr import DeepSpeechModule  # noqa: E402
-from lit_app.text import greedy_decode  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

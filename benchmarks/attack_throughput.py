@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -33,34 +32,11 @@ from jsonargparse import CLI
 from lit_app.attacks import CarliniWagner, ClassifierVictim, CTCVictim, GeneticAttack, load_victim
 from lit_app.attacks.query import QueryOnlyView
 from lit_app.audio.pcm import quantize
+from lit_app.benchmarking import machine, seconds_per_call
 from lit_app.models.asr import DeepSpeechModule
 from lit_app.models.kws import KWSModule
 
 TARGET = "open the front door"
-
-
-def synchronize(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def timed(step: Callable[[], object], device: str, calls: int, blocks: int = 3, warmup: int = 2) -> float:
-    """Seconds per call of ``step``: ``warmup`` calls, then the fastest of ``blocks`` timed blocks of ``calls``.
-
-    The fastest block is the least disturbed by other processes on a shared machine; bare and attack costs
-    are measured the same way, so their ratio is fair.
-    """
-    for _ in range(warmup):
-        step()
-    best = float("inf")
-    for _ in range(blocks):
-        synchronize(device)
-        start = time.perf_counter()
-        for _ in range(calls):
-            step()
-        synchronize(device)
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best
 
 
 def paired(bare: Callable[[], object], attack: Callable[[], object], device: str, bare_calls: int, rounds: int,
@@ -74,21 +50,9 @@ def paired(bare: Callable[[], object], attack: Callable[[], object], device: str
     attack()
     bare_s, attack_s = [], []
     for _ in range(rounds):
-        bare_s.append(timed(bare, device, bare_calls, blocks=1, warmup=0))
-        attack_s.append(timed(attack, device, 1, blocks=1, warmup=0))
+        bare_s.append(seconds_per_call(bare, device, bare_calls, warmup=0))
+        attack_s.append(seconds_per_call(attack, device, 1, warmup=0))
     return bare_s, attack_s
-
-
-def machine(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or "cpu"
-    try:
-        with open("/proc/cpuinfo") as handle:
-            model = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{model}, {torch.get_num_threads()} threads"
 
 
 def cw_rows(victim: CTCVictim, device: str, batch_sizes: list[int], seconds: float, steps: int, cw_steps: int,

@@ -13,31 +13,18 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import platform
-import sys
-import time
 from pathlib import Path
 
 import torch
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from lit_app.base import architecture_settings
+from lit_app.benchmarking import machine, seconds_per_call
+from lit_app.models.asr import DeepSpeechModule
 
-from lit_app.base import architecture_settings  # noqa: E402
-from lit_app.models.asr import DeepSpeechModule  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 SIZES = {"small (demo.yaml)": REPO / "configs/asr/demo.yaml", "full (full.yaml)": REPO / "configs/asr/full.yaml"}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def model_from_config(path: Path) -> DeepSpeechModule:
@@ -65,16 +52,7 @@ def measure(model: DeepSpeechModule, batch_size: int, seconds: float, steps: int
         loss.backward()
         optimizer.step()
 
-    for _ in range(warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return batch_size * steps / (time.perf_counter() - start)
+    return batch_size / seconds_per_call(step, device, steps, warmup=warmup)
 
 
 def main() -> None:
@@ -90,7 +68,7 @@ def main() -> None:
     gpu = device.type == "cuda"
     steps = args.steps or (20 if gpu else 3)
     warmup = args.warmup if args.warmup is not None else (5 if gpu else 1)
-    where = torch.cuda.get_device_name(device) if gpu else f"{cpu_name()}, {torch.get_num_threads()} threads"
+    where = machine(device)
     print(f"DeepSpeech training throughput - {datetime.date.today()} - {device.type} ({where}) - torch {torch.__version__}")
     print(f"batch {args.batch_size} x {args.seconds:g} s clips, {args.precision}, {steps} timed steps after {warmup}")
     print(f"{'size':<20} {'hidden':>6} {'parameters':>12} {'gradient MB':>12} {'gradient MiB':>13} {'utterances/s':>13}")

@@ -11,14 +11,11 @@ stronger ResCNN on blocks.
 
 from __future__ import annotations
 
-import platform
-import time
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from jsonargparse import CLI
 
+from lit_app.benchmarking import machine, seconds_per_call
 from lit_app.models.detector import DetectorModule
 
 SETUPS = {
@@ -29,18 +26,6 @@ SETUPS = {
     "rescnn, 512 ms blocks 31x20 IMFCC": dict(backbone="rescnn", input_mode="blocks", feature="imfcc",
                                               n_coefficients=20, win_ms=32.0, hop_ms=16.0),
 }
-
-
-def timed(step: Callable[[], None], device: str, repeats: int) -> float:
-    step()  # warm-up
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        step()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / repeats
 
 
 def measure(detector: DetectorModule, batch: int, seconds: float, device: str, repeats: int) -> dict[str, float]:
@@ -66,7 +51,7 @@ def measure(detector: DetectorModule, batch: int, seconds: float, device: str, r
         wave = audio.clone().requires_grad_()
         (grad,) = torch.autograd.grad(detector(wave, lengths)[:, 1].sum(), wave)
 
-    return {name: batch / timed(step, device, repeats) for name, step in
+    return {name: batch / seconds_per_call(step, device, repeats) for name, step in
             (("train", train), ("score", score), ("input grad", input_grad))}
 
 
@@ -79,7 +64,7 @@ def main(device: str = "cpu", batch_sizes: list[int] = [16, 64], seconds: float 
         seconds: clip length (the white-box set's sentences are 1-7 s; keywords 1 s).
         repeats: timed steps per measurement.
     """
-    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads"
+    name = machine(device)
     print(f"device: {name}; torch {torch.__version__}; {seconds:g} s clips; clips/s")
     print("| set-up | parameters | batch | train | score | input grad |")
     print("|---|---|---|---|---|---|")

@@ -7,12 +7,10 @@ Prints one line per (padding, batch size). Uses random audio: throughput does no
 
 from __future__ import annotations
 
-import platform
-import time
-
 import torch
 from jsonargparse import CLI
 
+from lit_app.benchmarking import machine, seconds_per_call
 from lit_app.models.kws import KWSModule
 from lit_app.nets.kws_cnn import CnnTradFpool3
 
@@ -34,15 +32,7 @@ def measure(model: KWSModule, batch: int, device: str, train: bool, repeats: int
             with torch.inference_mode():
                 model(audio)
 
-    step()  # warm-up
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        step()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return batch * repeats / (time.perf_counter() - start)
+    return batch / seconds_per_call(step, device, repeats)
 
 
 def main(
@@ -61,8 +51,7 @@ def main(
         batch_norm: measure the network with batch normalisation after each convolution.
         layouts: activation memory layouts to compare (``channels_last``: the network's own; ``contiguous``).
     """
-    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads"
-    print(f"device: {name}; torch {torch.__version__}")
+    print(f"device: {machine(device)}; torch {torch.__version__}")
     for layout in layouts:
         CnnTradFpool3.memory_format = LAYOUTS[layout]
         for padding in ("valid", "same"):
