@@ -235,31 +235,33 @@ def plural(noun: str) -> str:
     return noun + ("es" if noun.endswith(("s", "sh", "ch", "x")) else "s")
 
 
-def _fill(slot: str, rng: np.random.Generator) -> str:
-    def pick(options: tuple[str, ...]) -> str:
-        return options[int(rng.integers(len(options)))]
+def _pick(options: tuple[str, ...], rng: np.random.Generator) -> str:
+    return options[int(rng.integers(len(options)))]
 
-    if slot == "digits":
-        return " ".join(DIGITS[int(d)] for d in rng.integers(0, 10, size=int(rng.integers(3, 8))))
-    if slot == "number":
-        # Mostly small numbers, as people say them; sometimes hundreds and thousands.
-        high = (21, 100, 1000, 10000)[int(rng.choice(4, p=(0.45, 0.3, 0.15, 0.1)))]
-        return number_words(int(rng.integers(1, high)))
-    if slot == "small_number":
-        return number_words(int(rng.integers(1, 21)))
-    if slot == "clock":
-        return number_words(int(rng.integers(1, 13))) + pick(CLOCK_SUFFIX)
-    if slot == "ordinal":
-        return pick(ORDINALS)
-    if slot == "preposition":
-        return pick(PREPOSITIONS)
-    if slot == "money":
-        return pick(MONEY)
-    if slot == "weekday":
-        return pick(SLOTS["day"][:7])
-    if slot == "animal_plural":
-        return plural(pick(SLOTS["animal"]))
-    return pick(SLOTS[slot])
+
+def _number(rng: np.random.Generator) -> str:
+    # Mostly small numbers, as people say them; sometimes hundreds and thousands.
+    high = (21, 100, 1000, 10000)[int(rng.choice(4, p=(0.45, 0.3, 0.15, 0.1)))]
+    return number_words(int(rng.integers(1, high)))
+
+
+# Slots drawn by a rule of their own; every other slot picks one of its SLOTS entries.
+_FILLERS = {
+    "digits": lambda rng: " ".join(DIGITS[int(d)] for d in rng.integers(0, 10, size=int(rng.integers(3, 8)))),
+    "number": _number,
+    "small_number": lambda rng: number_words(int(rng.integers(1, 21))),
+    "clock": lambda rng: number_words(int(rng.integers(1, 13))) + _pick(CLOCK_SUFFIX, rng),
+    "ordinal": lambda rng: _pick(ORDINALS, rng),
+    "preposition": lambda rng: _pick(PREPOSITIONS, rng),
+    "money": lambda rng: _pick(MONEY, rng),
+    "weekday": lambda rng: _pick(SLOTS["day"][:7], rng),
+    "animal_plural": lambda rng: plural(_pick(SLOTS["animal"], rng)),
+}
+
+
+def _fill(slot: str, rng: np.random.Generator) -> str:
+    filler = _FILLERS.get(slot)
+    return filler(rng) if filler is not None else _pick(SLOTS[slot], rng)
 
 
 def generate_sentence(rng: np.random.Generator) -> str:
