@@ -396,3 +396,33 @@ def test_final_judgement_sees_each_clip_alone_at_its_own_length():
     clips = torch.zeros(3, 800)
     assert judge(PaddingSensitive(), clips, torch.tensor([800, 500, 300])) == ["800", "500", "300"]
     assert judge(PaddingSensitive(), clips, torch.tensor([500, 500, 500])) == ["500"] * 3
+
+
+# ---- the shared prelude ----------------------------------------------------------------------------------------------
+
+def test_every_attack_starts_from_the_batch_the_base_class_prepares():
+    """Encoding the targets, feasibility, the valid-sample mask and the counters are made once, in the base class."""
+    from lit_app.attacks.base import Attack, AttackBatch
+
+    seen: list[AttackBatch] = []
+
+    class Echo(Attack):
+        name = "echo"
+
+        def run(self, victim, batch, **conditions):
+            seen.append(batch)
+            batch.queries[batch.feasible_rows()] += 2
+            return batch.clean
+
+    victim = CTCVictim(TinyCTC())
+    x, lengths = ctc_batch()
+    out = Echo()(victim, x, lengths, ["Yes", "no", "a target far too long for twenty five frames"])
+    batch = seen[0]
+    assert batch.targets == ["yes", "no", "a target far too long for twenty five frames"]
+    assert batch.feasible.tolist() == [True, True, False] and batch.feasible_rows().tolist() == [0, 1]
+    assert batch.mask.dtype == torch.float32 and batch.mask.sum(1).tolist() == lengths.tolist()
+    assert [r.queries for r in out.results] == [2, 2, 0] and [r.feasible for r in out.results] == [True, True, False]
+    assert on_grid(batch.clean) and torch.all(batch.clean[2, 4000:] == 0)
+    # The noise control aims at no target: every clip is feasible whatever the victim could transcribe.
+    noise = NoiseControl()(victim, x, lengths, ["yes", "no", "a target far too long for twenty five frames"])
+    assert all(r.feasible for r in noise.results)

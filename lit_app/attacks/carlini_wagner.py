@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 import torch
 
-from lit_app.attacks.base import Attack
-from lit_app.attacks.metrics import FULL_SCALE, quantize, valid_mask
+from lit_app.attacks.base import Attack, AttackBatch
+from lit_app.attacks.metrics import FULL_SCALE, quantize
 from lit_app.attacks.victims import Victim, select
 
 
@@ -67,20 +67,10 @@ class CarliniWagner(Attack):
         self.patience = patience
         self.min_bound = min_bound
 
-    def run(
-        self,
-        victim: Victim,
-        clean: torch.Tensor,
-        lengths: torch.Tensor,
-        targets: list[str],
-        generator: torch.Generator,
-        **conditions: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        batch, samples = clean.shape
-        device = clean.device
-        encoded = victim.encode(targets)
-        feasible = victim.feasible(lengths, encoded)
-        mask = valid_mask(lengths, samples).float()
+    def run(self, victim: Victim, clips: AttackBatch, **conditions: Any) -> torch.Tensor:
+        clean, lengths, mask, targets, generator = clips.clean, clips.lengths, clips.mask, clips.targets, clips.generator
+        queries, iterations, encoded = clips.queries, clips.iterations, clips.encoded
+        batch, device = clean.shape[0], clean.device
         lr, noise_std = self.learning_rate / FULL_SCALE, self.noise_std / FULL_SCALE
         delta = torch.zeros_like(clean)
         moment1, moment2 = torch.zeros_like(clean), torch.zeros_like(clean)
@@ -88,9 +78,7 @@ class CarliniWagner(Attack):
         best = clean.clone()
         succeeded = torch.zeros(batch, dtype=torch.bool, device=device)
         failed_checks = torch.zeros(batch, dtype=torch.long, device=device)
-        queries = torch.zeros(batch, dtype=torch.long, device=device)
-        iterations = torch.zeros(batch, dtype=torch.long, device=device)
-        active = torch.nonzero(feasible).flatten()
+        active = clips.feasible_rows()
         for step in range(1, self.max_iterations + 1):
             if active.numel() == 0:
                 break
@@ -128,7 +116,7 @@ class CarliniWagner(Attack):
         # Clips that never succeeded return their last state, for the record.
         last = quantize((clean + delta).clamp(-1.0, 1.0)) * mask
         adversarial = torch.where(succeeded.unsqueeze(1), best, last)
-        return adversarial.detach(), queries, iterations, feasible
+        return adversarial.detach()
 
     @staticmethod
     def rows(active: torch.Tensor, batch: int) -> torch.Tensor | slice:
