@@ -357,6 +357,61 @@ def test_carlini_wagner_runs_on_the_deepspeech_victim_from_its_checkpoint(tmp_pa
     assert all(p.grad is None for p in victim.module.parameters())
 
 
+def test_carlini_wagner_shrinks_the_whole_perturbation_when_its_bound_shrinks():
+    """Carlini's code scales the clipped perturbation by ``rescale``: every sample shrinks by the same factor. The
+    earlier clip rule cut only the samples above the new bound."""
+    delta = torch.tensor([[1500.0, -700.0, 100.0, 0.0], [2600.0, -300.0, 50.0, 10.0]]) / 32768
+    attack = CarliniWagner(initial_bound=2000, bound_decay=0.8)
+    heard = attack.perturbation(delta, torch.ones(2))
+    assert torch.allclose(heard[1] * 32768, torch.tensor([2000.0, -300.0, 50.0, 10.0]))  # clipped to tau0 first
+    scale = attack.rescaled(delta, torch.ones(2))
+    # Clip 0: the bound (2000) was above the peak (1500): down to it, then x0.8. Clip 1's peak reaches tau0.
+    assert scale.tolist() == pytest.approx([1500 / 2000 * 0.8, 0.8])
+    after = attack.perturbation(delta, scale)
+    assert torch.allclose(after, heard * scale.unsqueeze(1))  # same shape, every sample x0.6 (x0.8)
+    assert after[0, 1] * 32768 == pytest.approx(-700 * 0.6) and after[0, 0] * 32768 == pytest.approx(1500 * 0.6)
+    # A later success with a smaller peak than the bound: the bound drops to the peak of clip(delta) * scale first.
+    assert attack.rescaled(delta[:1] / 4, scale[:1]).item() == pytest.approx(375 / 2000 * 0.8)
+    clip_rule = CarliniWagner(bound_rule="clip")
+    assert clip_rule.perturbation(delta, scale) is delta  # the clip rule keeps delta inside its bound itself
+
+
+def test_carlini_wagner_as_published_runs_every_step_and_stops_early_only_when_asked():
+    victim = CTCVictim(TinyCTC())
+    x, lengths = ctc_batch()
+    targets = ["yes", "go", "no"]
+    paper = CarliniWagner(max_iterations=80, learning_rate=20)
+    out = paper(victim, x, lengths, targets, seed=0)
+    assert all(r.success for r in out.results)
+    assert all(r.iterations == 80 and r.queries == 80 + 8 for r in out.results)  # no early stop after success
+    early = CarliniWagner(max_iterations=80, learning_rate=20, patience=1)(victim, x, lengths, targets, seed=0)
+    assert all(r.success for r in early.results) and min(r.iterations for r in early.results) < 80
+    # Running on shrinks further: never a larger perturbation than the early-stopped one, and a smaller one overall.
+    assert all(p.linf <= e.linf for p, e in zip(out.results, early.results))
+    assert sum(p.linf for p in out.results) < sum(e.linf for e in early.results)
+
+
+def test_carlini_wagner_settings_record_the_bound_rule_of_new_corpora_only():
+    """Corpora built before the rescale rule (clip rule) keep their recorded settings; new ones name their rule."""
+    assert "bound_rule" not in CarliniWagner(bound_rule="clip").settings()
+    assert CarliniWagner().settings()["bound_rule"] == "rescale"
+    with pytest.raises(ValueError, match="bound_rule"):
+        CarliniWagner(bound_rule="shrink")  # type: ignore[arg-type]
+
+
+def test_carlini_wagner_paper_config_has_no_early_stop_and_the_demo_config_says_it_has():
+    import yaml
+
+    from tests.conftest import CONFIGS
+
+    paper = yaml.safe_load((CONFIGS / "attacks" / "cw_deepspeech.yaml").read_text())["init_args"]
+    assert paper["max_iterations"] == 1000 and paper["patience"] is None and paper["min_bound"] is None
+    assert paper["bound_rule"] == "rescale" and CarliniWagner(**paper).settings() == CarliniWagner().settings()
+    for name in ("cw_deepspeech_demo.yaml", "cw_kws.yaml"):
+        text = (CONFIGS / "attacks" / name).read_text()
+        assert "EARLY STOPPING" in text and yaml.safe_load(text)["init_args"]["patience"] is not None
+
+
 # ---- noise control ---------------------------------------------------------------------------------------------------
 
 def test_noise_control_hits_the_requested_snr_per_clip():
