@@ -481,3 +481,18 @@ def test_every_attack_starts_from_the_batch_the_base_class_prepares():
     # The noise control aims at no target: every clip is feasible whatever the victim could transcribe.
     noise = NoiseControl()(victim, x, lengths, ["yes", "no", "a target far too long for twenty five frames"])
     assert all(r.feasible for r in noise.results)
+
+
+def test_carlini_wagner_runs_on_the_mozilla_deepspeech_victim_from_its_checkpoint(tmp_path):
+    """The published victim: white-box gradients through the MFCC front-end, the LSTM and the CTC loss."""
+    from lit_app.attacks import load_victim
+    from lit_app.models.asr import DeepSpeechModule
+
+    torch.manual_seed(0)
+    module = DeepSpeechModule(architecture="mozilla_0.1", n_hidden=32, n_mels=26, hop_ms=20.0, context=9)
+    victim = load_victim(save_checkpoint(module, tmp_path / "mozilla.ckpt"))
+    assert isinstance(victim, CTCVictim) and victim.module.hparams.architecture == "mozilla_0.1"
+    x, lengths = ctc_batch()
+    out = CarliniWagner(max_iterations=20, learning_rate=50, initial_bound=500)(victim, x, lengths, ["yes", "no", "go"])
+    assert all(r.linf <= 500 and r.iterations == 20 and r.linf > 0 for r in out.results)
+    assert out.adversarial[2, 4000:].abs().sum() == 0 and on_grid(out.adversarial)
