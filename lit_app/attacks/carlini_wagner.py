@@ -88,25 +88,25 @@ class CarliniWagner(Attack):
         self.min_bound = min_bound
         self.bound_rule = bound_rule
 
-    def run(self, victim: Victim, clips: AttackBatch, **conditions: Any) -> torch.Tensor:
-        clean, lengths, mask, targets, generator = clips.clean, clips.lengths, clips.mask, clips.targets, clips.generator
-        queries, iterations, encoded = clips.queries, clips.iterations, clips.encoded
-        batch, device = clean.shape[0], clean.device
+    def run(self, victim: Victim, batch: AttackBatch, **conditions: Any) -> torch.Tensor:
+        clean, lengths, mask, targets, generator = batch.clean, batch.lengths, batch.mask, batch.targets, batch.generator
+        queries, iterations, encoded = batch.queries, batch.iterations, batch.encoded
+        size, device = clean.shape[0], clean.device
         lr, noise_std = self.learning_rate / FULL_SCALE, self.noise_std / FULL_SCALE
         delta = torch.zeros_like(clean)
         moment1, moment2 = torch.zeros_like(clean), torch.zeros_like(clean)
         # The rescale rule's bound is initial_bound * scale; the clip rule keeps scale at 1 and moves the bound.
-        bound = torch.full((batch,), self.initial_bound / FULL_SCALE, device=device)
-        scale = torch.ones(batch, device=device)
+        bound = torch.full((size,), self.initial_bound / FULL_SCALE, device=device)
+        scale = torch.ones(size, device=device)
         best = clean.clone()
-        succeeded = torch.zeros(batch, dtype=torch.bool, device=device)
-        failed_checks = torch.zeros(batch, dtype=torch.long, device=device)
-        active = clips.feasible_rows()
+        succeeded = torch.zeros(size, dtype=torch.bool, device=device)
+        failed_checks = torch.zeros(size, dtype=torch.long, device=device)
+        active = batch.feasible_rows()
         for step in range(1, self.max_iterations + 1):
             if active.numel() == 0:
                 break
             width = int(lengths[active].max())
-            rows = self.rows(active, batch)
+            rows = self.rows(active, size)
             x, m, d = clean[rows, :width], mask[rows, :width], delta[rows, :width].detach().requires_grad_()
             noise = torch.randn(x.shape, device=device, generator=generator) * noise_std
             heard = self.perturbation(d, scale[active])
