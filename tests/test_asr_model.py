@@ -131,3 +131,74 @@ def test_checkpoint_rebuilds_the_victim_from_its_path(tmp_path, tiny_sentences):
     model.eval()
     assert torch.allclose(loaded(wave)[0], model(wave)[0], atol=1e-6)
 
+
+
+# ---- Mozilla DeepSpeech 0.1, the network Carlini & Wagner attacked -----------------------------------------------------
+
+MOZILLA_TINY = dict(architecture="mozilla_0.1", n_hidden=24, n_mels=26, hop_ms=20.0, context=9)
+
+
+def test_mozilla_net_concatenates_both_lstm_directions_and_ignores_padding():
+    from lit_app.nets.deepspeech import MozillaDeepSpeech
+
+    torch.manual_seed(0)
+    net = MozillaDeepSpeech(n_features=5, n_classes=29, n_hidden=16, context=9).eval()
+    assert net.fc1[0].in_features == 5 * 19 and net.fc5[0].in_features == 2 * 16 and net.lstm.bidirectional
+    assert torch.all(net.lstm.bias_ih_l0[16:32] == 1) and torch.all(net.lstm.bias_hh_l0_reverse[16:32] == 0)
+    short, long = torch.randn(1, 7, 5), torch.randn(1, 12, 5)
+    out, lengths = net(torch.cat([torch.nn.functional.pad(short, (0, 0, 0, 5)), long]), torch.tensor([7, 12]))
+    assert out.shape == (2, 12, 29) and lengths.tolist() == [7, 12]
+    assert torch.allclose(out[0, :7], net(short, torch.tensor([7]))[0][0], atol=1e-5)
+    # The hidden layers' ReLU is capped at 20, as in the release.
+    hidden = net.fc1(stack_context(long * 100, 9))
+    assert hidden.min() >= 0 and hidden.max() <= 20 and (hidden == 20).any()
+
+
+def test_mozilla_release_size_parameter_count():
+    from lit_app.nets.deepspeech import MozillaDeepSpeech
+
+    with torch.device("meta"):  # counts without allocating 340 MB
+        net = MozillaDeepSpeech(n_features=26, n_classes=29, n_hidden=2048, context=9)
+    lstm = 2 * (4 * 2048 * (2048 + 2048) + 2 * 4 * 2048)  # PyTorch keeps two bias vectors per gate, TensorFlow one
+    assert sum(p.numel() for p in net.lstm.parameters()) == lstm
+    assert sum(p.numel() for p in net.parameters()) == (26 * 19 + 1) * 2048 + 2 * 2049 * 2048 + lstm + 4097 * 2048 + 2049 * 29
+
+
+def test_mozilla_module_shapes_loss_and_gradient_to_the_waveform():
+    torch.manual_seed(0)
+    model = DeepSpeechModule(**MOZILLA_TINY).eval()
+    assert model.hparams.rnn_type == "lstm"  # the release's cell, whatever rnn_type said
+    lengths = torch.tensor([16000, 9000])
+    wave = (torch.randn(2, 16000) * 0.1 * (torch.arange(16000) < lengths.unsqueeze(1))).requires_grad_()
+    log_probs, frames = model(wave, lengths)
+    assert frames.tolist() == [51, 29] == model.output_lengths(lengths).tolist()  # one frame per 20 ms
+    assert log_probs.shape == (2, 51, 29)
+    targets, target_lengths = model.encode(["open the door", "stop"])
+    loss = model.ctc_loss(log_probs, frames, targets, target_lengths)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(wave.grad).all() and wave.grad[1, :9000].abs().sum() > 0
+
+
+def test_a_20_ms_hop_gives_the_mozilla_release_s_every_second_10_ms_frame():
+    from lit_app.audio.features import MFCC
+
+    wave = torch.randn(2, 8000)
+    every_second = MFCC(16000, n_mfcc=26, n_mels=26, win_ms=25.0, hop_ms=10.0)(wave)[..., ::2]
+    assert torch.allclose(MFCC(16000, n_mfcc=26, n_mels=26, win_ms=25.0, hop_ms=20.0)(wave), every_second, atol=1e-4)
+
+
+def test_mozilla_architecture_refuses_another_front_end_and_names_the_fix():
+    with pytest.raises(ValueError, match=r"hop_ms: 20.0 \(got 10.0\).*context: 9 \(got 5\).*mozilla_demo.yaml"):
+        DeepSpeechModule(architecture="mozilla_0.1", n_mels=26)
+
+
+def test_mozilla_checkpoint_says_which_victim_it_is(tmp_path):
+    from tests.conftest import save_checkpoint
+
+    torch.manual_seed(0)
+    model = DeepSpeechModule(**MOZILLA_TINY).eval()
+    loaded = load_module(save_checkpoint(model, tmp_path / "mozilla.ckpt"), DeepSpeechModule)
+    assert loaded.hparams.architecture == "mozilla_0.1" and type(loaded.net).__name__ == "MozillaDeepSpeech"
+    assert loaded.describe() == "DeepSpeech mozilla_0.1 (lstm, 24 hidden; 26 mfcc every 20 ms over 25 ms, context 9)"
+    wave = torch.randn(1, 12000) * 0.1
+    assert torch.allclose(loaded(wave)[0], model(wave)[0], atol=1e-6)

@@ -357,6 +357,61 @@ def test_carlini_wagner_runs_on_the_deepspeech_victim_from_its_checkpoint(tmp_pa
     assert all(p.grad is None for p in victim.module.parameters())
 
 
+def test_carlini_wagner_shrinks_the_whole_perturbation_when_its_bound_shrinks():
+    """Carlini's code scales the clipped perturbation by ``rescale``: every sample shrinks by the same factor. The
+    earlier clip rule cut only the samples above the new bound."""
+    delta = torch.tensor([[1500.0, -700.0, 100.0, 0.0], [2600.0, -300.0, 50.0, 10.0]]) / 32768
+    attack = CarliniWagner(initial_bound=2000, bound_decay=0.8)
+    heard = attack.perturbation(delta, torch.ones(2))
+    assert torch.allclose(heard[1] * 32768, torch.tensor([2000.0, -300.0, 50.0, 10.0]))  # clipped to tau0 first
+    scale = attack.rescaled(delta, torch.ones(2))
+    # Clip 0: the bound (2000) was above the peak (1500): down to it, then x0.8. Clip 1's peak reaches tau0.
+    assert scale.tolist() == pytest.approx([1500 / 2000 * 0.8, 0.8])
+    after = attack.perturbation(delta, scale)
+    assert torch.allclose(after, heard * scale.unsqueeze(1))  # same shape, every sample x0.6 (x0.8)
+    assert after[0, 1] * 32768 == pytest.approx(-700 * 0.6) and after[0, 0] * 32768 == pytest.approx(1500 * 0.6)
+    # A later success with a smaller peak than the bound: the bound drops to the peak of clip(delta) * scale first.
+    assert attack.rescaled(delta[:1] / 4, scale[:1]).item() == pytest.approx(375 / 2000 * 0.8)
+    clip_rule = CarliniWagner(bound_rule="clip")
+    assert clip_rule.perturbation(delta, scale) is delta  # the clip rule keeps delta inside its bound itself
+
+
+def test_carlini_wagner_as_published_runs_every_step_and_stops_early_only_when_asked():
+    victim = CTCVictim(TinyCTC())
+    x, lengths = ctc_batch()
+    targets = ["yes", "go", "no"]
+    paper = CarliniWagner(max_iterations=80, learning_rate=20)
+    out = paper(victim, x, lengths, targets, seed=0)
+    assert all(r.success for r in out.results)
+    assert all(r.iterations == 80 and r.queries == 80 + 8 for r in out.results)  # no early stop after success
+    early = CarliniWagner(max_iterations=80, learning_rate=20, patience=1)(victim, x, lengths, targets, seed=0)
+    assert all(r.success for r in early.results) and min(r.iterations for r in early.results) < 80
+    # Running on shrinks further: never a larger perturbation than the early-stopped one, and a smaller one overall.
+    assert all(p.linf <= e.linf for p, e in zip(out.results, early.results))
+    assert sum(p.linf for p in out.results) < sum(e.linf for e in early.results)
+
+
+def test_carlini_wagner_settings_record_the_bound_rule_of_new_corpora_only():
+    """Corpora built before the rescale rule (clip rule) keep their recorded settings; new ones name their rule."""
+    assert "bound_rule" not in CarliniWagner(bound_rule="clip").settings()
+    assert CarliniWagner().settings()["bound_rule"] == "rescale"
+    with pytest.raises(ValueError, match="bound_rule"):
+        CarliniWagner(bound_rule="shrink")  # type: ignore[arg-type]
+
+
+def test_carlini_wagner_paper_config_has_no_early_stop_and_the_demo_config_says_it_has():
+    import yaml
+
+    from tests.conftest import CONFIGS
+
+    paper = yaml.safe_load((CONFIGS / "attacks" / "cw_deepspeech.yaml").read_text())["init_args"]
+    assert paper["max_iterations"] == 1000 and paper["patience"] is None and paper["min_bound"] is None
+    assert paper["bound_rule"] == "rescale" and CarliniWagner(**paper).settings() == CarliniWagner().settings()
+    for name in ("cw_deepspeech_demo.yaml", "cw_kws.yaml"):
+        text = (CONFIGS / "attacks" / name).read_text()
+        assert "EARLY STOPPING" in text and yaml.safe_load(text)["init_args"]["patience"] is not None
+
+
 # ---- noise control ---------------------------------------------------------------------------------------------------
 
 def test_noise_control_hits_the_requested_snr_per_clip():
@@ -396,3 +451,48 @@ def test_final_judgement_sees_each_clip_alone_at_its_own_length():
     clips = torch.zeros(3, 800)
     assert judge(PaddingSensitive(), clips, torch.tensor([800, 500, 300])) == ["800", "500", "300"]
     assert judge(PaddingSensitive(), clips, torch.tensor([500, 500, 500])) == ["500"] * 3
+
+
+# ---- the shared prelude ----------------------------------------------------------------------------------------------
+
+def test_every_attack_starts_from_the_batch_the_base_class_prepares():
+    """Encoding the targets, feasibility, the valid-sample mask and the counters are made once, in the base class."""
+    from lit_app.attacks.base import Attack, AttackBatch
+
+    seen: list[AttackBatch] = []
+
+    class Echo(Attack):
+        name = "echo"
+
+        def run(self, victim, batch, **conditions):
+            seen.append(batch)
+            batch.queries[batch.feasible_rows()] += 2
+            return batch.clean
+
+    victim = CTCVictim(TinyCTC())
+    x, lengths = ctc_batch()
+    out = Echo()(victim, x, lengths, ["Yes", "no", "a target far too long for twenty five frames"])
+    batch = seen[0]
+    assert batch.targets == ["yes", "no", "a target far too long for twenty five frames"]
+    assert batch.feasible.tolist() == [True, True, False] and batch.feasible_rows().tolist() == [0, 1]
+    assert batch.mask.dtype == torch.float32 and batch.mask.sum(1).tolist() == lengths.tolist()
+    assert [r.queries for r in out.results] == [2, 2, 0] and [r.feasible for r in out.results] == [True, True, False]
+    assert on_grid(batch.clean) and torch.all(batch.clean[2, 4000:] == 0)
+    # The noise control aims at no target: every clip is feasible whatever the victim could transcribe.
+    noise = NoiseControl()(victim, x, lengths, ["yes", "no", "a target far too long for twenty five frames"])
+    assert all(r.feasible for r in noise.results)
+
+
+def test_carlini_wagner_runs_on_the_mozilla_deepspeech_victim_from_its_checkpoint(tmp_path):
+    """The published victim: white-box gradients through the MFCC front-end, the LSTM and the CTC loss."""
+    from lit_app.attacks import load_victim
+    from lit_app.models.asr import DeepSpeechModule
+
+    torch.manual_seed(0)
+    module = DeepSpeechModule(architecture="mozilla_0.1", n_hidden=32, n_mels=26, hop_ms=20.0, context=9)
+    victim = load_victim(save_checkpoint(module, tmp_path / "mozilla.ckpt"))
+    assert isinstance(victim, CTCVictim) and victim.module.hparams.architecture == "mozilla_0.1"
+    x, lengths = ctc_batch()
+    out = CarliniWagner(max_iterations=20, learning_rate=50, initial_bound=500)(victim, x, lengths, ["yes", "no", "go"])
+    assert all(r.linf <= 500 and r.iterations == 20 and r.linf > 0 for r in out.results)
+    assert out.adversarial[2, 4000:].abs().sum() == 0 and on_grid(out.adversarial)

@@ -6,7 +6,7 @@
 - :class:`NoiseControl`: random noise at a given SNR, the control for "is it just noise?".
 """
 
-from lit_app.attacks.base import Attack, AttackOutput, AttackResult
+from lit_app.attacks.base import Attack, AttackBatch, AttackOutput, AttackResult
 from lit_app.attacks.carlini_wagner import CarliniWagner
 from lit_app.attacks.genetic import GeneticAttack
 from lit_app.attacks.gradient import FGSM, PGD
@@ -16,6 +16,7 @@ from lit_app.attacks.victims import ClassifierVictim, CTCVictim, Victim, checkpo
 
 __all__ = [
     "Attack",
+    "AttackBatch",
     "AttackOutput",
     "AttackResult",
     "CarliniWagner",

@@ -9,6 +9,10 @@ Every attack is called the same way::
 Inputs are moved to the victim's device and rounded to the 16-bit grid first; padding (samples past
 ``lengths``) is never perturbed. Success is judged on the returned, 16-bit clip. A call is deterministic
 for a given seed, batch and device.
+
+What every attack needs before its own work (the targets encoded for the victim, which clips can reach them,
+the mask of valid samples, per-clip counters) is made once, here, as an :class:`AttackBatch`; an attack's
+:meth:`Attack.run` starts from it and returns the adversarial clips.
 """
 
 from __future__ import annotations
@@ -16,13 +20,13 @@ from __future__ import annotations
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
 from lit_app.attacks import metrics
-from lit_app.attacks.victims import Victim
+from lit_app.attacks.victims import Encoded, Victim
 
 
 @dataclass(frozen=True)
@@ -68,14 +72,48 @@ class AttackOutput:
         return sum(r.success for r in self.results) / max(len(self.results), 1)
 
 
+@dataclass
+class AttackBatch:
+    """A batch as :meth:`Attack.run` receives it: on the victim's device, on the 16-bit grid, padding zeroed.
+
+    Args:
+        clean: ``[batch, samples]`` clean clips.
+        lengths: valid samples of each clip.
+        targets: the wanted output of each clip, as the victim spells it.
+        encoded: the targets as the victim's loss takes them (:meth:`Victim.encode`).
+        feasible: which clips can reach their target at all; the others are not attacked.
+        generator: the call's only source of randomness.
+
+    ``mask`` (float, 1 on valid samples) and the per-clip counters ``queries`` and ``iterations`` (zeros, advanced
+    by the attack) are made from these.
+    """
+
+    clean: torch.Tensor
+    lengths: torch.Tensor
+    targets: list[str]
+    encoded: Encoded
+    feasible: torch.Tensor
+    generator: torch.Generator
+    mask: torch.Tensor = field(init=False)
+    queries: torch.Tensor = field(init=False)
+    iterations: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.mask = metrics.valid_mask(self.lengths, self.clean.shape[1]).float()
+        self.queries = torch.zeros(len(self.targets), dtype=torch.long, device=self.clean.device)
+        self.iterations = torch.zeros_like(self.queries)
+
+    def feasible_rows(self) -> torch.Tensor:
+        """Indices of the clips that can reach their target: where a step-by-step attack starts."""
+        return torch.nonzero(self.feasible).flatten()
+
+
 class Attack(ABC):
     """Base of every attack. Subclasses store each constructor argument under its own name (see
     :meth:`settings`) and implement :meth:`run`."""
 
     #: short name written to dataset manifests
     name = "attack"
-    #: whether the attack reads the victim's gradients (white-box) or only its outputs (black-box)
-    white_box = True
     #: constructor arguments added after corpora were built, each with the value that reproduces those corpora;
     #: recorded only when set otherwise, so that the earlier corpora still count as built with these settings
     recorded_unless: dict[str, Any] = {}
@@ -117,39 +155,29 @@ class Attack(ABC):
             clean = metrics.quantize(waveforms.detach().to(device, torch.float32).clone())
             lengths = lengths.detach().to(device, torch.long).clone()
             clean = clean * metrics.valid_mask(lengths, clean.shape[1])
-            targets = [victim.normalise_target(t) for t in targets]
-            generator = torch.Generator(device=device).manual_seed(seed)
+            batch = self.prepare(victim, clean, lengths, [victim.normalise_target(t) for t in targets],
+                                 torch.Generator(device=device).manual_seed(seed))
             with torch.enable_grad():
-                adversarial, queries, iterations, feasible = self.run(
-                    victim, clean, lengths, targets, generator, **conditions
-                )
-            return self.finish(victim, clean, adversarial, lengths, targets, queries, iterations, feasible)
+                adversarial = self.run(victim, batch, **conditions)
+            return self.finish(victim, batch, adversarial)
+
+    def prepare(
+        self, victim: Victim, clean: torch.Tensor, lengths: torch.Tensor, targets: list[str], generator: torch.Generator
+    ) -> AttackBatch:
+        """The batch :meth:`run` starts from: targets encoded for the victim, and which clips can reach them."""
+        encoded = victim.encode(targets)
+        return AttackBatch(clean, lengths, targets, encoded, victim.feasible(lengths, encoded), generator)
 
     @abstractmethod
-    def run(
-        self,
-        victim: Victim,
-        clean: torch.Tensor,
-        lengths: torch.Tensor,
-        targets: list[str],
-        generator: torch.Generator,
-        **conditions: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Return adversarial clips on the 16-bit grid, and per-example queries, iterations and feasibility."""
+    def run(self, victim: Victim, batch: AttackBatch, **conditions: Any) -> torch.Tensor:
+        """Return the adversarial clips ``[batch, samples]`` on the 16-bit grid, having advanced ``batch.queries``
+        and ``batch.iterations`` for every clip."""
 
     @torch.no_grad()
-    def finish(
-        self,
-        victim: Victim,
-        clean: torch.Tensor,
-        adversarial: torch.Tensor,
-        lengths: torch.Tensor,
-        targets: list[str],
-        queries: torch.Tensor,
-        iterations: torch.Tensor,
-        feasible: torch.Tensor,
-    ) -> AttackOutput:
+    def finish(self, victim: Victim, batch: AttackBatch, adversarial: torch.Tensor) -> AttackOutput:
         """Judge every clip on its final 16-bit form and measure its distortion."""
+        clean, lengths, targets, feasible = batch.clean, batch.lengths, batch.targets, batch.feasible
+        queries, iterations = batch.queries, batch.iterations
         adversarial = metrics.quantize(adversarial) * metrics.valid_mask(lengths, adversarial.shape[1])
         predictions = judge(victim, adversarial, lengths)
         db_x = metrics.db_x(clean, adversarial, lengths).tolist()

@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 import torch
 
-from lit_app.attacks.base import Attack
+from lit_app.attacks.base import Attack, AttackBatch
 from lit_app.attacks.metrics import FULL_SCALE
 from lit_app.attacks.query import QueryOnlyView
 from lit_app.attacks.victims import ClassifierVictim, Victim
@@ -64,7 +64,6 @@ class GeneticAttack(Attack):
     """
 
     name = "genetic"
-    white_box = False
     # Both came after the first corpora. Left to the device, ``queue_ahead`` is not recorded, as the device's random
     # stream is not; the paper's fitness is what those corpora used.
     recorded_unless = {"queue_ahead": None, "fitness": "probability"}
@@ -99,22 +98,15 @@ class GeneticAttack(Attack):
         self.queue_ahead = queue_ahead
         self.fitness = fitness
 
-    def run(
-        self,
-        victim: Victim,
-        clean: torch.Tensor,
-        lengths: torch.Tensor,
-        targets: list[str],
-        generator: torch.Generator,
-        **conditions: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def run(self, victim: Victim, batch: AttackBatch, **conditions: Any) -> torch.Tensor:
         if not isinstance(victim, ClassifierVictim):
             raise TypeError("the genetic attack needs a classifier victim (class probabilities)")
-        view = QueryOnlyView(victim)
-        target_index = torch.tensor([view.labels.index(t) for t in targets], device=clean.device)
+        # The encoded targets are class indices (the view's label order): all the attack knows besides the view.
         with torch.no_grad():
-            adversarial, queries, generations = self.search(view, clean, lengths, target_index, generator)
-        return adversarial, queries, generations, torch.ones_like(queries, dtype=torch.bool)
+            adversarial, batch.queries, batch.iterations = self.search(
+                QueryOnlyView(victim), batch.clean, batch.lengths, batch.encoded[0], batch.generator
+            )
+        return adversarial
 
     def search(
         self,

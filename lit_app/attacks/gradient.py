@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from lit_app.attacks.base import Attack
-from lit_app.attacks.metrics import FULL_SCALE, quantize, valid_mask
+from lit_app.attacks.base import Attack, AttackBatch
+from lit_app.attacks.metrics import FULL_SCALE, quantize
 from lit_app.attacks.victims import Victim, select
 
 
@@ -43,47 +43,33 @@ class PGD(Attack):
         self.random_start = random_start
         self.check_every = check_every
 
-    def run(
-        self,
-        victim: Victim,
-        clean: torch.Tensor,
-        lengths: torch.Tensor,
-        targets: list[str],
-        generator: torch.Generator,
-        **conditions: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        batch, samples = clean.shape
-        device = clean.device
-        encoded = victim.encode(targets)
-        feasible = victim.feasible(lengths, encoded)
-        mask = valid_mask(lengths, samples).float()
+    def run(self, victim: Victim, batch: AttackBatch, **conditions: Any) -> torch.Tensor:
+        clean, lengths, mask, targets = batch.clean, batch.lengths, batch.mask, batch.targets
         eps, step_size = self.epsilon / FULL_SCALE, self.step_size / FULL_SCALE
         delta = torch.zeros_like(clean)
         if self.random_start:
-            delta = (torch.rand(clean.shape, device=device, generator=generator) * 2 - 1) * eps * mask
+            delta = (torch.rand(clean.shape, device=clean.device, generator=batch.generator) * 2 - 1) * eps * mask
         adversarial = quantize((clean + delta).clamp(-1.0, 1.0)) * mask
-        queries = torch.zeros(batch, dtype=torch.long, device=device)
-        iterations = torch.zeros(batch, dtype=torch.long, device=device)
-        active = torch.nonzero(feasible).flatten()
+        active = batch.feasible_rows()
         for step in range(1, self.iterations + 1):
             if active.numel() == 0:
                 break
             x, m, d = clean[active], mask[active], delta[active].requires_grad_()
-            loss = victim.loss((x + d).clamp(-1.0, 1.0), lengths[active], select(encoded, active))
+            loss = victim.loss((x + d).clamp(-1.0, 1.0), lengths[active], select(batch.encoded, active))
             (gradient,) = torch.autograd.grad(loss.sum(), d)
             with torch.no_grad():
                 d = (d - step_size * gradient.sign()).clamp(-eps, eps) * m
                 delta[active] = d
                 adversarial[active] = quantize((x + d).clamp(-1.0, 1.0)) * m
-            queries[active] += 1
-            iterations[active] = step
+            batch.queries[active] += 1
+            batch.iterations[active] = step
             if self.check_every and step % self.check_every == 0 and step < self.iterations:
                 with torch.no_grad():
                     predictions = victim.predict(adversarial[active], lengths[active])
-                queries[active] += 1
-                hit = torch.tensor([p == targets[i] for p, i in zip(predictions, active.tolist())], device=device)
+                batch.queries[active] += 1
+                hit = torch.tensor([p == targets[i] for p, i in zip(predictions, active.tolist())], device=clean.device)
                 active = active[~hit]
-        return adversarial, queries, iterations, feasible
+        return adversarial
 
 
 class FGSM(PGD):

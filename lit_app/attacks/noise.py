@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import torch
 
-from lit_app.attacks.base import Attack
+from lit_app.attacks.base import Attack, AttackBatch
 from lit_app.attacks.metrics import quantize, valid_mask
 from lit_app.attacks.victims import Victim
 from lit_app.audio.noise import snr_gain
@@ -27,7 +27,6 @@ class NoiseControl(Attack):
     """
 
     name = "noise"
-    white_box = False
 
     def __init__(self, snr_db: float = 30.0, distribution: Literal["gaussian", "uniform"] = "gaussian") -> None:
         if distribution not in ("gaussian", "uniform"):
@@ -35,21 +34,18 @@ class NoiseControl(Attack):
         self.snr_db = snr_db
         self.distribution = distribution
 
+    def prepare(
+        self, victim: Victim, clean: torch.Tensor, lengths: torch.Tensor, targets: list[str], generator: torch.Generator
+    ) -> AttackBatch:
+        """The noise aims at no target: nothing to encode, and every clip can be made."""
+        feasible = torch.ones(clean.shape[0], dtype=torch.bool, device=clean.device)
+        return AttackBatch(clean, lengths, targets, (), feasible, generator)
+
     def run(
-        self,
-        victim: Victim,
-        clean: torch.Tensor,
-        lengths: torch.Tensor,
-        targets: list[str],
-        generator: torch.Generator,
-        snr_db: torch.Tensor | list[float] | None = None,
-        **conditions: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, victim: Victim, batch: AttackBatch, snr_db: torch.Tensor | list[float] | None = None, **conditions: Any
+    ) -> torch.Tensor:
         """``snr_db`` gives each clip its own SNR (e.g. that of the adversarial example it controls for)."""
-        batch = clean.shape[0]
-        noisy = self.add_noise(clean, lengths, generator, snr_db)
-        none = torch.zeros(batch, dtype=torch.long, device=clean.device)
-        return noisy, none, none, torch.ones(batch, dtype=torch.bool, device=clean.device)
+        return self.add_noise(batch.clean, batch.lengths, batch.generator, snr_db)
 
     def add_noise(
         self,

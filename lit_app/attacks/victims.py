@@ -66,8 +66,6 @@ def _freeze(module: nn.Module, device: torch.device | str | None) -> nn.Module:
 class Victim:
     """Common part of the victim kinds: the wrapped module and its device."""
 
-    kind = "victim"
-
     def __init__(self, module: nn.Module, device: torch.device | str | None = None) -> None:
         self.module = _freeze(module, device)
 
@@ -107,8 +105,6 @@ class ClassifierVictim(Victim):
         module: the model; it must have ``labels`` and take ``[batch, clip_samples]`` waveforms.
         device: where to run it (left where it is when ``None``).
     """
-
-    kind = "classifier"
 
     def __init__(self, module: nn.Module, device: torch.device | str | None = None) -> None:
         super().__init__(module, device)
@@ -160,8 +156,6 @@ class CTCVictim(Victim):
         module: the recogniser.
         device: where to run it (left where it is when ``None``).
     """
-
-    kind = "ctc"
 
     def __init__(self, module: nn.Module, device: torch.device | str | None = None) -> None:
         super().__init__(module, device)

@@ -14,10 +14,14 @@ from torchmetrics.text import CharErrorRate, WordErrorRate
 
 from lit_app.audio.features import MFCC, LogMelSpectrogram
 from lit_app.base import LitAppModule
-from lit_app.nets.deepspeech import DeepSpeech, DeepSpeech2, RNNType
+from lit_app.nets.deepspeech import DeepSpeech, DeepSpeech2, MozillaDeepSpeech, RNNType
 from lit_app.text import Alphabet, BeamSearchDecoder, ctc_frames_needed, greedy_decode
 
 STAGES = ("train", "val", "test")
+Architecture = Literal["deepspeech", "deepspeech2", "mozilla_0.1"]
+#: What Mozilla DeepSpeech 0.1 hears: 26 MFCCs from 26 mel filters over 25 ms windows, every second 10 ms frame
+#: (the same frames as a 20 ms hop), with 9 frames of context on each side.
+MOZILLA_0_1_FRONT_END = {"features": "mfcc", "n_mfcc": 26, "n_mels": 26, "win_ms": 25.0, "hop_ms": 20.0, "context": 9}
 
 
 def normalise_per_utterance(features: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -46,7 +50,10 @@ class DeepSpeechModule(LitAppModule):
     Args:
         labels: output symbols, blank first (the data module passes its alphabet); a-z, space, apostrophe
             by default.
-        architecture: ``deepspeech`` (Hannun et al. 2014) or ``deepspeech2`` (convolutions + RNN stack).
+        architecture: ``deepspeech`` (Hannun et al. 2014's layout), ``mozilla_0.1`` (Mozilla DeepSpeech 0.1, the
+            victim Carlini & Wagner attacked; it needs the front-end of :data:`MOZILLA_0_1_FRONT_END` and always
+            has an LSTM) or ``deepspeech2`` (convolutions + RNN stack). Checkpoints record it, so every result
+            can say which victim it used (:meth:`describe`).
         features: ``mfcc`` or ``logmel`` front-end.
         n_mfcc: cepstral coefficients (``mfcc`` features).
         n_mels: mel filters.
@@ -56,7 +63,7 @@ class DeepSpeechModule(LitAppModule):
         feature_norm: ``utterance`` standardises each coefficient per utterance; ``none`` leaves them.
         n_hidden: hidden width (2048 in the paper).
         context: frames of context on each side (``deepspeech``).
-        rnn_type: recurrent cell: ``rnn`` (the paper's), ``gru`` or ``lstm``.
+        rnn_type: recurrent cell: ``rnn`` (the paper's), ``gru`` or ``lstm`` (``mozilla_0.1``: always ``lstm``).
         rnn_layers: bidirectional layers (``deepspeech2``).
         conv_channels: convolution channels (``deepspeech2``).
         dropout: dropout of the hidden layers.
@@ -70,7 +77,7 @@ class DeepSpeechModule(LitAppModule):
     def __init__(
         self,
         labels: list[str] | None = None,
-        architecture: Literal["deepspeech", "deepspeech2"] = "deepspeech",
+        architecture: Architecture = "deepspeech",
         features: Literal["mfcc", "logmel"] = "mfcc",
         n_mfcc: int = 26,
         n_mels: int = 40,
@@ -93,6 +100,17 @@ class DeepSpeechModule(LitAppModule):
         self.save_hyperparameters()
         self.alphabet = Alphabet(labels) if labels else Alphabet()
         self.hparams["labels"] = list(self.alphabet.symbols)
+        if architecture == "mozilla_0.1":
+            settings = dict(features=features, n_mfcc=n_mfcc, n_mels=n_mels, win_ms=win_ms, hop_ms=hop_ms, context=context)
+            wrong = {k: v for k, v in MOZILLA_0_1_FRONT_END.items() if settings[k] != v}
+            if wrong:
+                raise ValueError(
+                    "architecture 'mozilla_0.1' hears what Mozilla DeepSpeech 0.1 heard; set "
+                    + ", ".join(f"{k}: {v} (got {settings[k]})" for k, v in wrong.items())
+                    + " in the model's init_args (configs/asr/mozilla_demo.yaml has them), or choose 'deepspeech'"
+                )
+            rnn_type = "lstm"
+            self.hparams["rnn_type"] = rnn_type
         self.sample_rate = sample_rate
         if features == "mfcc":
             self.front_end: nn.Module = MFCC(sample_rate, n_mfcc=n_mfcc, n_mels=n_mels, win_ms=win_ms, hop_ms=hop_ms)
@@ -105,10 +123,12 @@ class DeepSpeechModule(LitAppModule):
         n_classes = len(self.alphabet)
         if architecture == "deepspeech":
             self.net: nn.Module = DeepSpeech(n_features, n_classes, n_hidden, context, rnn_type, dropout, relu_clip)
+        elif architecture == "mozilla_0.1":
+            self.net = MozillaDeepSpeech(n_features, n_classes, n_hidden, context, dropout, relu_clip)
         elif architecture == "deepspeech2":
             self.net = DeepSpeech2(n_features, n_classes, n_hidden, rnn_layers, rnn_type, conv_channels, dropout, relu_clip)
         else:
-            raise ValueError(f"unknown architecture {architecture!r}; choose 'deepspeech' or 'deepspeech2'")
+            raise ValueError(f"unknown architecture {architecture!r}; choose 'deepspeech', 'mozilla_0.1' or 'deepspeech2'")
         self.num_examples = num_examples
         self.test_beam_size = test_beam_size
         self._beam: BeamSearchDecoder | None = None
@@ -189,6 +209,16 @@ class DeepSpeechModule(LitAppModule):
         """Greedy transcripts of ``[batch, samples]`` waveforms."""
         log_probs, frames = self(waveforms, lengths)
         return greedy_decode(log_probs, frames, self.alphabet)
+
+    def describe(self) -> str:
+        """Which victim this is, in one line for dataset cards and results (from the hyper-parameters alone), e.g.
+        ``DeepSpeech mozilla_0.1 (lstm, 256 hidden; 26 mfcc every 20 ms over 25 ms, context 9)``."""
+        h = self.hparams
+        recurrent = f"{h.rnn_layers} x {h.rnn_type}" if h.architecture == "deepspeech2" else h.rnn_type
+        n_features = h.n_mfcc if h.features == "mfcc" else h.n_mels
+        context = "" if h.architecture == "deepspeech2" else f", context {h.context}"
+        return (f"DeepSpeech {h.architecture} ({recurrent}, {h.n_hidden} hidden; {n_features} {h.features} every "
+                f"{h.hop_ms:g} ms over {h.win_ms:g} ms{context})")
 
     def parameter_counts(self) -> dict[str, int]:
         """Trainable parameters of the network, per layer group and in total."""

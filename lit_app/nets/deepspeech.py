@@ -1,6 +1,7 @@
 """DeepSpeech acoustic models: feature frames in, per-frame character log-probabilities out.
 
-Both networks take ``[batch, frames, features]`` and the number of valid frames of each row, and return
+Three networks: DeepSpeech as Hannun et al. (2014) describe it, Mozilla's DeepSpeech 0.1 (the network Carlini &
+Wagner attacked), and a DeepSpeech2-style one. All take ``[batch, frames, features]`` and the number of valid frames of each row, and return
 ``[batch, out_frames, symbols]`` log-probabilities with their valid lengths. Recurrent layers run on
 packed sequences, so the padding of a batch never flows into the backward direction of a bidirectional
 layer: a clip is recognised the same way alone or next to longer ones.
@@ -110,6 +111,65 @@ class DeepSpeech(nn.Module):
         x = self.fc3(self.fc2(self.fc1(stack_context(features, self.context))))
         x = run_packed(self.rnn, x, lengths)
         x = self.fc4(x[..., : self.n_hidden] + x[..., self.n_hidden :])
+        return F.log_softmax(self.out(x), dim=-1), self.output_lengths(lengths)
+
+
+class MozillaDeepSpeech(nn.Module):
+    """Mozilla DeepSpeech 0.1 (2017), the victim of Carlini & Wagner's "Audio Adversarial Examples" (2018).
+
+    Frames with ``context`` neighbours on each side -> three fully connected layers with clipped ReLU -> one
+    bidirectional LSTM -> a fully connected layer with clipped ReLU on *both directions side by side* -> symbols.
+    Mozilla's release takes 26 MFCCs every 20 ms (every second 10 ms frame) with 9 frames of context and 2048
+    units everywhere (the LSTM has 2048 per direction). Unlike :class:`DeepSpeech`, whose layout sums the two
+    directions, the layer after the LSTM sees their concatenation, and the LSTM's forget gates start open
+    (bias 1, TensorFlow's ``BasicLSTMCell(forget_bias=1.0)``).
+
+    Args:
+        n_features: features per frame (26 MFCCs in the release).
+        n_classes: output symbols, blank included.
+        n_hidden: width of every hidden layer and of each LSTM direction (2048 in the release).
+        context: frames of context on each side (9 in the release).
+        dropout: dropout after each fully connected hidden layer and on the LSTM's output (0.05 in training).
+        relu_clip: clipping value of the activations (20).
+    """
+
+    def __init__(
+        self,
+        n_features: int = 26,
+        n_classes: int = 29,
+        n_hidden: int = 2048,
+        context: int = 9,
+        dropout: float = 0.0,
+        relu_clip: float = 20.0,
+    ) -> None:
+        super().__init__()
+        self.context = context
+
+        def dense(n_in: int) -> nn.Sequential:
+            return nn.Sequential(nn.Linear(n_in, n_hidden), ClippedReLU(relu_clip), nn.Dropout(dropout))
+
+        self.fc1 = dense(n_features * (2 * context + 1))
+        self.fc2 = dense(n_hidden)
+        self.fc3 = dense(n_hidden)
+        self.lstm = nn.LSTM(n_hidden, n_hidden, bidirectional=True)
+        self.lstm_dropout = nn.Dropout(dropout)
+        self.fc5 = dense(2 * n_hidden)
+        self.out = nn.Linear(n_hidden, n_classes)
+        with torch.no_grad():  # PyTorch's gate order is input, forget, cell, output; it has two biases per gate
+            for name, bias in self.lstm.named_parameters():
+                if name.startswith("bias_ih"):
+                    bias[n_hidden : 2 * n_hidden].fill_(1.0)
+                elif name.startswith("bias_hh"):
+                    bias[n_hidden : 2 * n_hidden].zero_()
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Output frames for ``lengths`` input frames (one output per input frame)."""
+        return lengths
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Map ``[batch, frames, features]`` to ``[batch, frames, classes]`` log-probabilities and lengths."""
+        x = self.fc3(self.fc2(self.fc1(stack_context(features, self.context))))
+        x = self.fc5(self.lstm_dropout(run_packed(self.lstm, x, lengths)))
         return F.log_softmax(self.out(x), dim=-1), self.output_lengths(lengths)
 
 
