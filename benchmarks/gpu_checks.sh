@@ -25,8 +25,8 @@
 # nothing else is needed (wandb and flashlight-text are imported lazily, the CSV logger replaces W&B there).
 # Every step runs under `timeout`, so one slow step cannot eat the others' time; logs and JSON results go to
 # runs/gpu_checks (and as gpu_checks.tar.gz into $OUT when it is set, refreshed after every step so that a
-# killed lease still returns what it measured), to be copied into benchmarks/RESULTS.md with the device name
-# and date each benchmark prints.
+# killed lease still returns what it measured), to be copied into docs/notebook.md with the device name
+# and date each benchmark prints (and into docs/results.md where they supersede a figure there).
 # `run` takes 9 minutes at most and `kws-large` 8.5; `lease` and `asr-full` took 285 and 381 s on an H200
 # (2026-12-04): a 15-minute lease, each start costing about 75 s, holds those two. Extra arguments to
 # `kws-large` and `genetic-large` go to `lit-app fit` and `lit-app test` (fewer batches for a smoke run, say).

@@ -294,8 +294,8 @@ class PopulationBuffers:
 
     A fresh CPU tensor this large (1.3 MB per clip with 20 members) is mapped from new memory pages, which the
     kernel zeroes on first touch; doing that for each of a generation's four such tensors cost more than the
-    crossover itself (RESULTS.md, "The genetic loop's own work on the CPU"). The population lives in one of two
-    buffers; the next generation, or the clips still searching, are written into the other.
+    crossover itself (docs/notebook.md, "The genetic loop's own work on the CPU"). The population lives in one of
+    two buffers; the next generation, or the clips still searching, are written into the other.
 
     Args:
         clips: clips in the search (the largest number active at once).

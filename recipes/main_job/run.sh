@@ -27,7 +27,7 @@ bash scripts/setup.sh
 source .venv/bin/activate
 export WANDB_MODE=${WANDB_MODE:-offline}
 # glibc gives large freed blocks back to the kernel and maps fresh, zeroed pages for the next one; with PyTorch's
-# short-lived large tensors those page faults cost up to half of some CPU steps (benchmarks/RESULTS.md, "The CPU
+# short-lived large tensors those page faults cost up to half of some CPU steps (docs/notebook.md, "The CPU
 # allocator"). Blocks up to 1 GiB stay in the process instead. Same numbers, set before any process starts.
 export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-1073741824} MALLOC_TRIM_THRESHOLD_=${MALLOC_TRIM_THRESHOLD_:-1073741824}
 scale=${SCALE:-demo}
