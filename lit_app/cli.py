@@ -60,6 +60,7 @@ class RunFolderConfig(SaveConfigCallback):
     """
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        stage = getattr(stage, "value", stage)  # Lightning passes its TrainerFn enum
         name = CONFIG_FILENAME if stage == "fit" else CONFIG_FILENAME.replace(".yaml", f"-{stage}.yaml")
         folder = run_folder(trainer)
         folder.mkdir(parents=True, exist_ok=True)
@@ -146,6 +147,19 @@ def refuse_cli_optimizer(args: list[str]) -> None:
                      "--model.init_args.weight_decay and --model.init_args.lr_schedule (onecycle, cosine, constant).")
 
 
+def with_checkpoint_model(args: list[str]) -> list[str]:
+    """``validate``/``test``/``predict`` with a ``--ckpt_path`` of the app and no model: the checkpoint's model class
+    is put first (``--model CLASS``), so a data config is all they need; configs and flags given still win."""
+    if not args or args[0] not in ("validate", "test", "predict"):
+        return args
+    paths = [value for option, value in zip(args, args[1:]) if option == "--ckpt_path"]
+    paths += [arg.split("=", 1)[1] for arg in args if arg.startswith("--ckpt_path=")]
+    if not paths or not os.path.isfile(paths[-1]):
+        return args
+    class_path = torch.load(paths[-1], map_location="cpu", weights_only=True).get(CLASS_KEY)
+    return [args[0], "--model", class_path, *args[1:]] if class_path else args
+
+
 def run_job(name: str, args: list[str]) -> Any:
     """Run the job ``name`` of :data:`JOBS` on ``args`` (``-c``, ``--print_config``, ``--help`` as for ``fit``)."""
     from lit_app.experiments.command import run_command
@@ -160,7 +174,7 @@ def main(args: list[str] | None = None) -> Any:
     if args and args[0] in JOBS:
         return run_job(args[0], args[1:])
     refuse_cli_optimizer(args)
-    LitAppCLI(args=args)
+    LitAppCLI(args=with_checkpoint_model(args))
 
 
 if __name__ == "__main__":

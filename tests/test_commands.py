@@ -90,7 +90,7 @@ def test_tiny_main_job_through_lit_app(tmp_path, tiny_keywords, kws_victim, caps
     figures = tmp_path / "runs" / "attack-sets" / "pgd"
     assert valid_png(figures / "snr_db_x.png") and valid_png(figures / "pair0_spectrograms.png")
     (attack_run,) = (figures / "wandb").glob("offline-run-*")
-    assert list(attack_run.glob("files/media/audio/*.wav")) and list(attack_run.glob("files/media/table/*.json"))
+    assert list(attack_run.glob("files/media/**/*.wav")) and list(attack_run.glob("files/media/**/*.table.json"))
 
     # 2. The grid: its progress, PNGs (ROC and DET), a W&B run with figures and the results table.
     grid = tmp_path / "grid.yaml"
@@ -105,7 +105,7 @@ def test_tiny_main_job_through_lit_app(tmp_path, tiny_keywords, kws_victim, caps
     run = out / "runs" / "pgd" / "MFCC" / "seed0"
     assert valid_png(out / "roc_pgd.png") and valid_png(out / "det_pgd.png")
     (grid_run,) = (out / "wandb").glob("offline-run-*")
-    assert len(list(grid_run.glob("files/media/images/*.png"))) == 2 and list(grid_run.glob("files/media/table/*.json"))
+    assert len(list(grid_run.glob("files/media/**/*.png"))) == 2 and list(grid_run.glob("files/media/**/*.table.json"))
     checkpoint = json.loads((run / "results.json").read_text())["checkpoint"]
     stored = torch.load(checkpoint, weights_only=True)["decision_threshold"]
     grid_scores = torch.load(run / "scores.pt", weights_only=True)["pgd"]
@@ -153,7 +153,7 @@ def test_tiny_main_job_through_lit_app(tmp_path, tiny_keywords, kws_victim, caps
     main(["noise-flooding", "-c", str(flooding)])
     flooded = tmp_path / "runs" / "noise-flooding-quick"
     assert valid_png(flooded / "roc_20dB.png") and valid_png(flooded / "det_20dB.png")
-    assert list((flooded / "wandb").glob("offline-run-*/files/media/table/*.json"))
+    assert list((flooded / "wandb").glob("offline-run-*/files/media/**/*.table.json"))
     saved = torch.load(flooded / "runs" / "noise flooding 20 dB" / "seed0" / "scores.pt", weights_only=True)["pgd"]
     clips.write_text("path\n" + "\n".join(saved["paths"]) + "\n")
     victim_args = ["--victim", str(kws_victim), "--flooding_snr_db", "20", "--flooding_draws", "2", "--batch_size", "8"]
@@ -170,11 +170,11 @@ def test_tiny_main_job_through_lit_app(tmp_path, tiny_keywords, kws_victim, caps
         "adaptive", "--victim", str(kws_victim), "--detector", checkpoint,
         "--attack", json.dumps({"class_path": "lit_app.attacks.PGD", "init_args": {"epsilon": 512, "iterations": 2}}),
         "--source", json.dumps({"class_path": "lit_app.data.kws.KWSDataModule", "init_args": {"root": str(tiny_keywords)}}),
-        "--targets", "[yes, no]", "--weights", "[0.0, 10.0]", "--max_clips", "2", "--batch_size", "2", "--device", "cpu",
+        "--targets", '["yes", "no"]', "--weights", "[0.0, 10.0]", "--max_clips", "2", "--batch_size", "2", "--device", "cpu",
         "--out_dir", "runs/detector-adaptive-quick"], tmp_path / "adaptive.yaml")
     main(["adaptive", "-c", str(adaptive)])
     assert valid_png(tmp_path / "runs" / "detector-adaptive-quick" / "adaptive.png")
-    assert list((tmp_path / "runs" / "detector-adaptive-quick" / "wandb").glob("offline-run-*/files/media/images/*.png"))
+    assert list((tmp_path / "runs" / "detector-adaptive-quick" / "wandb").glob("offline-run-*/files/media/**/*.png"))
 
     # 8. The report is one page with every stage's pictures, and every picture it names exists.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes" / "main_job"))
