@@ -91,6 +91,8 @@ def test_tiny_main_job_through_lit_app(tmp_path, tiny_keywords, kws_victim, caps
     assert valid_png(figures / "snr_db_x.png") and valid_png(figures / "pair0_spectrograms.png")
     (attack_run,) = (figures / "wandb").glob("offline-run-*")
     assert list(attack_run.glob("files/media/**/*.wav")) and list(attack_run.glob("files/media/**/*.table.json"))
+    main(["generate", "-c", str(generate)])  # a rerun resumes: nothing to build, nothing logged twice
+    assert len(list((figures / "wandb").glob("offline-run-*"))) == 1
 
     # 2. The grid: its progress, PNGs (ROC and DET), a W&B run with figures and the results table.
     grid = tmp_path / "grid.yaml"

@@ -85,12 +85,17 @@ def save_corpus_figures(root: Path, rows: list[dict[str, Any]], folder: Path, pa
 
 def log_attack_sets(corpora: dict[Path, list[dict[str, Any]]], out_dir: Path, pairs_per_corpus: int, wandb: bool) -> None:
     """What ``lit-app generate`` shows: each corpus's figures in ``out_dir/<corpus>/`` and, in one W&B run per
-    corpus, the same figures, the results table, the example table and the audio pairs (:func:`log_corpora`)."""
+    corpus, the same figures, the results table, the example table and the audio pairs (:func:`log_corpora`).
+    A corpus whose figures are newer than its manifest was shown before and is skipped."""
     from lit_app.experiments.stage_log import StageLog
 
     for root, rows in corpora.items():
         root = Path(root)
         folder = out_dir / root.name
+        histograms, manifest = folder / "snr_db_x.png", root / "manifest.csv"
+        if histograms.is_file() and manifest.is_file() and histograms.stat().st_mtime >= manifest.stat().st_mtime:
+            print(f"{root}: figures in {folder} (made before; no second W&B run)", flush=True)
+            continue  # a rerun of the main job resumes: this corpus was shown already
         figures = save_corpus_figures(root, rows, folder, pairs_per_corpus)
         log = StageLog(root.name, "attack-set", folder, wandb, {"corpus": str(root)})
         log.images({f"figures/{name}": path for name, path in figures.items()})
