@@ -115,7 +115,9 @@ def test_tiny_main_job_through_lit_app(tmp_path, tiny_keywords, kws_victim, caps
     # 3. Scoring the grid's test clips with its checkpoint gives the grid's scores and the stored threshold.
     clips = tmp_path / "clips.csv"
     clips.write_text("path\n" + "\n".join(grid_scores["paths"]) + "\n")
-    main(["score", "--detector", checkpoint, "--inputs", f"[{clips}]", "--batch_size", "8", "--out", "scores.csv"])
+    scoring = printed_config(capsys, ["score", "--detector", checkpoint, "--inputs", f"[{clips}]", "--batch_size", "8",
+                                      "--out", "scores.csv"], tmp_path / "score.yaml")
+    main(["score", "-c", str(scoring)])
     rows = read_csv(tmp_path / "scores.csv")
     assert [r["path"] for r in rows] == grid_scores["paths"]
     assert torch.allclose(torch.tensor([float(r["score"]) for r in rows]), grid_scores["scores"], atol=1e-6)

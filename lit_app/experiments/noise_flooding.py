@@ -75,8 +75,8 @@ def victim_items(
         return {victim: [item for split in splits for item in served_items(source, split)]}
     if not hasattr(source, corpora) or not hasattr(source, "examples"):
         raise ValueError(f"source {name!r} ({type(source).__name__}) does not say which victim its clips were made "
-                         f"against; name it in `victims: {{{name}: path/to/victim.ckpt}}`, or use an adversarial data "
-                         "module (lit_app.advsets.datamodule)")
+                         "against; noise flooding needs an adversarial data module (lit_app.advsets.datamodule) or the "
+                         f"victim named: `--victims '{{{name}: path/to/victim.ckpt}}'`")
     sets = getattr(source, corpora)
     roots = [(f"{corpus.root}{os.sep}", corpus) for corpus in sets]
     grouped: dict[str, list[tuple[str, int]]] = {}

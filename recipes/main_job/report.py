@@ -103,7 +103,9 @@ def corpus_figures(scale: Scale) -> list[str]:
 
 def report(scale: Scale) -> str:
     """The whole report as Markdown (missing parts say so)."""
-    parts = ["## Victims", *victim_lines(scale), "", "## Adversarial corpora (successful examples for dB_x and SNR)",
+    confusion = [Path(f"runs/{name}-{scale}/test_confusion_matrix.png") for name in VICTIMS]
+    parts = ["## Victims", *victim_lines(scale), "", *images([p for p in confusion if p.is_file()]), "",
+             "## Adversarial corpora (successful examples for dB_x and SNR)",
              *corpus_lines(scale), "", *corpus_figures(scale)]
     curves = ["roc_*.png", "det_*.png"]
     parts += section("Detector grid", f"runs/detector-grid-{scale}/results.md", curves)
