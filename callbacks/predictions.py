@@ -51,7 +51,7 @@ class PredictionsFile(BasePredictionWriter):
 
     Args:
         path: CSV to write; ``predictions.csv`` in the run's folder (the trainer's ``default_root_dir``, or a CSV
-            logger's version folder) by default.
+            logger's version folder) by default. On several devices each rank writes ``<name>-rank<k>.csv``.
     """
 
     def __init__(self, path: str | None = None) -> None:
@@ -61,9 +61,9 @@ class PredictionsFile(BasePredictionWriter):
         self._written: Path | None = None
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
         self._written = self.path or run_folder(trainer) / "predictions.csv"
+        if trainer.world_size > 1:  # each rank predicts its own share of the clips
+            self._written = self._written.with_name(f"{self._written.stem}-rank{trainer.global_rank}.csv")
         self._written.parent.mkdir(parents=True, exist_ok=True)
         self._handle = self._written.open("w", newline="")
         csv.writer(self._handle).writerow(COLUMNS)
