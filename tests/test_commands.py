@@ -223,7 +223,7 @@ def test_score_lists_or_refuses_bad_files(tmp_path, detection_sets):  # noqa: F8
     (folder / "broken.wav").write_bytes(b"not audio")
     with pytest.raises(AudioError, match="broken.wav: unreadable audio"):
         main(["score", "--detector", str(checkpoint), "--inputs", f"[{folder}]", "--out", str(tmp_path / "s.csv")])
-    main(["score", "--detector", str(checkpoint), "--inputs", f"[{folder}]", "--skip_bad_files", "true",
+    main(["score", "--detector", str(checkpoint), "--inputs", str(folder), "--skip_bad_files", "true",
           "--out", str(tmp_path / "s.csv")])
     assert [Path(r["path"]).name for r in read_csv(tmp_path / "s.csv")] == ["a.wav", "b.wav"]
     assert "broken.wav" in (tmp_path / "s.csv.skipped.txt").read_text()

@@ -112,7 +112,7 @@ class Scorer:
 
 
 def score(
-    inputs: list[str],
+    inputs: str | list[str],
     detector: str | None = None,
     victim: str | None = None,
     flooding_snr_db: float = 15.0,
@@ -128,7 +128,8 @@ def score(
     """Score clips as normal or adversarial; write a CSV of path, score, decision and threshold.
 
     Args:
-        inputs: WAV files, folders of WAVs (searched recursively) and CSV lists with a ``path`` column.
+        inputs: a WAV file, a folder of WAVs (searched recursively) or a CSV list with a ``path`` column, or a list
+            of these (``'[a.wav, clips/, list.csv]'``).
         detector: checkpoint of a trained detector (``lit-app fit`` with a detector config, or a grid run's
             ``checkpoints/best.ckpt``).
         victim: checkpoint of the victim the clips were made against: scores with noise flooding, alone or
@@ -147,7 +148,7 @@ def score(
 
     scorer = Scorer(detector, victim, flooding_snr_db, flooding_draws, flooding_seed, fusion, resolve_device(device))
     cut = scorer.threshold if threshold is None else threshold
-    clips, skipped = read_clips(input_paths(inputs), skip_bad_files)
+    clips, skipped = read_clips(input_paths([inputs] if isinstance(inputs, str) else inputs), skip_bad_files)
     rows = []
     with Progress(disable=bool(os.environ.get("CI")) or not sys.stderr.isatty(), transient=True) as progress:
         task = progress.add_task("scoring", total=len(clips))
