@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -33,6 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    from lit_app.benchmarking import machine
     from lit_app.experiments.figures import save_det_figure, save_histograms, save_pair_figure
     from lit_app.experiments.stage_log import StageLog
 
@@ -58,8 +58,8 @@ def main() -> None:
         "SNR / dB_x histograms": lambda: save_histograms({"SNR": values, "dB_x": values}, folder / "hist.png"),
         "offline W&B run (1 image, 1 table)": wandb_run,
     }
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
-          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {args.repeats} repeats after a first call")
+    print(f"{machine('cpu')} ({os.cpu_count()} CPUs), {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
+          f"{args.repeats} repeats after a first call")
     for name, function in rows.items():
         (first,) = timed(function, 1)  # imports, caches, W&B's service process
         times = timed(function, args.repeats)
