@@ -156,7 +156,10 @@ def with_checkpoint_model(args: list[str]) -> list[str]:
     paths += [arg.split("=", 1)[1] for arg in args if arg.startswith("--ckpt_path=")]
     if not paths or not os.path.isfile(paths[-1]):
         return args
-    class_path = torch.load(paths[-1], map_location="cpu", weights_only=True).get(CLASS_KEY)
+    try:
+        class_path = torch.load(paths[-1], map_location="cpu", weights_only=True).get(CLASS_KEY)
+    except Exception:  # an unreadable file: the checkpoint loading proper says what is wrong with it
+        return args
     return [args[0], "--model", class_path, *args[1:]] if class_path else args
 
 
