@@ -1,28 +1,36 @@
 """Build adversarial corpora without training anything: one process, or one shard per device or machine.
 
-    python -m lit_app.advsets.generate -c configs/adversarial/blackbox_demo.yaml
+    lit-app generate -c configs/adversarial/blackbox_demo.yaml
     # several GPUs or machines: plan once, then one shard each, then merge
-    python -m lit_app.advsets.generate -c CONFIG --stage plan
-    CUDA_VISIBLE_DEVICES=k python -m lit_app.advsets.generate -c CONFIG --stage shard --shard k --num_shards N
-    python -m lit_app.advsets.generate -c CONFIG --stage merge
+    lit-app generate -c CONFIG --stage plan
+    CUDA_VISIBLE_DEVICES=k lit-app generate -c CONFIG --stage shard --shard k --num_shards N
+    lit-app generate -c CONFIG --stage merge
 
+(``python -m lit_app.advsets.generate`` takes the same arguments.)
 The config is the ``data`` section of a detection run (an ``AdversarialDataModule``). A rerun resumes.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Literal
 
 from lit_app.advsets.datamodule import AdversarialDataModule
+from lit_app.advsets.manifest import read_manifest
+from lit_app.advsets.wandb_log import log_attack_sets
+from lit_app.base import LitAppDataModule
 
 
 def generate(
-    data: AdversarialDataModule,
+    data: LitAppDataModule,
     stage: Literal["all", "plan", "shard", "merge"] = "all",
     shard: int = 0,
     num_shards: int = 1,
     device: str | None = None,
+    figures_dir: str = "runs/attack-sets",
+    example_pairs: int = 3,
+    wandb: bool = True,
 ) -> None:
     """Plan, generate and merge every corpus of an adversarial data module.
 
@@ -33,36 +41,41 @@ def generate(
         shard: this process's shard.
         num_shards: shards in all.
         device: ``cpu``, ``cuda``, ``cuda:N``; each corpus's own setting when omitted.
+        figures_dir: where each complete corpus's figures go (``<figures_dir>/<corpus folder name>/``): SNR and dB_x
+            histograms and, for ``example_pairs`` examples, spectrograms of the clean clip, the adversarial one
+            and the perturbation.
+        example_pairs: examples drawn as spectrograms (and logged as audio pairs); 0 for none.
+        wandb: also log each complete corpus to an offline W&B run (figures, audio pairs, tables).
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if not isinstance(data, AdversarialDataModule):
+        raise TypeError(f"lit-app generate builds an AdversarialDataModule's corpora, not a {type(data).__name__}'s; "
+                        "give --data lit_app.advsets.datamodule.AdversarialDataModule or a config with one")
+    complete = []
     for corpus in data.corpora():
+        print(f"{corpus.root}: {stage} ({corpus.attack.name} against {corpus.victim})", flush=True)
         if corpus.start(device) and stage != "plan":
             print(f"{corpus.root}: complete")
+            complete.append(corpus)
             continue
         if stage in ("all", "shard"):
             corpus.generate(shard, num_shards, device)
         if stage in ("all", "merge"):
-            complete = corpus.merge()
-            print(f"{corpus.root}: {'complete' if complete else f'{len(corpus.missing())} clips still missing'}")
+            done = corpus.merge()
+            print(f"{corpus.root}: {'complete' if done else f'{len(corpus.missing())} clips still missing'}")
+            complete += [corpus] if done else []
+    if complete and stage in ("all", "merge"):
+        log_attack_sets({c.root: read_manifest(c.root, check_audio=False) for c in complete}, Path(figures_dir), example_pairs, wandb)
+
+
+PROG = "lit-app generate"
 
 
 def main(args: list[str] | None = None) -> None:
-    """Parse the command line (or ``args``) and run :func:`generate`."""
-    from jsonargparse import ActionConfigFile, ArgumentParser
+    """Parse the command line (or ``args``: ``-c``, ``--print_config``, ``--help``) and run :func:`generate`."""
+    from lit_app.experiments.command import run_command
 
-    from lit_app.base import LitAppDataModule
-
-    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-c", "--config", action=ActionConfigFile, help="a config with a data section")
-    # The data module as a subclass argument, as LightningCLI declares it: only then does jsonargparse resolve
-    # corpus and attack files named inside the config (train_sets: [sets/x.yaml]) relative to it.
-    parser.add_subclass_arguments(LitAppDataModule, "data", required=True)
-    parser.add_function_arguments(generate, skip={"data"})
-    config = parser.parse_args(args)
-    data = parser.instantiate(config).data
-    if not isinstance(data, AdversarialDataModule):
-        parser.error(f"data must be an AdversarialDataModule, got {type(data).__name__}")
-    generate(data, config.stage, config.shard, config.num_shards, config.device)
+    run_command(generate, PROG, args)
 
 
 if __name__ == "__main__":

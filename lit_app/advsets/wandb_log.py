@@ -64,3 +64,42 @@ def log_corpora(logger: Any, corpora: dict[Path, list[dict[str, Any]]], pairs_pe
     if rows:
         logger.log_table(key="adversarial/examples", columns=PAIR_COLUMNS, data=rows)
         logger.log_audio(key="adversarial/audio", audios=clips, sample_rate=[16000] * len(clips), caption=captions)
+
+
+def save_corpus_figures(root: Path, rows: list[dict[str, Any]], folder: Path, pairs: int) -> dict[str, Path]:
+    """PNGs of one corpus into ``folder``: SNR and dB_x histograms of its successful examples, and for up to
+    ``pairs`` examples the spectrograms of the clean clip, its perturbed version and the perturbation."""
+    from lit_app.experiments.figures import save_histograms, save_pair_figure
+
+    won = [r for r in rows if r["kind"] != "clean" and r["success"]]
+    figures = {"histograms": save_histograms({"SNR (dB)": [r["snr_db"] for r in won], "dB_x": [r["db_x"] for r in won]},
+                                             folder / "snr_db_x.png", f"{root.name}: successful examples")}
+    for index, (clean, perturbed) in enumerate(example_pairs(root, rows, pairs)):
+        title = (f"{root.name} {clean['source_id']}: {clean['source_label']!r} -> {perturbed['target']!r}, heard "
+                 f"{perturbed['prediction']!r} (dB_x {perturbed['db_x']}, SNR {perturbed['snr_db']} dB)")
+        figures[f"pair{index}"] = save_pair_figure(read_audio(root / clean["path"], STRICT),
+                                                   read_audio(root / perturbed["path"], STRICT),
+                                                   folder / f"pair{index}_spectrograms.png", title)
+    return figures
+
+
+def log_attack_sets(corpora: dict[Path, list[dict[str, Any]]], out_dir: Path, pairs_per_corpus: int, wandb: bool) -> None:
+    """What ``lit-app generate`` shows: each corpus's figures in ``out_dir/<corpus>/`` and, in one W&B run per
+    corpus, the same figures, the results table, the example table and the audio pairs (:func:`log_corpora`).
+    A corpus whose figures are newer than its manifest was shown before and is skipped."""
+    from lit_app.experiments.stage_log import StageLog
+
+    for root, rows in corpora.items():
+        root = Path(root)
+        folder = out_dir / root.name
+        histograms, manifest = folder / "snr_db_x.png", root / "manifest.csv"
+        if histograms.is_file() and manifest.is_file() and histograms.stat().st_mtime >= manifest.stat().st_mtime:
+            print(f"{root}: figures in {folder} (made before; no second W&B run)", flush=True)
+            continue  # a rerun of the main job resumes: this corpus was shown already
+        figures = save_corpus_figures(root, rows, folder, pairs_per_corpus)
+        log = StageLog(root.name, "attack-set", folder, wandb, {"corpus": str(root)})
+        log.images({f"figures/{name}": path for name, path in figures.items()})
+        if log.run is not None:
+            log_corpora(log, {root: rows}, pairs_per_corpus)
+        log.finish()
+        print(f"{root}: figures in {folder}", flush=True)

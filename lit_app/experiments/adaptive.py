@@ -12,7 +12,8 @@ detector was trained on) and higher, on clean test clips the detector never saw;
 victim's targeted success, the detection rate on successful examples, the share that fool both, and the
 distortion it costs. Command line::
 
-    python -m lit_app.experiments.adaptive -c configs/detector/adaptive_demo.yaml
+    lit-app adaptive -c configs/detector/adaptive_demo.yaml
+    # (python -m lit_app.experiments.adaptive takes the same arguments)
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from lit_app.data.source_clip import SourceClip
 from lit_app.defences import NoiseFlooding
 from lit_app.device import resolve_device
 from lit_app.experiments.command import run_command
+from lit_app.experiments.figures import save_curve_figure
+from lit_app.experiments.stage_log import StageLog
 from lit_app.models.detector import DetectorModule
 
 DETECTED = "[detected] "
@@ -183,6 +186,7 @@ def run_adaptive(
     flooding_snr_db: float | None = None,
     flooding_draws: int = 8,
     device: str = "auto",
+    wandb: bool = True,
     out_dir: str = "runs/adaptive",
 ) -> list[dict[str, Any]]:
     """Attack clean clips with and without the detector in the loss; report what the detector still catches.
@@ -204,7 +208,8 @@ def run_adaptive(
             report what the pair catches; the attack itself still knows only the detector.
         flooding_draws: noisy copies per clip for noise flooding.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda:N``.
-        out_dir: where ``adaptive.json`` and ``adaptive.md`` are written.
+        wandb: also log the table and the curve to an offline W&B run (``WANDB_MODE`` may say otherwise).
+        out_dir: where ``adaptive.json``, ``adaptive.md`` and the curve ``adaptive.png`` are written.
     """
     device = resolve_device(device)
     plain = load_victim(victim, device)
@@ -247,13 +252,31 @@ def run_adaptive(
                 "flooding_snr_db": flooding_snr_db, "flooding_draws": flooding_draws}
     (out / "adaptive.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
     (out / "adaptive.md").write_text(markdown(rows) + "\n")
+    log_adaptive(rows, settings, out, wandb)
     print(markdown(rows))
     return rows
 
 
+CURVES = {"victim_success": "victim success", "detection_rate": "detection rate (of successful)",
+          "fools_both": "fools victim and detector", "fused_detection_rate": "detection rate, fused with noise flooding"}
+
+
+def log_adaptive(rows: list[dict[str, Any]], settings: dict[str, Any], out: Path, enabled: bool) -> None:
+    """The adaptive attacker's curve (rates against the detector-loss weight) as ``adaptive.png`` and, with W&B,
+    the same figure and the table."""
+    weights = [row["weight"] for row in rows]
+    series = {label: [row[key] for row in rows] for key, label in CURVES.items() if key in rows[0]}
+    figure = save_curve_figure(weights, series, out / "adaptive.png", "detector-loss weight",
+                               f"{settings['attack']} against the victim and the detector")
+    log = StageLog(out.name, "adaptive", out, enabled, settings)
+    log.images({"figures/adaptive": figure})
+    log.table("adaptive", list(rows[0]), [list(row.values()) for row in rows])
+    log.finish()
+
+
 def main(args: list[str] | None = None) -> list[dict[str, Any]]:
     """Parse an adaptive-attack YAML (jsonargparse: ``-c``, ``--help``) and run it."""
-    return run_command(run_adaptive, "python -m lit_app.experiments.adaptive", args)
+    return run_command(run_adaptive, "lit-app adaptive", args)
 
 
 if __name__ == "__main__":

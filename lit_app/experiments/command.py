@@ -1,15 +1,40 @@
-"""The command line of an experiment function: its typed arguments as options, its docstring as ``--help``.
+"""The command line of a job function: its typed arguments as options, its docstring as ``--help``.
 
-Every experiment module (grid, noise flooding, adaptive attacker) is a function driven by YAML::
+Every job of the app that is not a Trainer call (building adversarial sets, the detector grid, noise flooding,
+the adaptive attacker, scoring) is a function driven by YAML, run as a ``lit-app`` subcommand::
 
-    python -m lit_app.experiments.<name> -c experiment.yaml [-c overlay.yaml] [--option value]
+    lit-app <job> -c job.yaml [-c overlay.yaml] [--option value] [--print_config] [--help]
+
+Arguments typed as a data module (``LitAppDataModule`` or a subclass) are parsed as LightningCLI parses its
+``data:`` section, by :func:`add_data_arguments`: the one parser of data sections that every command shares.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_type_hints
+
+from lit_app.base import LitAppDataModule
+
+
+def add_data_arguments(
+    parser: Any, key: str = "data", required: bool = True, base: type[LitAppDataModule] = LitAppDataModule
+) -> None:
+    """A ``class_path``/``init_args`` data-module section under ``key``, declared as LightningCLI declares its own.
+
+    Only a subclass argument makes jsonargparse resolve the files a data config names (``train_sets:
+    [sets/x.yaml]``) relative to that config, as ``lit-app fit`` does.
+    """
+    parser.add_subclass_arguments(base, key, required=required)
+
+
+def data_parameters(function: Callable[..., Any]) -> dict[str, type[LitAppDataModule]]:
+    """The parameters of ``function`` typed as a data module, with their types."""
+    hints = get_type_hints(function)
+    return {name: hints[name] for name in inspect.signature(function).parameters
+            if isinstance(hints.get(name), type) and issubclass(hints[name], LitAppDataModule)}
 
 
 def function_parser(function: Callable[..., Any], prog: str) -> Any:
@@ -17,8 +42,12 @@ def function_parser(function: Callable[..., Any], prog: str) -> Any:
     from jsonargparse import ActionConfigFile, ArgumentParser
 
     parser = ArgumentParser(prog=prog, description=(function.__doc__ or "").splitlines()[0])
-    parser.add_argument("-c", "--config", action=ActionConfigFile, help="experiment YAML (several apply in order)")
-    parser.add_function_arguments(function)
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="job YAML (several apply in order)")
+    data = data_parameters(function)
+    parameters = inspect.signature(function).parameters
+    for name, base in data.items():
+        add_data_arguments(parser, name, parameters[name].default is inspect.Parameter.empty, base)
+    parser.add_function_arguments(function, skip=set(data))
     return parser
 
 

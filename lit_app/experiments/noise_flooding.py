@@ -7,7 +7,8 @@ scores the test split of every test condition of a grid config with the victim e
 against, and writes a table in the grid's layout (rows ``nothing -> test``, one column per noise level,
 mean ± std over noise seeds)::
 
-    python -m lit_app.experiments.noise_flooding -c configs/detector/noise_flooding_demo.yaml
+    lit-app noise-flooding -c configs/detector/noise_flooding_demo.yaml
+    # (python -m lit_app.experiments.noise_flooding takes the same arguments)
 
 With ``fuse_with``, trained detectors of the grid are scored on the same clips, alone and fused with noise
 flooding, in rows ``train -> test``: by the larger of the two scores (flagged when either flags it) and, with
@@ -27,6 +28,7 @@ import os
 import sys
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,8 +45,18 @@ from lit_app.checkpoints import load_module
 from lit_app.defences import NoiseFlooding
 from lit_app.device import resolve_device
 from lit_app.experiments.command import run_command
-from lit_app.experiments.grid import build_parser, grid_sources, load_source, row_kinds
+from lit_app.experiments.figures import save_det_figure
+from lit_app.experiments.grid import (
+    build_parser,
+    dataset_labels,
+    dataset_paths,
+    grid_sources,
+    load_source,
+    results_rows,
+    row_kinds,
+)
 from lit_app.experiments.results_table import ResultsTable, RunResult, row_kind
+from lit_app.experiments.stage_log import StageLog
 from lit_app.folders import write_json_atomic
 from lit_app.metrics.detection import detection_metrics, save_roc_figure, seed_mean_auroc_interval
 from lit_app.models.detector import DetectorModule
@@ -53,13 +65,18 @@ TRAIN = "nothing"
 
 
 def victim_items(
-    name: str, source: Any, splits: list[str], corpora: Literal["test_sets", "train_sets"] = "test_sets"
+    name: str, source: Any, splits: list[str], corpora: Literal["test_sets", "train_sets"] = "test_sets",
+    victim: str | None = None,
 ) -> dict[str, list[tuple[str, int]]]:
     """The clips ``(path, label)`` a grid source serves (from ``splits`` of its test corpora, or of the corpora it
-    trains on), grouped by the victim checkpoint they were made against."""
+    trains on), grouped by the victim checkpoint they were made against: the one its corpora name, or ``victim``
+    for a source that does not say (any detection data module)."""
+    if victim is not None:
+        return {victim: [item for split in splits for item in served_items(source, split)]}
     if not hasattr(source, corpora) or not hasattr(source, "examples"):
         raise ValueError(f"source {name!r} ({type(source).__name__}) does not say which victim its clips were made "
-                         "against; noise flooding needs an adversarial data module (lit_app.advsets.datamodule)")
+                         "against; noise flooding needs an adversarial data module (lit_app.advsets.datamodule) or the "
+                         f"victim named: `--victims '{{{name}: path/to/victim.ckpt}}'`")
     sets = getattr(source, corpora)
     roots = [(f"{corpus.root}{os.sep}", corpus) for corpus in sets]
     grouped: dict[str, list[tuple[str, int]]] = {}
@@ -67,6 +84,13 @@ def victim_items(
         corpus = next(c for prefix, c in roots if path.startswith(prefix))
         grouped.setdefault(str(corpus.victim), []).append((path, label))
     return grouped
+
+
+def served_items(source: Any, split: str) -> list[tuple[str, int]]:
+    """``(path, label)`` of the clips any detection data module serves for ``split``, in its loader's order."""
+    source.setup("test" if split == "test" else "fit")
+    loader = {"train": source.train_dataloader, "val": source.val_dataloader, "test": source.test_dataloader}[split]()
+    return list(zip(dataset_paths(loader.dataset), dataset_labels(loader.dataset)))
 
 
 def clip_paths(by_victim: dict[str, list[tuple[str, int]]]) -> list[str]:
@@ -159,6 +183,8 @@ def run_noise_flooding(
     choose_fusion_on_val: bool = False,
     bootstrap: int = 1000,
     batch_size: int = 64,
+    victims: dict[str, str] = {},
+    wandb: bool = True,
     device: str = "auto",
     out_dir: str = "runs/noise-flooding",
     title: str = "Noise flooding (no detector training)",
@@ -190,18 +216,66 @@ def run_noise_flooding(
             trained CNN and of the fused detector (the rule chosen on val when there is one, else every fusion
             column); 0 for none.
         batch_size: clips per victim call.
+        victims: source name -> the victim checkpoint its clips were made against, for sources that do not say
+            (an external set of clips made elsewhere: ``ExternalDetectionDataModule``); every clip of such a
+            source is scored with that victim.
+        wandb: one W&B run for the stage (offline unless ``WANDB_MODE`` says otherwise): its ROC and DET figures
+            and the results as a table. The PNGs are written into ``out_dir`` either way.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda:N``.
         out_dir: folder of the runs, tables and figures.
         title: heading of the Markdown results.
     """
     spec = read_grid([grid] if isinstance(grid, str) else grid)
+    conditions = chosen_conditions(spec, tests, grid)
+    fused_level = snr_db[0] if fuse_snr_db is None else fuse_snr_db
+    check_fusion(spec, fuse_with, fused_level, snr_db, splits, grid)
+    wanted = sorted({member for members in conditions.values() for member in members})
+    sources = {name: load_source(source) for name, source in grid_sources(spec["sources"], spec["extra_sources"]).items()}
+    for name in wanted:
+        sources[name].prepare_data()  # builds or resumes the corpora, as the grid does before training
+    items = {name: victim_items(name, sources[name], splits, victim=victims.get(name)) for name in wanted}
+    device = resolve_device(device)
+    loaded: dict[str, Victim] = {}
+    out = Path(out_dir)
+    print(f"noise flooding: {len(snr_db)} noise levels x {len(seeds)} seeds on {sum(len(clip_paths(i)) for i in items.values())} "
+          f"clips of {wanted}", flush=True)
+    results, curves = flooding_runs(out, items, conditions, loaded, snr_db, seeds, draws, batch_size, device)
+    kinds = {(TRAIN, c): row_kind(set(), set(members), c in spec["controls"]) for c, members in conditions.items()}
+    columns = [column_name(level) for level in snr_db]
+    intervals: dict[tuple[str, str, str], tuple[float, float]] = {}  # with fuse_with only
+    if fuse_with:
+        print(f"noise flooding: fusing with the trained detectors of {sorted(fuse_with)}", flush=True)
+        fused = fuse_detectors(spec, conditions, sources, items, loaded, fuse_with, fused_level, fusion,
+                               choose_fusion_on_val, seeds, draws, bootstrap, batch_size, device, out)
+        results += fused.results
+        columns += fused.columns
+        intervals = fused.intervals
+        kinds.update(row_kinds(sources, spec["train"], conditions, fused.pairs, spec["controls"]))
+    rows = sorted(kinds, key=lambda row: (row[0] != TRAIN, kinds[row] == "control"))
+    table = ResultsTable(results, kinds, columns, rows, intervals)
+    paths = table.write(out, title)
+    figures = []
+    for level, chosen in curves.items():
+        figure_title = f"{column_name(level)} (seed {seeds[0]})"
+        figures.append(save_roc_figure(chosen, out / f"roc_{level:g}dB.png", title=figure_title))
+        figures.append(save_det_figure(chosen, out / f"det_{level:g}dB.png", title=figure_title))
+    log_stage(table, figures, out, wandb, title)
+    rank_zero_info(f"\n{table.markdown('test/auroc')}\n\nresults: {paths['markdown']} and {paths['csv']}")
+    return table
+
+
+def chosen_conditions(spec: dict[str, Any], tests: list[str] | None, grid: str | list[str]) -> dict[str, list[str]]:
+    """The grid's test conditions to score (``tests``, or all of them)."""
     conditions: dict[str, list[str]] = spec["test"]
     unknown = set(tests or []) - set(conditions)
     if unknown:
         raise ValueError(f"{grid} has no test conditions {sorted(unknown)} (has {sorted(conditions)})")
-    conditions = {name: members for name, members in conditions.items() if tests is None or name in tests}
-    controls = spec["controls"]
-    fused_level = snr_db[0] if fuse_snr_db is None else fuse_snr_db
+    return {name: members for name, members in conditions.items() if tests is None or name in tests}
+
+
+def check_fusion(spec: dict[str, Any], fuse_with: dict[str, str], fused_level: float, snr_db: list[float],
+                 splits: list[str], grid: str | list[str]) -> None:
+    """Refuse fusion settings that cannot work, before any scoring."""
     if fuse_with and splits != ["test"]:
         raise ValueError(f"fuse_with needs splits: [test] (the trained detectors saw the others), got {splits}")
     if fuse_with and fused_level not in snr_db:
@@ -209,75 +283,127 @@ def run_noise_flooding(
     unknown_trains = set(fuse_with) - set(spec["train"])
     if unknown_trains:
         raise ValueError(f"fuse_with names train conditions {sorted(unknown_trains)} that {grid} lacks (has {sorted(spec['train'])})")
-    wanted = sorted({member for members in conditions.values() for member in members})
-    sources = {name: load_source(source) for name, source in grid_sources(spec["sources"], spec["extra_sources"]).items()}
-    for name in wanted:
-        sources[name].prepare_data()  # builds or resumes the corpora, as the grid does before training
-    items = {name: victim_items(name, sources[name], splits) for name in wanted}
-    device = resolve_device(device)
-    victims: dict[str, Victim] = {}
-    out = Path(out_dir)
+
+
+def flooding_runs(
+    out: Path,
+    items: dict[str, dict[str, list[tuple[str, int]]]],
+    conditions: dict[str, list[str]],
+    loaded: dict[str, Victim],
+    snr_db: list[float],
+    seeds: list[int],
+    draws: int,
+    batch_size: int,
+    device: torch.device,
+) -> tuple[list[RunResult], dict[float, dict[str, tuple[torch.Tensor, torch.Tensor]]]]:
+    """Noise flooding alone at every level and seed: the results, and each level's ROC curves of the first seed."""
     results, curves = [], {}
-    intervals: dict[tuple[str, str, str], tuple[float, float]] = {}  # with fuse_with only
     for level in snr_db:
         for seed in seeds:
             run_dir = out / "runs" / column_name(level) / f"seed{seed}"
-            record = run_one(run_dir, items, conditions, victims, level, draws, seed, batch_size, device)
+            print(f"noise flooding: {column_name(level)}, seed {seed}", flush=True)
+            record = run_one(run_dir, items, conditions, loaded, level, draws, seed, batch_size, device)
             for test_name in conditions:
                 results.append(RunResult(TRAIN, test_name, column_name(level), seed, record["tests"][test_name]))
             if seed == seeds[0]:
                 saved = torch.load(run_dir / "curves.pt", weights_only=True)
                 curves[level] = {f"-> {name}": saved[name] for name in conditions}
-    kinds = {(TRAIN, c): row_kind(set(), set(members), c in controls) for c, members in conditions.items()}
-    columns = [column_name(level) for level in snr_db]
-    if fuse_with:
-        alone_column = "trained CNN"
-        fused_columns = {rule: FUSED_COLUMNS[rule].format(column_name(fused_level)) for rule in fusion}
-        columns += [alone_column, *fused_columns.values()]
-        checkpoints = {(train_name, seed): pattern.format(seed=seed) for train_name, pattern in fuse_with.items() for seed in seeds}
-        detectors = load_detectors(checkpoints, device)
-        trained = trained_scores(detectors, {name: clip_paths(by_victim) for name, by_victim in items.items()}, device, batch_size)
-        flooding_by_seed = {seed: torch.load(out / "runs" / column_name(fused_level) / f"seed{seed}" / "scores.pt",
-                                             weights_only=True) for seed in seeds}
-        val_rules: dict[tuple[str, int], str] = {}
-        chosen_column = CHOSEN_COLUMN.format(column_name(fused_level))
-        if choose_fusion_on_val:
-            val_rules = choose_fusion_rules({name: spec["train"][name] for name in fuse_with}, sources, detectors, fusion,
-                                         victims, fused_level, draws, batch_size, device, out)
-            columns.append(chosen_column)
-        # Bootstrap intervals for the CNN alone and the fused detector of record (each costs about 0.4 s).
-        interval_columns = {alone_column, chosen_column} if val_rules else {alone_column, *fused_columns.values()}
-        cell_scores: dict[tuple[str, str, str], list[torch.Tensor]] = defaultdict(list)  # one entry per seed
-        cell_labels: dict[tuple[str, str], torch.Tensor] = {}
-        for (train_name, seed), alone_by_source in trained.items():
-            flooding = flooding_by_seed[seed]
-            for test_name, members in conditions.items():
-                labels = torch.cat([flooding[m]["labels"] for m in members])
-                alone = torch.cat([alone_by_source[m] for m in members])
-                flooded = torch.cat([flooding[m]["scores"] for m in members])
-                fused = {rule: FUSION_RULES[rule](alone, flooded) for rule in fusion}
-                by_rule = {rule: evaluate(scores, labels)[0] for rule, scores in fused.items()}
-                cells = [(alone_column, alone, evaluate(alone, labels)[0])]
-                cells += [(column, fused[rule], by_rule[rule]) for rule, column in fused_columns.items()]
-                if val_rules:  # the chosen rule is one of ``fusion``: its column repeats that rule's scores and metrics
-                    rule = val_rules[train_name, seed]
-                    cells.append((chosen_column, fused[rule], by_rule[rule]))
-                for column, scores, values in cells:
-                    results.append(RunResult(train_name, test_name, column, seed, values))
-                    if bootstrap and column in interval_columns:
-                        cell_scores[train_name, test_name, column].append(scores)
-                cell_labels[train_name, test_name] = labels  # the same clips, in the same order, for every seed
-        intervals = {cell: seed_mean_auroc_interval(torch.stack(scores), cell_labels[cell[:2]], bootstrap)
-                     for cell, scores in cell_scores.items()}
-        pairs = [(train_name, test_name) for train_name in fuse_with for test_name in conditions]
-        kinds.update(row_kinds(sources, spec["train"], conditions, pairs, controls))
-    rows = sorted(kinds, key=lambda row: (row[0] != TRAIN, kinds[row] == "control"))
-    table = ResultsTable(results, kinds, columns, rows, intervals)
-    paths = table.write(out, title)
-    for level, chosen in curves.items():
-        save_roc_figure(chosen, out / f"roc_{level:g}dB.png", title=f"{column_name(level)} (seed {seeds[0]})")
-    rank_zero_info(f"\n{table.markdown('test/auroc')}\n\nresults: {paths['markdown']} and {paths['csv']}")
-    return table
+    return results, curves
+
+
+@dataclass
+class FusedResults:
+    """The trained detectors' columns of the table: alone, fused by each rule, and (optionally) the rule chosen on val."""
+
+    results: list[RunResult]
+    columns: list[str]
+    intervals: dict[tuple[str, str, str], tuple[float, float]]
+    pairs: list[tuple[str, str]]
+
+
+def fuse_detectors(
+    spec: dict[str, Any],
+    conditions: dict[str, list[str]],
+    sources: dict[str, Any],
+    items: dict[str, dict[str, list[tuple[str, int]]]],
+    loaded: dict[str, Victim],
+    fuse_with: dict[str, str],
+    fused_level: float,
+    fusion: list[str],
+    choose_fusion_on_val: bool,
+    seeds: list[int],
+    draws: int,
+    bootstrap: int,
+    batch_size: int,
+    device: torch.device,
+    out: Path,
+) -> FusedResults:
+    """Score the trained detectors of ``fuse_with`` alone and fused with noise flooding at ``fused_level``."""
+    alone_column = "trained CNN"
+    fused_columns = {rule: FUSED_COLUMNS[rule].format(column_name(fused_level)) for rule in fusion}
+    columns = [alone_column, *fused_columns.values()]
+    checkpoints = {(train_name, seed): pattern.format(seed=seed) for train_name, pattern in fuse_with.items() for seed in seeds}
+    detectors = load_detectors(checkpoints, device)
+    trained = trained_scores(detectors, {name: clip_paths(by_victim) for name, by_victim in items.items()}, device, batch_size)
+    flooding_by_seed = {seed: torch.load(out / "runs" / column_name(fused_level) / f"seed{seed}" / "scores.pt",
+                                         weights_only=True) for seed in seeds}
+    val_rules: dict[tuple[str, int], str] = {}
+    chosen_column = CHOSEN_COLUMN.format(column_name(fused_level))
+    if choose_fusion_on_val:
+        val_rules = choose_fusion_rules({name: spec["train"][name] for name in fuse_with}, sources, detectors, fusion,
+                                        loaded, fused_level, draws, batch_size, device, out)
+        columns.append(chosen_column)
+    # Bootstrap intervals for the CNN alone and the fused detector of record (each costs about 0.4 s).
+    interval_columns = {alone_column, chosen_column} if val_rules else {alone_column, *fused_columns.values()}
+    results: list[RunResult] = []
+    cell_scores: dict[tuple[str, str, str], list[torch.Tensor]] = defaultdict(list)  # one entry per seed
+    cell_labels: dict[tuple[str, str], torch.Tensor] = {}
+    for (train_name, seed), alone_by_source in trained.items():
+        flooding = flooding_by_seed[seed]
+        for test_name, members in conditions.items():
+            labels = torch.cat([flooding[m]["labels"] for m in members])
+            alone = torch.cat([alone_by_source[m] for m in members])
+            flooded = torch.cat([flooding[m]["scores"] for m in members])
+            cells = fused_cells(alone, flooded, labels, fusion, alone_column, fused_columns,
+                                (chosen_column, val_rules[train_name, seed]) if val_rules else None)
+            for column, scores, values in cells:
+                results.append(RunResult(train_name, test_name, column, seed, values))
+                if bootstrap and column in interval_columns:
+                    cell_scores[train_name, test_name, column].append(scores)
+            cell_labels[train_name, test_name] = labels  # the same clips, in the same order, for every seed
+    intervals = {cell: seed_mean_auroc_interval(torch.stack(scores), cell_labels[cell[:2]], bootstrap)
+                 for cell, scores in cell_scores.items()}
+    pairs = [(train_name, test_name) for train_name in fuse_with for test_name in conditions]
+    return FusedResults(results, columns, intervals, pairs)
+
+
+def fused_cells(
+    alone: torch.Tensor,
+    flooded: torch.Tensor,
+    labels: torch.Tensor,
+    fusion: list[str],
+    alone_column: str,
+    fused_columns: dict[str, str],
+    chosen: tuple[str, str] | None,
+) -> list[tuple[str, torch.Tensor, dict[str, float]]]:
+    """``(column, scores, metrics)`` of one detector on one test condition: alone, fused by each rule and, with
+    ``chosen`` (column, rule), the rule chosen on val (a repeat of that rule's scores and metrics)."""
+    fused = {rule: FUSION_RULES[rule](alone, flooded) for rule in fusion}
+    by_rule = {rule: evaluate(scores, labels)[0] for rule, scores in fused.items()}
+    cells = [(alone_column, alone, evaluate(alone, labels)[0])]
+    cells += [(column, fused[rule], by_rule[rule]) for rule, column in fused_columns.items()]
+    if chosen is not None:
+        column, rule = chosen
+        cells.append((column, fused[rule], by_rule[rule]))
+    return cells
+
+
+def log_stage(table: ResultsTable, figures: list[Path], out: Path, enabled: bool, title: str) -> None:
+    """The stage's W&B run: its ROC and DET figures and its results as a table."""
+    log = StageLog(out.name, "noise-flooding", out, enabled, {"title": title, "columns": table.features})
+    log.images({f"figures/{path.stem}": path for path in figures})
+    log.table("results", *results_rows(table))
+    log.finish()
 
 
 def choose_fusion_rules(
@@ -360,7 +486,7 @@ def run_one(
 
 def main(args: list[str] | None = None) -> ResultsTable:
     """Parse a noise-flooding YAML (jsonargparse: ``-c``, ``--help``) and run it."""
-    return run_command(run_noise_flooding, "python -m lit_app.experiments.noise_flooding", args)
+    return run_command(run_noise_flooding, "lit-app noise-flooding", args)
 
 
 if __name__ == "__main__":

@@ -107,11 +107,21 @@ class ResultsTable:
                 lines.append(f"| {train} -> {test} ({self.kinds[(train, test)]}) | " + " | ".join(text) + " |")
         return "\n".join(lines)
 
-    def write(self, folder: str | Path, title: str = "Detector grid") -> dict[str, Path]:
-        """Write ``results.md`` (a table per metric), ``results.csv`` (aggregates), ``runs.csv`` (every run) and,
-        when there are intervals, ``intervals.csv``."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+    def aggregate_rows(self) -> list[list[object]]:
+        """One row per cell and metric: train, test, kind, feature, metric, mean, std and the number of seeds."""
+        rows: list[list[object]] = []
+        for metric in TABLE_METRICS:
+            cells = self.values(metric)
+            for train, test in self.rows:
+                for feature in self.features:
+                    values = cells.get((train, test, feature))
+                    if values:
+                        mean, std = mean_std(values)
+                        rows.append([train, test, self.kinds[(train, test)], feature, metric, mean, std, len(values)])
+        return rows
+
+    def document(self, title: str) -> str:
+        """``results.md``: a table per metric (and the bootstrap intervals under the ROC-AUC's)."""
         seeds = sorted({r.seed for r in self.results})
         parts = [f"# {title}", "", f"Mean ± sample std over seeds {seeds}; bold: best feature of the row.", ""]
         for metric, caption in TABLE_METRICS.items():
@@ -121,32 +131,31 @@ class ResultsTable:
                     parts += ["95% bootstrap interval of the ROC-AUC's mean over seeds, from the test clips (drawn again "
                               "with replacement, each class apart): how much the few clips of a test set, rather than "
                               "the seed, decide a cell.", "", self.interval_markdown(), ""]
+        return "\n".join(parts)
+
+    def write(self, folder: str | Path, title: str = "Detector grid") -> dict[str, Path]:
+        """Write ``results.md`` (a table per metric), ``results.csv`` (aggregates), ``runs.csv`` (every run) and,
+        when there are intervals, ``intervals.csv``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
         paths = {"markdown": folder / "results.md", "csv": folder / "results.csv", "runs": folder / "runs.csv"}
         if self.intervals:
             paths["intervals"] = folder / "intervals.csv"
-            with paths["intervals"].open("w", newline="") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(["train", "test", "kind", "feature", "metric", "low", "high", "level"])
-                for (train, test, feature), (low, high) in self.intervals.items():
-                    writer.writerow([train, test, self.kinds[(train, test)], feature, "test/auroc", f"{low:.6f}",
-                                     f"{high:.6f}", "0.95"])
-        paths["markdown"].write_text("\n".join(parts))
-        with paths["csv"].open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["train", "test", "kind", "feature", "metric", "mean", "std", "n"])
-            for metric in TABLE_METRICS:
-                cells = self.values(metric)
-                for train, test in self.rows:
-                    for feature in self.features:
-                        values = cells.get((train, test, feature))
-                        if values:
-                            mean, std = mean_std(values)
-                            writer.writerow([train, test, self.kinds[(train, test)], feature, metric,
-                                             f"{mean:.6f}", f"{std:.6f}", len(values)])
-        with paths["runs"].open("w", newline="") as handle:
-            metric_names = sorted({k for r in self.results for k in r.metrics})
-            writer = csv.writer(handle)
-            writer.writerow(["train", "test", "feature", "seed", *metric_names])
-            for r in self.results:
-                writer.writerow([r.train, r.test, r.feature, r.seed, *(f"{r.metrics.get(m, float('nan')):.6f}" for m in metric_names)])
+            write_csv(paths["intervals"], ["train", "test", "kind", "feature", "metric", "low", "high", "level"],
+                      [[train, test, self.kinds[(train, test)], feature, "test/auroc", f"{low:.6f}", f"{high:.6f}", "0.95"]
+                       for (train, test, feature), (low, high) in self.intervals.items()])
+        paths["markdown"].write_text(self.document(title))
+        write_csv(paths["csv"], ["train", "test", "kind", "feature", "metric", "mean", "std", "n"],
+                  [[*row[:5], f"{row[5]:.6f}", f"{row[6]:.6f}", row[7]] for row in self.aggregate_rows()])
+        metric_names = sorted({k for r in self.results for k in r.metrics})
+        write_csv(paths["runs"], ["train", "test", "feature", "seed", *metric_names],
+                  [[r.train, r.test, r.feature, r.seed, *(f"{r.metrics.get(m, float('nan')):.6f}" for m in metric_names)]
+                   for r in self.results])
         return paths
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)

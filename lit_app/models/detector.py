@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -19,6 +18,7 @@ from lit_app.base import LitAppModule
 from lit_app.metrics.detection import detection_metrics, save_roc_figure
 from lit_app.nets.detector_cnn import Backbone, build_backbone
 from lit_app.nets.feature_norm import FeatureNorm, MaskedFeatureNorm
+from lit_app.run_folder import run_folder
 
 InputMode = Literal["utterance", "blocks"]
 Aggregate = Literal["mean", "max", "logit_mean"]
@@ -74,6 +74,22 @@ def aggregate_blocks(block_logits: torch.Tensor, owner: torch.Tensor, batch_size
         raise ValueError(f"unknown aggregate {how!r}; choose 'mean', 'max' or 'logit_mean'")
     score = score.clamp(1e-7, 1 - 1e-7)
     return torch.stack([torch.log1p(-score), torch.log(score)], dim=1)
+
+
+THRESHOLD_KEY = "decision_threshold"
+DEFAULT_THRESHOLD = 0.5  # checkpoints written before thresholds were stored, and detectors never validated
+
+
+def decision_threshold(fpr: torch.Tensor, tpr: torch.Tensor, thresholds: torch.Tensor) -> float:
+    """The score threshold of the ROC point nearest the equal error rate (false alarms = misses).
+
+    Chosen on validation clips, it is the decision a scored clip gets; the test metrics (accuracy, recall, FPR)
+    stay at 0.5, as in the paper.
+    """
+    if thresholds.numel() == 0 or not torch.isfinite(fpr).all() or not torch.isfinite(tpr).all():
+        return DEFAULT_THRESHOLD  # one class only among the validation clips: nothing to balance
+    gap = (fpr - (1.0 - tpr)).abs()
+    return float(thresholds[int(torch.argmin(gap))].clamp(0.0, 1.0))
 
 
 class DetectorModule(LitAppModule):
@@ -163,10 +179,16 @@ class DetectorModule(LitAppModule):
         self.net = build_backbone(backbone, self.num_frames, self.front_end.num_features)
         self.train_acc = BinaryAccuracy()
         self.val_metrics = detection_metrics("val/")
+        self.val_roc = BinaryROC()
+        #: the score from which a clip is called adversarial, chosen on validation clips (see decision_threshold)
+        self.threshold = DEFAULT_THRESHOLD
         self.test_metrics = detection_metrics("test/")
         self.test_roc = BinaryROC()
         self.test_confusion = BinaryConfusionMatrix()
         self.test_curve: tuple[torch.Tensor, torch.Tensor] | None = None
+        #: every test clip's score, in loader order, after ``test`` (the grid keeps them beside its results)
+        self.test_scores: torch.Tensor | None = None
+        self._test_batches: list[torch.Tensor] = []
         self.test_figures = True
 
     # ----------------------------------------------------------------------------------------- inference
@@ -236,12 +258,23 @@ class DetectorModule(LitAppModule):
     def validation_step(self, batch: DetectionBatch, batch_idx: int) -> None:
         loss, logits = self._loss_and_logits(batch)
         self.val_metrics.update(logits.softmax(-1)[:, 1], batch[2])
+        self.val_roc.update(logits.softmax(-1)[:, 1], batch[2])
         self.log("val/loss", loss, sync_dist=True, batch_size=len(batch[2]))
 
     def on_validation_epoch_end(self) -> None:
         values = self.val_metrics.compute()
         self.log_dict({k: values[k] for k in ("val/acc", "val/auroc", "val/eer")}, prog_bar=True)
         self.val_metrics.reset()
+        self.threshold = decision_threshold(*self.val_roc.compute())
+        self.val_roc.reset()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        # Saved with the weights of the same validation epoch, so a checkpoint's threshold is its own.
+        checkpoint[THRESHOLD_KEY] = self.threshold
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.threshold = float(checkpoint.get(THRESHOLD_KEY, DEFAULT_THRESHOLD))
 
     def test_step(self, batch: DetectionBatch, batch_idx: int) -> None:
         loss, logits = self._loss_and_logits(batch)
@@ -249,6 +282,7 @@ class DetectorModule(LitAppModule):
         self.test_metrics.update(scores, batch[2])
         self.test_roc.update(scores, batch[2])
         self.test_confusion.update(scores, batch[2])
+        self._test_batches.append(scores.detach().float().cpu())
         self.log("test/loss", loss, sync_dist=True, batch_size=len(batch[2]))
 
     def on_test_epoch_end(self) -> None:
@@ -258,6 +292,8 @@ class DetectorModule(LitAppModule):
         self.log("test/fpr", 1.0 - values["test/specificity"])
         fpr, tpr, _ = self.test_roc.compute()
         self.test_curve = (fpr.cpu(), tpr.cpu())
+        self.test_scores = torch.cat(self._test_batches) if self._test_batches else torch.empty(0)
+        self._test_batches = []
         if self.test_figures and self.trainer.is_global_zero:
             self.save_test_figures()
         for metric in (self.test_metrics, self.test_roc, self.test_confusion):
@@ -270,7 +306,7 @@ class DetectorModule(LitAppModule):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        folder = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        folder = run_folder(self.trainer)
         roc_path = save_roc_figure({"detector": self.test_curve}, folder / "test_roc.png", title="detector ROC")
         fig, _ = self.test_confusion.plot(labels=self.labels)
         confusion_path = folder / "test_confusion_matrix.png"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -16,6 +15,7 @@ from lit_app.audio.features import MFCC
 from lit_app.base import LitAppModule
 from lit_app.data.vocab import task_labels
 from lit_app.nets.kws_cnn import CnnTradFpool3
+from lit_app.run_folder import run_folder
 
 
 class KWSModule(LitAppModule):
@@ -117,7 +117,7 @@ class KWSModule(LitAppModule):
 
         fig, _ = self.test_confusion.plot(labels=self.labels)
         fig.set_size_inches(9, 8)
-        folder = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        folder = run_folder(self.trainer)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "test_confusion_matrix.png"
         fig.savefig(path, dpi=100, bbox_inches="tight")

@@ -1,4 +1,6 @@
-"""The closing report of the main job (``recipes/main_job/run.sh``): victims, attacks, detector grid and stage times, in one place.
+"""The closing report of the main job (``recipes/main_job/run.sh``): victims, attacks, detector grid and stage times, in one
+page with the stages' figures (attack sets' histograms and spectrograms, ROC and DET curves, the adaptive attacker's
+curve) embedded as images beside it in ``runs/``.
 
     python recipes/main_job/report.py                      # after scripts/demo.sh
     python recipes/main_job/report.py --scale quick        # after SCALE=quick scripts/demo.sh
@@ -24,6 +26,14 @@ VICTIMS = {
 }
 REPO = Path(__file__).resolve().parents[2]
 TIMES = Path("runs/demo-times.txt")
+ATTACK_FIGURES = Path("runs/attack-sets")
+
+
+def saved_path(scale: str) -> Path:
+    return Path(f"runs/demo-summary-{scale}.md")
+
+
+SAVED = saved_path("demo")  # every scale's report lies in runs/: images are linked from there
 
 
 def victim_lines(scale: Scale, names: list[str] | None = None) -> list[str]:
@@ -66,19 +76,42 @@ def corpus_lines(scale: Scale) -> list[str]:
     return lines
 
 
-def section(title: str, path: str) -> list[str]:
-    """A report section holding the Markdown file ``path``, or saying that it is missing."""
+def section(title: str, path: str, figures: list[str] = ()) -> list[str]:
+    """A report section holding the Markdown file ``path`` (or saying that it is missing) and the PNGs that match
+    the patterns ``figures`` beside it."""
     table = Path(path)
-    return [f"## {title}", table.read_text() if table.is_file() else f"({table} is missing)", ""]
+    return [f"## {title}", table.read_text() if table.is_file() else f"({table} is missing)", "",
+            *images([png for pattern in figures for png in sorted(table.parent.glob(pattern))]), ""]
+
+
+def images(paths: list[Path]) -> list[str]:
+    """Markdown images of ``paths``, linked relative to the report (saved in ``runs/``), one line each."""
+    return [f"![{path.stem}]({path.relative_to(SAVED.parent).as_posix()})" for path in paths]
+
+
+def corpus_figures(scale: Scale) -> list[str]:
+    """Each adversarial corpus's SNR / dB_x histograms and its first clean/adversarial/perturbation spectrograms,
+    from ``lit-app generate`` (``runs/attack-sets/<corpus>/``)."""
+    lines = []
+    for root in demo_corpora(scale):
+        folder = ATTACK_FIGURES / root.name
+        found = [folder / name for name in ("snr_db_x.png", "pair0_spectrograms.png") if (folder / name).is_file()]
+        if found:
+            lines += [f"**{root.name}**", "", *images(found), ""]
+    return lines
 
 
 def report(scale: Scale) -> str:
     """The whole report as Markdown (missing parts say so)."""
-    parts = ["## Victims", *victim_lines(scale), "", "## Adversarial corpora (successful examples for dB_x and SNR)",
-             *corpus_lines(scale), ""]
-    parts += section("Detector grid", f"runs/detector-grid-{scale}/results.md")
-    parts += section("Noise flooding, alone and fused with the grid's IMFCC detectors", f"runs/noise-flooding-{scale}/results.md")
-    parts += section("Adaptive attacker", f"runs/detector-adaptive-{scale}/adaptive.md")
+    confusion = [Path(f"runs/{name}-{scale}/test_confusion_matrix.png") for name in VICTIMS]
+    parts = ["## Victims", *victim_lines(scale), "", *images([p for p in confusion if p.is_file()]), "",
+             "## Adversarial corpora (successful examples for dB_x and SNR)",
+             *corpus_lines(scale), "", *corpus_figures(scale)]
+    curves = ["roc_*.png", "det_*.png"]
+    parts += section("Detector grid", f"runs/detector-grid-{scale}/results.md", curves)
+    parts += section("Noise flooding, alone and fused with the grid's IMFCC detectors", f"runs/noise-flooding-{scale}/results.md",
+                     curves)
+    parts += section("Adaptive attacker", f"runs/detector-adaptive-{scale}/adaptive.md", ["adaptive.png"])
     if TIMES.is_file():
         parts += ["## Stage wall times (every run, in order)", "```", TIMES.read_text().strip(), "```"]
     return "\n".join(parts)
@@ -95,7 +128,7 @@ def summarise(scale: Scale = "demo", victims: list[Literal["kws", "asr"]] | None
         sys.stdout.write("\n".join(victim_lines(scale, victims)) + "\n")
         return
     text = report(scale)
-    saved = Path(f"runs/demo-summary-{scale}.md")
+    saved = saved_path(scale)
     saved.parent.mkdir(exist_ok=True)
     saved.write_text(text + "\n")
     sys.stdout.write(text + f"\n\n(saved to {saved})\n")

@@ -11,7 +11,9 @@
 #   5. noise flooding (no training: asks the victims about noisy copies of each test clip), alone and fused
 #      with the grid's IMFCC detectors, with bootstrap intervals over the test clips
 #   6. the adaptive attacker against one of the grid's detectors
-# Every stage resumes where an interrupted run stopped.
+# Every stage resumes where an interrupted run stopped, and logs to W&B (offline: runs/wandb for the victims, a wandb/
+# folder in each stage's run folder for the others); its figures are also PNGs in its run folder, embedded in the
+# closing report runs/demo-summary-$SCALE.md.
 #   bash recipes/main_job/run.sh                # the whole pipeline
 #   bash recipes/main_job/run.sh kws            # stage 1 only
 #   SCALE=quick bash recipes/main_job/run.sh    # the same pipeline on the smaller quick configs (*_quick.yaml: victims
@@ -63,7 +65,7 @@ victim() {  # victim KIND: fit (resuming from last.ckpt) and test configs/KIND/$
 }
 
 attack() {  # attack SET: build (or resume) configs/adversarial/sets/SET_$scale.yaml
-  python -m lit_app.advsets.generate --data lit_app.advsets.datamodule.AdversarialDataModule \
+  lit-app generate --data lit_app.advsets.datamodule.AdversarialDataModule \
     --data.train_sets "[configs/adversarial/sets/${1}_$scale.yaml]"
 }
 
@@ -75,7 +77,7 @@ stage asr-victim victim asr
 for set in blackbox whitebox kws_pgd kws_cw_yes_right blackbox_noise whitebox_noise; do
   stage "attack:$set" attack "$set"
 done
-stage detector-grid python -m lit_app.experiments.grid -c "configs/detector/grid_$scale.yaml"
-stage noise-flooding python -m lit_app.experiments.noise_flooding -c "configs/detector/noise_flooding_$scale.yaml"
-stage adaptive-attack python -m lit_app.experiments.adaptive -c "configs/detector/adaptive_$scale.yaml"
+stage detector-grid lit-app grid -c "configs/detector/grid_$scale.yaml"
+stage noise-flooding lit-app noise-flooding -c "configs/detector/noise_flooding_$scale.yaml"
+stage adaptive-attack lit-app adaptive -c "configs/detector/adaptive_$scale.yaml"
 python recipes/main_job/report.py --scale "$scale"
