@@ -34,7 +34,7 @@ from callbacks.predictions import clip_path
 from lit_app.advsets.mixture import DetectionMixture
 from lit_app.base import LitAppDataModule
 from lit_app.checkpoints import load_module
-from lit_app.experiments.command import function_parser, run_command
+from lit_app.experiments.command import add_data_arguments, function_parser, run_command
 from lit_app.experiments.figures import save_det_figure
 from lit_app.experiments.results_table import ResultsTable, RunResult, row_kind
 from lit_app.experiments.stage_log import StageLog
@@ -57,7 +57,7 @@ def load_source(spec: LitAppDataModule | str | dict[str, Any]) -> LitAppDataModu
     from jsonargparse import ArgumentParser
 
     parser = ArgumentParser(exit_on_error=False)
-    parser.add_subclass_arguments(LitAppDataModule, "data", required=True)
+    add_data_arguments(parser)
     if isinstance(spec, (str, os.PathLike)):
         if not Path(spec).is_file():
             raise FileNotFoundError(f"{spec}: no such data config (paths are relative to the working directory)")
