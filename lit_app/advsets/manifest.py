@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lit_app import folders
 from lit_app.splits import SPLITS
 
 FIELDS = (
@@ -80,7 +81,7 @@ def parse(row: dict[str, str]) -> dict[str, Any]:
 def write_manifest(root: Path, rows: list[dict[str, Any]]) -> Path:
     """Write ``manifest.csv`` atomically."""
     path = root / MANIFEST_FILE
-    tmp = path.with_name(f".{path.name}.part")
+    tmp = folders.partial_name(path)
     with open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(FIELDS))
         writer.writeheader()
