@@ -235,13 +235,14 @@ class AdversarialCorpus:
         """
         if self.is_complete():
             return True
+        settings = self.settings()
         info = folders.read_corpus_info(self.root)
-        if info and info.get("settings") == self.settings() and (self.root / PLAN_FILE).is_file():
+        if info and info.get("settings") == settings and (self.root / PLAN_FILE).is_file():
             return bool(info.get("complete"))  # planned already: shards of a running build need no lock
         # Load the victim before touching the folder: a bad checkpoint must not leave a claimed, empty corpus.
         victim = load_victim(self.victim, resolve_device(str(device or self.device)))
         with self.folder_lock():
-            if folders.claim_folder(self.root, KIND, self.settings()):
+            if folders.claim_folder(self.root, KIND, settings):
                 return True
             if not (self.root / PLAN_FILE).is_file():
                 folders.write_json_atomic(self.root / PLAN_FILE, {"jobs": self.plan(victim)})
