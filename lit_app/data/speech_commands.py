@@ -81,7 +81,7 @@ def scan(root: str | Path) -> dict[str, list[Clip]]:
         for wav in sorted(folder.glob("*.wav")):
             relative = f"{folder.name}/{wav.name}"
             if wav.is_symlink():  # a link may point anywhere; plain files are inside by construction
-                inside_base(root, relative, f"{root}: clip {relative}")
+                inside_base(root, relative, f"{wav} (a link)")
             split = next((s for s in ("validation", "testing") if relative in lists[s]), "train")
             splits[split].append(Clip(relative, folder.name))
     if not any(splits.values()):
