@@ -145,8 +145,9 @@ def claim_folder(root: Path, kind: str, settings: dict[str, Any]) -> bool:
         others = sorted(p.name for p in root.iterdir() if not is_bookkeeping(p)) if root.exists() else []
         if others:
             raise CorpusError(
-                f"{root} is not empty ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}) and has no "
-                f"{CORPUS_FILE}: it is not a corpus this builder started. Choose an empty or new folder."
+                f"{root} is not empty and has no {CORPUS_FILE} (it holds {', '.join(others[:3])}"
+                f"{', ...' if len(others) > 3 else ''}): it is not a corpus this builder started. Choose an empty or "
+                "new folder."
             )
         root.mkdir(parents=True, exist_ok=True)
         write_json_atomic(root / CORPUS_FILE, {"kind": kind, "settings": settings, "complete": False})

@@ -95,5 +95,5 @@ def test_a_killed_claim_does_not_block_the_resume(tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "stray.txt").write_text("x")
-    with pytest.raises(Exception, match=r"not empty \(stray.txt\)"):
+    with pytest.raises(Exception, match=r"not empty and has no corpus.json \(it holds stray.txt\)"):
         claim_folder(other, "adversarial", {"seed": 0})

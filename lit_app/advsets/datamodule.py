@@ -80,9 +80,9 @@ class AdversarialDataModule(LitAppDataModule):
             matches, to a detector's normal training clips.
         seed: seed of the class balancing.
         num_workers: DataLoader worker processes reading the WAVs.
-        cache_audio: keep the clips in memory once read, so that they are read once, not once per epoch (a grid
-            of detectors shares the data module, hence one read per clip for the whole grid). Turn it off for sets
-            larger than memory.
+        cache_audio: read the clips once, at setup, and keep them in memory as int16 (bit for bit what the files
+            hold), not once per epoch (a grid of detectors shares the data module, hence one read per clip for the
+            whole grid). Turn it off for sets larger than memory.
         log_pairs: clean/adversarial pairs per corpus logged to W&B at setup (with the results table).
     """
 
