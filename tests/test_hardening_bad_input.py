@@ -108,3 +108,17 @@ def test_words35_names_the_folders_it_leaves_out(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         sc.select_for_task(sc.scan(tmp_path)["train"], "words35", 10.0, random.Random(0))
     assert "left out 1 clips of other folders (yess: 1)" in caplog.text
+
+
+def test_the_corpus_manifest_refuses_a_cut_short_clip_and_a_file_shared_by_two_rows(tmp_path):
+    from lit_app.advsets import manifest
+    from tests.test_adversarial_corpus import valid_row
+
+    good_clip(tmp_path / "clean" / "ok.wav", seconds=100 / 16000)
+    manifest.write_manifest(tmp_path, [valid_row("clean/ok.wav"), {**valid_row("clean/ok.wav"), "id": "other"}])
+    with pytest.raises(manifest.ManifestError, match=r"line 3 .*clean/ok\.wav is also the clip of line 2"):
+        manifest.read_manifest(tmp_path)
+    write_bad(tmp_path / "clean", "truncated", "cut")
+    manifest.write_manifest(tmp_path, [valid_row("clean/cut.wav")])
+    with pytest.raises(manifest.ManifestError, match=r"line 2 .*cut\.wav: truncated WAV"):
+        manifest.read_manifest(tmp_path)
