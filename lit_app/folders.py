@@ -85,11 +85,11 @@ class FolderLock:
 
 
 def holder_of(path: Path) -> str:
-    """The pid recorded in a lock file (its last exclusive holder) and those of live writers holding the other lock
-    files beside it (a folder shared by shards has one per shard)."""
-    text = path.read_text().strip() if path.is_file() else ""
-    live = [p.read_text().strip() for p in sorted(path.parent.glob(".*.lock")) if p != path and is_held(p)]
-    pids = sorted({pid for pid in [text, *live] if pid})
+    """The pids of the live runs holding ``path`` exclusively or the other lock files beside it (a folder shared by
+    shards has one per shard), as each holder recorded it."""
+    held = [path] if path.is_file() and is_held(path) else []  # else its pid is of a holder long gone
+    held += [p for p in sorted(path.parent.glob(".*.lock")) if p != path and is_held(p)]
+    pids = sorted({p.read_text().strip() for p in held} - {""})
     return ", ".join(pids) or "unknown"
 
 
@@ -108,6 +108,7 @@ def is_held(path: Path) -> bool:
 def partial_name(path: Path) -> Path:
     """A fresh temporary name beside ``path`` that :func:`remove_partial_files` recognises."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.fchmod(fd, 0o644)  # mkstemp's 0600 would follow the file into place
     os.close(fd)
     return Path(tmp)
 
