@@ -16,7 +16,6 @@ import os
 import sys
 from typing import Any
 
-import torch
 from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.callbacks import RichProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -28,14 +27,18 @@ from lit_app.advsets.datamodule import AdversarialDataModule  # noqa: F401
 from lit_app.advsets.external import ExternalDetectionDataModule  # noqa: F401
 from lit_app.advsets.mixture import DetectionMixture  # noqa: F401
 from lit_app.base import CLASS_KEY, LitAppDataModule, LitAppModule
+from lit_app.checkpoints import CheckpointError, model_class_of, read_checkpoint
 from lit_app.data.asr import ASRDataModule  # noqa: F401
 from lit_app.data.kws import KWSDataModule  # noqa: F401
+from lit_app.errors import one_line_errors
 from lit_app.models.asr import DeepSpeechModule  # noqa: F401
 from lit_app.models.detector import DetectorModule  # noqa: F401
 from lit_app.models.kws import KWSModule  # noqa: F401
 from lit_app.run_folder import run_folder
 
 CONFIG_FILENAME = "lit_app_config.yaml"
+#: ``ckpt_path`` values Lightning resolves to a local checkpoint of the run itself.
+LOCAL_CKPT_ALIASES = ("best", "last", "hpc")
 
 #: ``lit-app`` subcommands that are not Trainer calls: name -> (``module:function``, one line of help)
 JOBS: dict[str, tuple[str, str]] = {
@@ -105,11 +108,35 @@ class LitAppCLI(LightningCLI):
         list_jobs(parser)
 
     def _parse_ckpt_path(self) -> None:
+        # Lightning reads a local ckpt_path here, in __init__, before any hook: check it first.
         subcommand = self.config.get("subcommand")
+        if subcommand:
+            check_ckpt_path(self.config[subcommand].get("ckpt_path"))
         model = model_section_of(self.config[subcommand].get("ckpt_path")) if subcommand else None
         if model is None:
             return super()._parse_ckpt_path()
         self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
+
+    def load_weights_only(self) -> None:
+        """Make the Trainer load ``ckpt_path`` weights-only: Lightning would unpickle a URL in full otherwise."""
+        check_ckpt_path(self.config_init[self.subcommand].get("ckpt_path"))
+        self.config_init[self.subcommand]["weights_only"] = True
+
+    before_fit = before_validate = before_test = before_predict = load_weights_only
+
+
+def check_ckpt_path(ckpt_path: str | None) -> None:
+    """Refuse a ``ckpt_path`` that is remote, carries pickled code, or names a model class outside the app.
+
+    Raises:
+        lit_app.checkpoints.CheckpointError: saying which.
+    """
+    if ckpt_path and (ckpt_path == "registry" or str(ckpt_path).startswith("registry:")):
+        raise CheckpointError(f"{ckpt_path}: lit-app loads checkpoints from local files only; pass a path.")
+    if ckpt_path and ckpt_path not in LOCAL_CKPT_ALIASES:
+        checkpoint = read_checkpoint(ckpt_path)
+        if checkpoint.get(CLASS_KEY):
+            model_class_of(checkpoint, ckpt_path)
 
 
 def list_jobs(parser: LightningArgumentParser) -> None:
@@ -129,7 +156,7 @@ def model_section_of(ckpt_path: str | None) -> dict[str, Any] | None:
     """
     if not ckpt_path or not os.path.isfile(ckpt_path):
         return None
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    checkpoint = read_checkpoint(ckpt_path)
     hparams = dict(checkpoint.get("hyper_parameters") or {})
     hparams.pop("_instantiator", None)
     if not hparams or "_class_path" in hparams or not checkpoint.get(CLASS_KEY):
@@ -157,7 +184,7 @@ def with_checkpoint_model(args: list[str]) -> list[str]:
     if not paths or not os.path.isfile(paths[-1]):
         return args
     try:
-        class_path = torch.load(paths[-1], map_location="cpu", weights_only=True).get(CLASS_KEY)
+        class_path = read_checkpoint(paths[-1]).get(CLASS_KEY)
     except Exception:  # an unreadable file: the checkpoint loading proper says what is wrong with it
         return args
     return [args[0], "--model", class_path, *args[1:]] if class_path else args
@@ -173,11 +200,13 @@ def run_job(name: str, args: list[str]) -> Any:
 
 
 def main(args: list[str] | None = None) -> Any:
+    """Run ``lit-app``; an error the user can fix (bad audio, dataset, checkpoint) ends with one line."""
     args = sys.argv[1:] if args is None else list(args)
-    if args and args[0] in JOBS:
-        return run_job(args[0], args[1:])
-    refuse_cli_optimizer(args)
-    LitAppCLI(args=with_checkpoint_model(args))
+    with one_line_errors("lit-app"):
+        if args and args[0] in JOBS:
+            return run_job(args[0], args[1:])
+        refuse_cli_optimizer(args)
+        LitAppCLI(args=with_checkpoint_model(args))
 
 
 if __name__ == "__main__":

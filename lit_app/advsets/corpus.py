@@ -204,21 +204,48 @@ class AdversarialCorpus:
         if self.start():
             return True
         if num_shards == 1:
-            # Only a lone run may sweep leftovers: other shards may be writing theirs right now.
-            folders.remove_partial_files(self.root)
+            self.sweep_leftovers()
         self.generate(shard, num_shards, device)
         return self.merge()
 
+    # ---- locking: one writer per shard; planning, sweeping and merging only while nobody else writes -----------
+
+    def folder_lock(self) -> folders.FolderLock:
+        """Held shared by every generating shard, exclusively to plan, sweep leftovers and merge."""
+        return folders.FolderLock(self.root / folders.LOCK_FILE, str(self.root))
+
+    def shard_lock(self, shard: int, num_shards: int) -> folders.FolderLock:
+        """Held exclusively by the run generating this shard: a second run of the same shard is refused."""
+        return folders.FolderLock(self.root / f".shard-{shard:03d}-of-{num_shards:03d}.lock",
+                                  f"{self.root} (shard {shard} of {num_shards})")
+
+    def sweep_leftovers(self) -> None:
+        """Delete leftovers of killed writes, unless another run writes here now (its temporary files are live)."""
+        try:
+            with self.folder_lock():
+                folders.remove_partial_files(self.root)
+        except folders.FolderBusyError:
+            log.info("%s: another run is writing here; leftovers of earlier runs are kept for now", self.root)
+
     def start(self, device: str | torch.device | None = None) -> bool:
-        """Claim the folder and make the plan if there is none; returns whether the corpus is already complete."""
+        """Claim the folder and make the plan if there is none; returns whether the corpus is already complete.
+
+        Raises:
+            lit_app.folders.FolderBusyError: another run is planning or merging this corpus right now.
+        """
         if self.is_complete():
             return True
+        settings = self.settings()
+        info = folders.read_corpus_info(self.root)
+        if info and info.get("settings") == settings and (self.root / PLAN_FILE).is_file():
+            return bool(info.get("complete"))  # planned already: shards of a running build need no lock
         # Load the victim before touching the folder: a bad checkpoint must not leave a claimed, empty corpus.
         victim = load_victim(self.victim, resolve_device(str(device or self.device)))
-        if folders.claim_folder(self.root, KIND, self.settings()):
-            return True
-        if not (self.root / PLAN_FILE).is_file():
-            folders.write_json_atomic(self.root / PLAN_FILE, {"jobs": self.plan(victim)})
+        with self.folder_lock():
+            if folders.claim_folder(self.root, KIND, settings):
+                return True
+            if not (self.root / PLAN_FILE).is_file():
+                folders.write_json_atomic(self.root / PLAN_FILE, {"jobs": self.plan(victim)})
         return False
 
     # ---- planning --------------------------------------------------------------------------------------------
@@ -379,7 +406,19 @@ class AdversarialCorpus:
         return rows
 
     def generate(self, shard: int = 0, num_shards: int = 1, device: str | torch.device | None = None) -> int:
-        """Make the missing clips of this shard's batches; returns how many batches were made."""
+        """Make the missing clips of this shard's batches; returns how many batches were made.
+
+        Raises:
+            lit_app.folders.FolderBusyError: another run is generating the same shard, or merging.
+        """
+        folder_lock = self.folder_lock().acquire(exclusive=False)
+        try:
+            with self.shard_lock(shard, num_shards):
+                return self._generate(shard, num_shards, device)
+        finally:
+            folder_lock.release()
+
+    def _generate(self, shard: int, num_shards: int, device: str | torch.device | None) -> int:
         jobs = self.read_plan()
         done = {i for i, row in self.read_progress().items() if (self.root / row["path"]).is_file()}
         batches: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -452,10 +491,28 @@ class AdversarialCorpus:
         return [job["id"] for job in self.read_plan()
                 if job["id"] not in progress or not (self.root / progress[job["id"]]["path"]).is_file()]
 
-    def merge(self) -> bool:
-        """Write the manifest and dataset card once every shard is done; returns whether the corpus is complete."""
+    def merge(self, others_writing_ok: bool = True) -> bool:
+        """Write the manifest and dataset card once every shard is done; returns whether the corpus is complete.
+
+        Args:
+            others_writing_ok: while other shards still write here, return ``False`` (they merge when they finish)
+                instead of raising.
+
+        Raises:
+            lit_app.folders.FolderBusyError: other runs write here and ``others_writing_ok`` is false.
+        """
         if self.is_complete():
             return True
+        try:
+            with self.folder_lock():
+                return self._merge()
+        except folders.FolderBusyError:
+            if not others_writing_ok:
+                raise
+            log.info("%s: other shards are still writing; the last one to finish merges", self.root)
+            return False
+
+    def _merge(self) -> bool:
         missing = self.missing()
         if missing:
             log.info("%s: %d clips still to make (e.g. %s)", self.root, len(missing), ", ".join(missing[:3]))

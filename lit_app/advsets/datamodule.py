@@ -19,51 +19,30 @@ import random
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from lit_app.advsets import manifest
 from lit_app.advsets.corpus import AdversarialCorpus
-from lit_app.advsets.detection import ADVERSARIAL, DETECTION_LABELS, NORMAL, collate_detection
-from lit_app.audio.io import STRICT, read_audio
+from lit_app.advsets.detection import (
+    ADVERSARIAL,
+    DETECTION_LABELS,
+    NORMAL,
+    DetectionClipDataset,
+    balance,
+    collate_detection,
+)
 from lit_app.base import LitAppDataModule
 from lit_app.splits import STAGE_SPLITS
 
 log = logging.getLogger(__name__)
 
 
-
 class LeakageError(RuntimeError):
     """The same source clip or voice would be served in two splits."""
 
 
-class DetectionClips(Dataset):
-    """``(waveform, label)`` pairs read from 16-bit WAVs strictly: never resampled or downmixed, since that
-    would change the perturbation a detector is meant to find.
-
-    Args:
-        items: ``(path, label)`` pairs.
-        cache: keep each clip in memory after its first read (each DataLoader worker keeps its own).
-    """
-
-    def __init__(self, items: list[tuple[str, int]], cache: bool = False) -> None:
-        self.items = items
-        self.cache: dict[int, torch.Tensor] | None = {} if cache else None
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        path, label = self.items[index]
-        if self.cache is None:
-            return read_audio(path, STRICT), label
-        if index not in self.cache:
-            self.cache[index] = read_audio(path, STRICT)
-        return self.cache[index], label
-
-    @property
-    def labels(self) -> list[int]:
-        return [label for _, label in self.items]
+#: The detection dataset under the name the noise-flooding experiment imports.
+DetectionClips = DetectionClipDataset
 
 
 def check_leakage(rows: list[dict[str, Any]]) -> None:
@@ -85,17 +64,6 @@ def check_leakage(rows: list[dict[str, Any]]) -> None:
                                "by speaker or voice.")
 
 
-def balance(items: list[tuple[str, int]], rng: random.Random) -> list[tuple[str, int]]:
-    """Keep a random subset of the larger class as large as the smaller one (order otherwise unchanged)."""
-    normal = [i for i, (_, label) in enumerate(items) if label == NORMAL]
-    adversarial = [i for i, (_, label) in enumerate(items) if label == ADVERSARIAL]
-    size = min(len(normal), len(adversarial))
-    if size == 0:
-        return items
-    keep = set(rng.sample(normal, size)) | set(rng.sample(adversarial, size))
-    return [item for i, item in enumerate(items) if i in keep]
-
-
 class AdversarialDataModule(LitAppDataModule):
     """Detection data from adversarial corpora, built or resumed before use.
 
@@ -112,9 +80,9 @@ class AdversarialDataModule(LitAppDataModule):
             matches, to a detector's normal training clips.
         seed: seed of the class balancing.
         num_workers: DataLoader worker processes reading the WAVs.
-        cache_audio: keep the clips in memory once read, so that they are read once, not once per epoch (a grid
-            of detectors shares the data module, hence one read per clip for the whole grid). Turn it off for sets
-            larger than memory.
+        cache_audio: read the clips once, at setup, and keep them in memory as int16 (bit for bit what the files
+            hold), not once per epoch (a grid of detectors shares the data module, hence one read per clip for the
+            whole grid). Turn it off for sets larger than memory.
         log_pairs: clean/adversarial pairs per corpus logged to W&B at setup (with the results table).
     """
 
@@ -149,7 +117,7 @@ class AdversarialDataModule(LitAppDataModule):
         self.cache_audio = cache_audio
         self.log_pairs = log_pairs
         self.labels = list(DETECTION_LABELS)
-        self.datasets: dict[str, DetectionClips] = {}
+        self.datasets: dict[str, DetectionClipDataset] = {}
         self.rows: dict[Path, list[dict[str, Any]]] = {}
         self._logged = False
 
@@ -232,7 +200,7 @@ class AdversarialDataModule(LitAppDataModule):
                 items = self.examples(corpora, split)
                 if not items:
                     raise RuntimeError(f"no clips for the {split} split in {[str(c.root) for c in corpora]}")
-                self.datasets[split] = DetectionClips(items, cache=self.cache_audio)
+                self.datasets[split] = DetectionClipDataset(items, cache=self.cache_audio)
         if stage == "fit" and not self._logged:
             self._logged = True
             self.log_to_wandb()

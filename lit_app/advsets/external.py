@@ -20,6 +20,11 @@ Layouts:
   ``group`` (or ``source``, ``source_clip``, ``source_id``), ``attack`` and ``split``. Labels: ``0``/``1``,
   ``normal``/``adversarial`` and their aliases.
 
+Every clip must lie inside the dataset's folder (the CSV's folder for ``csv``) or inside ``base_dir`` when the
+user names one: a path that leads outside, by ``..``, an absolute path or a symbolic link, is an error naming
+the row or file. So is a file listed twice, under both labels, or in two splits (which would leak training
+clips into the test set); the message names both rows.
+
 Audio is read with the strict policy: a clip at another rate or with several channels is refused, never
 resampled, because resampling would change the perturbation the detector is meant to find.
 """
@@ -32,18 +37,24 @@ import random
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from lit_app.advsets.detection import ADVERSARIAL, DETECTION_LABELS, NORMAL, collate_detection
-from lit_app.audio.io import STRICT, AudioError, AudioPolicy, read_audio
-from lit_app.audio.pcm import pcm16_to_float, to_pcm16
+from lit_app.advsets.detection import (
+    ADVERSARIAL,
+    DETECTION_LABELS,
+    NORMAL,
+    DetectionClipDataset,
+    balance,
+    collate_detection,
+)
+from lit_app.audio.io import STRICT
 from lit_app.base import LitAppDataModule
+from lit_app.paths import inside_base
 from lit_app.splits import SPLITS, STAGE_SPLITS
 
 log = logging.getLogger(__name__)
@@ -71,6 +82,7 @@ class DetectionClip:
         group: clips of one group always land in the same split (a source and its adversarial versions).
         attack: attack that made an adversarial clip (``""`` for normal clips).
         split: split fixed by the layout, or ``""`` to split at random by group.
+        where: the CSV row or file that gave the clip, for messages.
     """
 
     path: Path
@@ -78,10 +90,14 @@ class DetectionClip:
     group: str
     attack: str = ""
     split: str = ""
+    where: str = field(default="", compare=False)
 
 
 def audio_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    """Every entry under ``folder`` with an audio suffix: also folders, pipes and broken links so named, which the
+    audio reader then reports for what they are instead of their being dropped without a word."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES
+                  and not any(q.suffix.lower() in AUDIO_SUFFIXES for q in p.relative_to(folder).parents if q.name))
 
 
 def parse_label(value: str, where: str) -> int:
@@ -176,9 +192,21 @@ def read_class_folders(root: str | Path, group_pattern: str | None = None) -> li
     return clips
 
 
-def read_csv_list(csv_path: str | Path, group_pattern: str | None = None) -> list[DetectionClip]:
-    """Clips listed in a CSV of ``path,label[,group][,attack][,split]``; paths relative to the CSV."""
+def read_csv_list(csv_path: str | Path, group_pattern: str | None = None,
+                  base_dir: str | Path | None = None) -> list[DetectionClip]:
+    """Clips listed in a CSV of ``path,label[,group][,attack][,split]``; paths relative to the CSV.
+
+    Args:
+        csv_path: the list.
+        group_pattern: see :class:`ExternalDetectionDataModule`.
+        base_dir: the folder every listed file must lie in; the CSV's folder when omitted.
+
+    Raises:
+        lit_app.paths.ListedPathError: a path leads outside ``base_dir`` (checked before the file is looked at).
+        DatasetLayoutError: a malformed row.
+    """
     csv_path = Path(csv_path)
+    base = Path(base_dir) if base_dir is not None else csv_path.parent
     with csv_path.open(newline="") as handle:
         rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
     if not rows:
@@ -193,8 +221,9 @@ def read_csv_list(csv_path: str | Path, group_pattern: str | None = None) -> lis
     clips = []
     for number, row in enumerate(rows, start=2 if "path" in header else 1):
         where = f"{csv_path}:{number}"
-        path = Path(row[column["path"]].strip())
-        path = path if path.is_absolute() else csv_path.parent / path
+        entry = row[column["path"]].strip()
+        inside_base(base, entry, where, relative_to=csv_path.parent)
+        path = Path(entry) if Path(entry).is_absolute() else csv_path.parent / entry
         label = parse_label(row[column["label"]], where)
         group = row[group_column].strip() if group_column is not None and group_column < len(row) else ""
         group = group or path.stem
@@ -210,13 +239,21 @@ def read_csv_list(csv_path: str | Path, group_pattern: str | None = None) -> lis
             if name not in SPLIT_NAMES:
                 raise DatasetLayoutError(f"{where}: split {name!r} is not one of {sorted(SPLIT_NAMES)}")
             split = SPLIT_NAMES[name]
-        clips.append(DetectionClip(path, label, group, attack, split))
+        clips.append(DetectionClip(path, label, group, attack, split, where))
     return clips
 
 
 def read_layout(root: str | Path, layout: Layout = "auto", group_pattern: str | None = None,
-                include_originals: bool = False) -> list[DetectionClip]:
-    """Read ``root`` (a folder, or a CSV file for ``csv``) in ``layout``; ``auto`` recognises each."""
+                include_originals: bool = False, base_dir: str | Path | None = None) -> list[DetectionClip]:
+    """Read ``root`` (a folder, or a CSV file for ``csv``) in ``layout``; ``auto`` recognises each.
+
+    Every clip is checked to lie inside ``base_dir`` (by default the dataset folder, or the CSV's folder) and to be
+    listed once, under one label and in one split.
+
+    Raises:
+        DatasetLayoutError: not the layout, or a file listed twice, under both labels or in two splits.
+        lit_app.paths.ListedPathError: a clip outside ``base_dir``.
+    """
     root = Path(root)
     if not root.exists():
         raise DatasetLayoutError(f"{root}: no such dataset folder or CSV file")
@@ -227,11 +264,43 @@ def read_layout(root: str | Path, layout: Layout = "auto", group_pattern: str | 
             layout = "set_a"
         else:
             layout = "folders"
-    if layout == "set_a":
-        return read_set_a(root, include_originals)
+    base = Path(base_dir) if base_dir is not None else (root.parent if layout == "csv" else root)
     if layout == "csv":
-        return read_csv_list(root, group_pattern)
-    return read_class_folders(root, group_pattern)
+        clips = read_csv_list(root, group_pattern, base)
+    else:
+        clips = read_set_a(root, include_originals) if layout == "set_a" else read_class_folders(root, group_pattern)
+        clips = [DetectionClip(c.path, c.label, c.group, c.attack, c.split, c.where or str(c.path)) for c in clips]
+        for clip in clips:  # a symbolic link in the folder may point anywhere
+            inside_base(base, clip.path, clip.where)
+    check_each_file_once(clips)
+    return clips
+
+
+def check_each_file_once(clips: list[DetectionClip]) -> None:
+    """Refuse a file listed twice, under both labels, or in two fixed splits (training clips leaking into the test
+    set); files are compared after following links.
+
+    Raises:
+        DatasetLayoutError: naming both rows.
+    """
+    first: dict[Path, DetectionClip] = {}
+    for clip in clips:
+        try:
+            key = clip.path.resolve()
+        except (OSError, RuntimeError):  # a link loop: the audio reader reports it
+            key = clip.path
+        earlier = first.setdefault(key, clip)
+        if earlier is clip:
+            continue
+        if earlier.label != clip.label:
+            problem = (f"is listed as {DETECTION_LABELS[earlier.label]} and as {DETECTION_LABELS[clip.label]}; a clip "
+                       "has one label: remove the wrong row")
+        elif earlier.split != clip.split:
+            problem = (f"is listed in the {earlier.split or 'unfixed'} and the {clip.split or 'unfixed'} split, which "
+                       "would leak it across splits: keep one row")
+        else:
+            problem = "is listed twice (duplicate rows): remove one"
+        raise DatasetLayoutError(f"{earlier.where} and {clip.where}: the file {key} {problem}.")
 
 
 # ---------------------------------------------------------------------------------------------- splitting
@@ -272,78 +341,24 @@ def split_by_group(
     return splits
 
 
-def balance_classes(clips: list[DetectionClip], seed: int) -> list[DetectionClip]:
-    """Drop random clips of the larger class until both classes have as many."""
-    by_label = {label: [c for c in clips if c.label == label] for label in (NORMAL, ADVERSARIAL)}
-    keep = min(len(v) for v in by_label.values())
-    rng = random.Random(seed)
-    kept = [c for label in (NORMAL, ADVERSARIAL) for c in (rng.sample(by_label[label], keep) if len(by_label[label]) > keep else by_label[label])]
-    return sorted(kept, key=lambda c: str(c.path))
-
-
 # ------------------------------------------------------------------------------------------------ serving
-class DetectionClipDataset(Dataset):
-    """``(waveform, label)`` pairs of clips, read with ``policy`` (in memory as int16 when ``cache``).
-
-    Args:
-        clips: the clips to serve.
-        policy: audio policy; strict by default (no resampling of adversarial clips).
-        max_samples: crop longer clips to their first ``max_samples`` samples.
-        cache: read every clip once, keep it as int16 (also finds bad files before training starts).
-        skip_bad_files: drop unreadable or invalid clips (listed in :attr:`skipped`) instead of stopping.
-    """
-
-    def __init__(self, clips: list[DetectionClip], policy: AudioPolicy = STRICT, max_samples: int | None = None,
-                 cache: bool = True, skip_bad_files: bool = False) -> None:
-        self.policy = policy
-        self.max_samples = max_samples
-        self.skipped: list[str] = []
-        self.clips = clips
-        self.cached: list[np.ndarray] | None = None
-        if cache or skip_bad_files:
-            kept, audio = [], []
-            for clip in clips:
-                try:
-                    wave = self._read(clip)
-                except AudioError as err:
-                    if not skip_bad_files:
-                        raise
-                    self.skipped.append(str(err))
-                    continue
-                kept.append(clip)
-                audio.append(to_pcm16(wave) if cache else None)
-            self.clips = kept
-            self.cached = audio if cache else None
-
-    def _read(self, clip: DetectionClip) -> torch.Tensor:
-        wave = read_audio(clip.path, self.policy)
-        return wave[: self.max_samples] if self.max_samples else wave
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        clip = self.clips[index]
-        if self.cached is not None:
-            wave = pcm16_to_float(self.cached[index])
-        else:
-            wave = self._read(clip)
-        return wave, clip.label
-
-
 class ExternalDetectionDataModule(LitAppDataModule):
     """Normal and adversarial clips from a dataset on disk, split by group, as detection batches.
 
     Args:
         root: the dataset folder (``set_a``, ``folders``) or CSV file (``csv``).
+        base_dir: the folder every clip must lie in, when it is not ``root`` (or the CSV's folder): name it to
+            use a CSV that lists clips elsewhere, or class folders holding links to clips elsewhere.
         layout: ``auto`` (CSV file, set A, else class folders), ``set_a``, ``folders`` or ``csv``.
         group_pattern: regular expression on the path relative to the root whose first capture group
             names a clip's group (e.g. ``r"(\\d+)\\.wav$"``); by default the layout's own pairing.
         attacks: keep only adversarial clips of these attacks (sub-folder names, CSV ``attack`` column).
         include_originals: set A only: also serve the sources of the adversarial clips as normal clips.
         split_fractions: train, validation and test shares for clips whose layout fixes no split.
-        balance: drop random clips of the larger class in each split so both classes are equal.
-        max_seconds: crop longer clips to this length (bounds memory on long utterances).
+        balance: drop random clips of the larger class in each split so both classes are equal (the kept clips
+            keep their listing order).
+        max_seconds: crop longer clips to this length (bounds memory on long utterances); clips are served
+            whole when omitted.
         batch_size: clips per batch.
         cache: keep the clips in memory as int16 after one validating read.
         skip_bad_files: skip (and list) unreadable or invalid clips instead of stopping.
@@ -354,6 +369,7 @@ class ExternalDetectionDataModule(LitAppDataModule):
     def __init__(
         self,
         root: str,
+        base_dir: str | None = None,
         layout: Layout = "auto",
         group_pattern: str | None = None,
         attacks: list[str] | None = None,
@@ -369,6 +385,7 @@ class ExternalDetectionDataModule(LitAppDataModule):
     ) -> None:
         super().__init__()
         self.root = Path(root)
+        self.base_dir = Path(base_dir) if base_dir is not None else None
         self.layout = layout
         self.group_pattern = group_pattern
         self.attacks = list(attacks) if attacks else None
@@ -388,7 +405,7 @@ class ExternalDetectionDataModule(LitAppDataModule):
     def split_clips(self) -> dict[str, list[DetectionClip]]:
         """The clips of each split (read, filtered, split and balanced; no audio is loaded)."""
         if not self.clips:
-            clips = read_layout(self.root, self.layout, self.group_pattern, self.include_originals)
+            clips = read_layout(self.root, self.layout, self.group_pattern, self.include_originals, self.base_dir)
             if self.attacks is not None:
                 found = {c.attack for c in clips if c.label == ADVERSARIAL}
                 missing = set(self.attacks) - found
@@ -398,7 +415,8 @@ class ExternalDetectionDataModule(LitAppDataModule):
                 clips = [c for c in clips if c.label == NORMAL or c.attack in self.attacks]
             splits = split_by_group(clips, self.split_fractions, self.seed)
             if self.balance:
-                splits = {name: balance_classes(members, self.seed) for name, members in splits.items()}
+                splits = {name: balance(members, random.Random(f"{self.seed}-{name}"), lambda c: c.label)
+                          for name, members in splits.items()}
             self.clips = splits
             counts = {name: dict(Counter(DETECTION_LABELS[c.label] for c in members)) for name, members in splits.items()}
             log.info("%s: %s", self.root, counts)
@@ -412,7 +430,8 @@ class ExternalDetectionDataModule(LitAppDataModule):
             clips = self.split_clips()[split]
             if not clips:
                 raise DatasetLayoutError(f"{self.root}: the {split} split is empty; add clips or change split_fractions")
-            dataset = DetectionClipDataset(clips, STRICT, self.max_samples, self.cache, self.skip_bad_files)
+            dataset = DetectionClipDataset([(c.path, c.label) for c in clips], STRICT, self.max_samples, self.cache,
+                                           self.skip_bad_files)
             if dataset.skipped:
                 log.warning("skipped %d bad clips in %s:\n  %s", len(dataset.skipped), self.root, "\n  ".join(dataset.skipped))
             self.datasets[split] = dataset

@@ -20,6 +20,8 @@ from lit_app.advsets.datamodule import AdversarialDataModule
 from lit_app.advsets.manifest import read_manifest
 from lit_app.advsets.wandb_log import log_attack_sets
 from lit_app.base import LitAppDataModule
+from lit_app.errors import one_line_errors
+from lit_app.folders import CorpusError
 
 
 def generate(
@@ -46,12 +48,17 @@ def generate(
             and the perturbation.
         example_pairs: examples drawn as spectrograms (and logged as audio pairs); 0 for none.
         wandb: also log each complete corpus to an offline W&B run (figures, audio pairs, tables).
+
+    Raises:
+        lit_app.folders.CorpusError: a corpus this stage should have finished is incomplete (``merge``, and ``all``
+            with one shard; not ``plan``, ``shard``, nor ``all`` with several shards, whose others may still run).
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if not isinstance(data, AdversarialDataModule):
         raise TypeError(f"lit-app generate builds an AdversarialDataModule's corpora, not a {type(data).__name__}'s; "
                         "give --data lit_app.advsets.datamodule.AdversarialDataModule or a config with one")
-    complete = []
+    must_finish = stage == "merge" or (stage == "all" and num_shards == 1)
+    complete, unfinished = [], []
     for corpus in data.corpora():
         print(f"{corpus.root}: {stage} ({corpus.attack.name} against {corpus.victim})", flush=True)
         if corpus.start(device) and stage != "plan":
@@ -61,21 +68,28 @@ def generate(
         if stage in ("all", "shard"):
             corpus.generate(shard, num_shards, device)
         if stage in ("all", "merge"):
-            done = corpus.merge()
+            done = corpus.merge(others_writing_ok=not must_finish)
             print(f"{corpus.root}: {'complete' if done else f'{len(corpus.missing())} clips still missing'}")
             complete += [corpus] if done else []
+            if must_finish and not done:
+                unfinished.append(str(corpus.root))
     if complete and stage in ("all", "merge"):
         log_attack_sets({c.root: read_manifest(c.root, check_audio=False) for c in complete}, Path(figures_dir), example_pairs, wandb)
+    if unfinished:
+        raise CorpusError(f"clips are still missing in {', '.join(unfinished)}; run the shards that made no progress "
+                          "(--stage shard) or rerun without --stage, then merge again")
 
 
 PROG = "lit-app generate"
 
 
 def main(args: list[str] | None = None) -> None:
-    """Parse the command line (or ``args``: ``-c``, ``--print_config``, ``--help``) and run :func:`generate`."""
+    """Parse the command line (or ``args``: ``-c``, ``--print_config``, ``--help``) and run :func:`generate`; an
+    error the user can fix, missing clips included, ends with one line and exit status 1."""
     from lit_app.experiments.command import run_command
 
-    run_command(generate, PROG, args)
+    with one_line_errors(PROG):
+        run_command(generate, PROG, args)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lit_app import folders
+from lit_app.audio.io import AudioError, check_complete
 from lit_app.splits import SPLITS
 
 FIELDS = (
@@ -80,7 +82,7 @@ def parse(row: dict[str, str]) -> dict[str, Any]:
 def write_manifest(root: Path, rows: list[dict[str, Any]]) -> Path:
     """Write ``manifest.csv`` atomically."""
     path = root / MANIFEST_FILE
-    tmp = path.with_name(f".{path.name}.part")
+    tmp = folders.partial_name(path)
     with open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(FIELDS))
         writer.writeheader()
@@ -92,7 +94,7 @@ def write_manifest(root: Path, rows: list[dict[str, Any]]) -> Path:
 def read_manifest(root: str | os.PathLike, check_audio: bool = True) -> list[dict[str, Any]]:
     """The rows of a corpus's manifest, validated.
 
-    Checks: the columns, unique ids, known kinds, labels and splits, that every path stays inside ``root``,
+    Checks: the columns, unique ids and files, known kinds, labels and splits, that every path stays inside ``root``,
     and (``check_audio``) that every file exists and is 16 kHz mono 16-bit PCM of the listed length.
 
     Raises:
@@ -110,7 +112,7 @@ def read_manifest(root: str | os.PathLike, check_audio: bool = True) -> list[dic
         if missing:
             raise ManifestError(f"{path}: missing columns {missing}; it was not written by this version of lit-app")
         raw = list(reader)
-    rows, seen = [], set()
+    rows, seen, lines_of_clips = [], set(), {}
     for number, text in enumerate(raw, start=2):
         where = f"{path}, line {number} ({text.get('id')!r})"
         if text["id"] in seen:
@@ -126,10 +128,18 @@ def read_manifest(root: str | os.PathLike, check_audio: bool = True) -> list[dic
             clip = inside(root, text["path"])
         except ManifestError as err:
             raise ManifestError(f"{where}: {err}") from err
+        if clip in lines_of_clips:
+            raise ManifestError(f"{where}: {text['path']} is also the clip of line {lines_of_clips[clip]}; each row "
+                                "needs a file of its own. Rebuild the corpus.")
+        lines_of_clips[clip] = number
         if check_audio:
             if not clip.is_file():
                 raise ManifestError(f"{where}: {clip} is missing. Rebuild the corpus (a rerun restores missing clips "
                                     "only before the manifest is written: delete the folder to rebuild it).")
+            try:
+                check_complete(clip)
+            except AudioError as err:
+                raise ManifestError(f"{where}: {err}") from err
             info = sf.info(str(clip))
             if info.samplerate != 16000 or info.channels != 1 or info.subtype != "PCM_16":
                 raise ManifestError(f"{where}: {clip} is {info.samplerate} Hz, {info.channels} channels, {info.subtype}; "

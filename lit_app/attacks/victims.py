@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -210,5 +209,9 @@ def wrap(module: nn.Module, device: torch.device | str | None = None) -> Victim:
 
 
 def load_victim(path: str | os.PathLike, device: torch.device | str = "cpu") -> Victim:
-    """Rebuild the victim saved in checkpoint ``path`` (written by ``lit-app fit``) on ``device``."""
-    return wrap(load_module(Path(path), map_location=device), device)
+    """Rebuild the victim saved in checkpoint ``path`` (written by ``lit-app fit``) on ``device``.
+
+    The file is read weights-only and must be local and name one of the app's models
+    (:func:`lit_app.checkpoints.load_module`); the path goes there unaltered, so a URL is recognised and refused.
+    """
+    return wrap(load_module(path, map_location=device), device)

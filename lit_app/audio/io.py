@@ -6,7 +6,10 @@ bad clip in a dataset folder surfaces as one readable line instead of a crash in
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,16 +50,86 @@ class AudioPolicy:
 STRICT = AudioPolicy(on_wrong_rate="error", on_multichannel="error")
 
 
+def require_regular_file(path: Path) -> None:
+    """Refuse anything but an existing regular file (or a link to one), saying what ``path`` really is.
+
+    Raises:
+        AudioError: missing, a broken link, a link loop, a folder, a FIFO, a device or a socket.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise AudioError(f"{path}: a symbolic link to {os.readlink(path)!r}, which does not exist. Restore the "
+                             "target or delete the link.") from None
+        raise AudioError(f"{path}: no such audio file. Check the path, or rebuild the dataset that lists it.") from None
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise AudioError(f"{path}: a symbolic-link loop (the link leads back to itself). Replace it with the "
+                             "audio file or delete it.") from None
+        raise AudioError(f"{path}: cannot be opened ({err.strerror}). Check its permissions.") from None
+    if stat.S_ISREG(mode):
+        return
+    what = ("a folder" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a device file")
+    raise AudioError(f"{path}: {what}, not an audio file. Move it out of the dataset (or rename it so that it does "
+                     "not end in an audio extension).")
+
+
+def wav_shortfall(path: Path) -> tuple[int, int] | None:
+    """``(promised, present)`` bytes of audio when a WAV file's data chunk is shorter than its header says.
+
+    libsndfile reads such a file as a shorter clip without complaint; a cut-short copy or a valid header
+    followed by a few stray bytes is thereby caught. ``None`` for whole files and for files that are not WAV
+    (or whose writer left the size open, as streaming writers do).
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return None
+        order = "<" if head[:4] == b"RIFF" else ">"
+        position = 12
+        while position + 8 <= size:
+            handle.seek(position)
+            chunk_id, length = struct.unpack(f"{order}4sI", handle.read(8))
+            if chunk_id == b"data":
+                present = size - position - 8
+                if length in (0, 0xFFFFFFFF) or present >= length:
+                    return None
+                return length, present
+            position += 8 + length + (length & 1)
+    return None
+
+
+def check_complete(path: Path, frames_read: int | None = None) -> None:
+    """Refuse a file whose audio is shorter than its header says (WAV: data chunk size; FLAC: total samples).
+
+    Raises:
+        AudioError: the file was cut short.
+    """
+    short = wav_shortfall(path)
+    if short is not None:
+        raise AudioError(
+            f"{path}: truncated WAV: the header promises {short[0]} bytes of audio but only {short[1]} follow (a "
+            "copy or write was cut short, or stray bytes follow a header). Replace the file or regenerate it."
+        )
+    if frames_read is not None and path.suffix.lower() == ".flac":
+        promised = sf.info(str(path)).frames
+        if 0 < frames_read < promised:
+            raise AudioError(f"{path}: truncated FLAC: the header promises {promised} samples but only {frames_read} "
+                             "could be decoded. Replace the file or regenerate it.")
+
+
 def read_audio(path: str | os.PathLike, policy: AudioPolicy = AudioPolicy()) -> torch.Tensor:
     """Read a file into a mono float32 tensor in [-1, 1] at ``policy.sample_rate``.
 
     Raises:
-        AudioError: the file is missing, unreadable, empty, holds NaN/Inf, is clipped beyond full scale,
-            or breaks ``policy``.
+        AudioError: the file is missing or not a regular file, unreadable, cut short, empty, holds NaN/Inf, is
+            clipped beyond full scale, or breaks ``policy``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: no such audio file. Check the path, or rebuild the dataset that lists it.")
+    require_regular_file(path)
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises several types (LibsndfileError, RuntimeError, TypeError)
@@ -64,6 +137,7 @@ def read_audio(path: str | os.PathLike, policy: AudioPolicy = AudioPolicy()) -> 
             f"{path}: unreadable audio ({err}). The file is corrupt or not an audio format libsndfile reads; "
             "delete or replace it (or regenerate the dataset)."
         ) from err
+    check_complete(path, data.shape[0])
     return check_audio(torch.from_numpy(data.T.copy()), rate, path, policy)
 
 

@@ -7,9 +7,13 @@ Layout: ``<root>/<split>/<speaker>/<chapter>/<speaker>-<chapter>-<utterance>.fla
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from lit_app.data.utterances import Utterance
+
+#: ``<speaker>-<chapter>-<utterance>``: letters, digits and underscores only, so an id cannot name a path elsewhere.
+UTTERANCE_ID = re.compile(r"\w+-\w+-\w+")
 
 SPLITS = (
     "train-clean-100", "train-clean-360", "train-other-500", "dev-clean", "dev-other", "test-clean", "test-other",
@@ -21,7 +25,7 @@ def read_split(root: str | Path, split: str) -> list[Utterance]:
 
     Raises:
         FileNotFoundError: the split folder is missing, holds no transcripts, or a listed .flac is missing.
-        ValueError: a transcript line is malformed (the message gives file and line).
+        ValueError: a transcript line is malformed or repeats an utterance (the message gives file and line).
     """
     folder = Path(root) / split
     if not folder.is_dir():
@@ -36,16 +40,21 @@ def read_split(root: str | Path, split: str) -> list[Utterance]:
         raise FileNotFoundError(
             f"{folder}: no <speaker>/<chapter>/*.trans.txt files; this is not a LibriSpeech split folder."
         )
+    first: dict[str, str] = {}
     for listing in transcripts:
         for number, line in enumerate(listing.read_text(encoding="utf-8").splitlines(), start=1):
             if not line.strip():
                 continue
             utterance_id, _, text = line.strip().partition(" ")
             parts = utterance_id.split("-")
-            if len(parts) != 3:
+            if not UTTERANCE_ID.fullmatch(utterance_id):
                 raise ValueError(
                     f"{listing}:{number}: expected '<speaker>-<chapter>-<utterance> TEXT', got {line!r}. Fix the line."
                 )
+            if utterance_id in first:
+                raise ValueError(f"{first[utterance_id]} and {listing}:{number}: utterance {utterance_id} is listed "
+                                 "twice; remove one line.")
+            first[utterance_id] = f"{listing}:{number}"
             audio = listing.parent / f"{utterance_id}.flac"
             if not audio.is_file():
                 raise FileNotFoundError(

@@ -4,12 +4,17 @@ Layout: one folder per word of 1 s WAVs named ``<speaker>_nohash_<n>.wav``; ``va
 ``testing_list.txt`` list the validation and test files (everything else is training);
 ``_background_noise_/`` holds long noise recordings. The official test-set archive also has ``_silence_``
 and ``_unknown_`` folders; they are read as those labels.
+
+A file the lists put in both the validation and the test split, or list twice, is an error naming both lines;
+so is a clip that is a link to a file outside the corpus folder. Clips longer than 1 s are cut to their first
+second with a warning that names them (the keyword models take 1 s).
 """
 
 from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +24,7 @@ import torch
 from lit_app.audio.io import AudioError, AudioPolicy, read_audio
 from lit_app.audio.pcm import float_to_pcm16
 from lit_app.data.vocab import BACKGROUND_NOISE_FOLDER, SILENCE, UNKNOWN, Task, task_labels
+from lit_app.paths import ListedPathError, inside_base
 from lit_app.splits import SPEECH_COMMANDS_SPLITS as SPLITS
 
 log = logging.getLogger(__name__)
@@ -41,6 +47,7 @@ def scan(root: str | Path) -> dict[str, list[Clip]]:
 
     Raises:
         FileNotFoundError: ``root`` is missing or is not in the Speech Commands layout.
+        lit_app.paths.ListedPathError: a file listed twice or in both lists, or a clip linking outside ``root``.
     """
     root = Path(root)
     if not root.is_dir():
@@ -48,7 +55,8 @@ def scan(root: str | Path) -> dict[str, list[Clip]]:
             f"{root}: no such folder. Point the data module at a Speech Commands copy (v0.01/v0.02), "
             "or give it a `synthesize` section to build the synthetic corpus there."
         )
-    lists = {}
+    lists: dict[str, set[str]] = {}
+    first: dict[str, str] = {}
     for split, name in (("validation", "validation_list.txt"), ("testing", "testing_list.txt")):
         listing = root / name
         if not listing.is_file():
@@ -56,13 +64,25 @@ def scan(root: str | Path) -> dict[str, list[Clip]]:
                 f"{listing}: missing. {root} is not a complete Speech Commands folder; a synthetic corpus "
                 "writes this file when its build finishes, so rerun the build."
             )
-        lists[split] = {line.strip() for line in listing.read_text().splitlines() if line.strip()}
+        lists[split] = set()
+        for number, line in enumerate(listing.read_text().splitlines(), start=1):
+            entry = line.strip()
+            if not entry:
+                continue
+            if entry in first:
+                problem = ("is listed twice" if entry in lists[split]
+                           else "is in both the validation and the test list, so it would leak between them")
+                raise ListedPathError(f"{first[entry]} and {listing}:{number}: {entry} {problem}; keep one line.")
+            first[entry] = f"{listing}:{number}"
+            lists[split].add(entry)
     splits: dict[str, list[Clip]] = {split: [] for split in SPLITS}
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != BACKGROUND_NOISE_FOLDER):
         if folder.name.startswith(".") or (folder.name.startswith("_") and folder.name not in (SILENCE, UNKNOWN)):
             continue
         for wav in sorted(folder.glob("*.wav")):
             relative = f"{folder.name}/{wav.name}"
+            if wav.is_symlink():  # a link may point anywhere; plain files are inside by construction
+                inside_base(root, relative, f"{wav} (a link)")
             split = next((s for s in ("validation", "testing") if relative in lists[s]), "train")
             splits[split].append(Clip(relative, folder.name))
     if not any(splits.values()):
@@ -76,6 +96,11 @@ def select_for_task(clips: list[Clip], task: Task, unknown_percentage: float, rn
     labels = task_labels(task)
     index = {label: i for i, label in enumerate(labels)}
     if task == "words35":
+        left_out = Counter(clip.word for clip in clips if clip.word not in index)
+        if left_out:
+            log.warning("task words35 serves the 35 Speech Commands words only; left out %d clips of other folders "
+                        "(%s). Remove those folders, or use task keywords12 to serve them as _unknown_.",
+                        sum(left_out.values()), ", ".join(f"{w}: {n}" for w, n in sorted(left_out.items())))
         return [(clip, index[clip.word]) for clip in clips if clip.word in index]
     known = [(clip, index[clip.word]) for clip in clips if clip.word in index]
     unknown = [clip for clip in clips if clip.word not in index]
@@ -87,7 +112,8 @@ def select_for_task(clips: list[Clip], task: Task, unknown_percentage: float, rn
 def load_clips(
     root: Path, clips: list[Clip], policy: AudioPolicy, skip_bad: bool, num_threads: int = 4
 ) -> tuple[torch.Tensor, list[int], list[str]]:
-    """Read clips into an int16 ``[n, 16000]`` tensor (shorter clips zero-padded, longer ones cut).
+    """Read clips into an int16 ``[n, 16000]`` tensor (shorter clips zero-padded, longer ones cut to their first
+    second with a warning naming them).
 
     Returns the tensor, the indices of the clips that were read, and messages for skipped files.
 
@@ -107,6 +133,11 @@ def load_clips(
         results = list(pool.map(read, clips))
     kept = [i for i, r in enumerate(results) if not isinstance(r, AudioError)]
     skipped = [str(r) for r in results if isinstance(r, AudioError)]
+    long = [(clips[i].path, results[i].numel() / CLIP_SAMPLES) for i in kept if results[i].numel() > CLIP_SAMPLES]
+    if long:
+        log.warning("%s: %d clips are longer than 1 s and were cut to their first second (the keyword models take "
+                    "1 s clips), e.g. %s. Trim them to the word if it is not at the start.", root, len(long),
+                    ", ".join(f"{path} ({seconds:.1f} s)" for path, seconds in long[:3]))
     audio = torch.zeros(len(kept), CLIP_SAMPLES, dtype=torch.int16)
     for row, i in enumerate(kept):
         wave = results[i][:CLIP_SAMPLES]

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lit_app.audio.io import AudioError
+from lit_app.audio.io import AudioError, check_complete, require_regular_file
 
 
 @dataclass(frozen=True)
@@ -33,12 +33,12 @@ def audio_seconds(path: Path) -> float:
     """Duration from the file header, without decoding the audio.
 
     Raises:
-        AudioError: missing or unreadable file; the message names it.
+        AudioError: missing, not a regular file, unreadable or cut short; the message names it.
     """
     import soundfile as sf
 
-    if not path.is_file():
-        raise AudioError(f"{path}: no such audio file. The corpus lists it: restore the file or remove its entry.")
+    require_regular_file(path)
+    check_complete(path)
     try:
         info = sf.info(str(path))
     except Exception as err:  # soundfile raises several types
