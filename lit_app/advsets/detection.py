@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from lit_app.audio.io import STRICT, AudioError, AudioPolicy, read_audio, to_pcm16
+from lit_app.audio.io import STRICT, AudioError, AudioPolicy, read_audio
+from lit_app.audio.pcm import pcm16_to_float, to_pcm16
 
 ItemT = TypeVar("ItemT")
 
@@ -109,7 +110,7 @@ class DetectionClipDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.items[index]
         if self.cached is not None:
-            return torch.from_numpy(self.cached[index].astype(np.float32) / 32768.0), label
+            return pcm16_to_float(self.cached[index]), label
         return self._read(path), label
 
     @property
