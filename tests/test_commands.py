@@ -210,8 +210,7 @@ def test_noise_flooding_scores_an_external_set_against_the_victim_named(detectio
     assert set(saved["white"]["labels"].tolist()) == {0, 1} and all(Path(p).is_file() for p in saved["white"]["paths"])
 
 
-def test_score_lists_or_refuses_bad_files(tmp_path, detection_sets):  # noqa: F811
-    from lit_app.audio.io import AudioError
+def test_score_lists_or_refuses_bad_files(tmp_path, detection_sets, capsys):  # noqa: F811
     from lit_app.models.detector import DetectorModule
     from tests.conftest import save_checkpoint
 
@@ -221,8 +220,11 @@ def test_score_lists_or_refuses_bad_files(tmp_path, detection_sets):  # noqa: F8
     for name in ("a.wav", "b.wav"):
         (folder / name).write_bytes((detection_sets["white"] / "normal" / "clip000.wav").read_bytes())
     (folder / "broken.wav").write_bytes(b"not audio")
-    with pytest.raises(AudioError, match="broken.wav: unreadable audio"):
+    with pytest.raises(SystemExit) as refused:
         main(["score", "--detector", str(checkpoint), "--inputs", f"[{folder}]", "--out", str(tmp_path / "s.csv")])
+    error = capsys.readouterr().err.strip()
+    assert refused.value.code == 1 and error.count("\n") == 0  # one line, no traceback
+    assert error.startswith("lit-app: error: ") and "broken.wav: unreadable audio" in error
     main(["score", "--detector", str(checkpoint), "--inputs", str(folder), "--skip_bad_files", "true",
           "--out", str(tmp_path / "s.csv")])
     assert [Path(r["path"]).name for r in read_csv(tmp_path / "s.csv")] == ["a.wav", "b.wav"]
