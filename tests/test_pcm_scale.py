@@ -6,8 +6,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from lit_app.advsets.datamodule import DetectionClips
-from lit_app.advsets.external import DetectionClip, DetectionClipDataset
+from lit_app.advsets.detection import DetectionClipDataset
 from lit_app.audio.io import STRICT, AudioPolicy, write_wav
 from lit_app.audio.pcm import float_to_pcm16, pcm16_to_float, quantize, to_pcm16
 from lit_app.data import speech_commands as sc
@@ -29,12 +28,11 @@ def test_every_reader_gives_k_over_32768(tmp_path):
     int16, kept, _ = sc.load_clips(tmp_path, [sc.Clip("yes/speaker_nohash_0.wav", "yes")], AudioPolicy(), skip_bad=False)
     assert kept == [0] and torch.equal(int16[0], torch.from_numpy(SAMPLES))  # stored without a rounding step
     keyword = KWSDataModule(root=str(tmp_path), augment=False).waveforms(int16, augment=False)[0]
-    detection = DetectionClips([(str(path), 1)])[0][0]
-    cached = DetectionClipDataset([DetectionClip(path, 1, "g")], cache=True)[0][0]
-    streamed = DetectionClipDataset([DetectionClip(path, 1, "g")], cache=False)[0][0]
+    cached = DetectionClipDataset([(path, 1)], cache=True)[0][0]
+    streamed = DetectionClipDataset([(path, 1)], cache=False)[0][0]
     speech = UtteranceDataset([Utterance("u", path, "yes")], Alphabet(), STRICT)[0][0]
-    for name, wave in {"keyword": keyword, "detection": detection, "external cached": cached,
-                       "external streamed": streamed, "speech": speech}.items():
+    for name, wave in {"keyword": keyword, "detection cached": cached, "detection streamed": streamed,
+                       "speech": speech}.items():
         assert torch.equal(wave, expected), name
 
 
