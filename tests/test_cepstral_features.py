@@ -53,10 +53,10 @@ def test_pre_emphasis_values():
     assert torch.allclose(pre_emphasis(torch.tensor([1.0, 1.0, 0.0, 2.0]), 0.97), torch.tensor([1.0, 0.03, -0.97, 2.0]))
 
 
-def test_imfcc_bank_is_the_flipped_mel_bank():
+def test_imfcc_bank_over_the_full_band_is_the_flipped_mel_bank():
     mel = AF.melscale_fbanks(257, 0.0, 8000.0, 40, 16000, norm=None, mel_scale="htk")
     inverse = filter_bank("imfcc", 257, 40, 16000, 0.0, 8000.0)
-    assert torch.equal(inverse, mel.flip(0).flip(1))
+    assert torch.allclose(inverse, mel.flip(0).flip(1), atol=1e-5)
     assert torch.equal(CepstralFeatures("imfcc", n_filters=40).bank, inverse)
     # Mel filters are narrow at low frequencies; inverted ones are narrow at high frequencies.
     width = (inverse > 0).sum(0)
@@ -72,7 +72,36 @@ def test_gammatone_bank_peaks_on_erb_spaced_centres_and_widens():
     assert torch.allclose(bank.max(0).values[16:], torch.ones(16), atol=0.02)
     half_power = (bank**2 >= 0.5).sum(0)
     assert half_power[-1] > 3 * half_power[len(half_power) // 2] / 2
-    assert torch.equal(filter_bank("igfcc", 257, 32, 16000, 50.0, 8000.0), bank.flip(0).flip(1))
+    full_band = gammatone_fbanks(257, 0.0, 8000.0, 32, 16000)
+    assert torch.allclose(filter_bank("igfcc", 257, 32, 16000, 0.0, 8000.0), full_band.flip(0).flip(1), atol=1e-6)
+
+
+@pytest.mark.parametrize(("direct", "inverse"), [("mfcc", "imfcc"), ("gfcc", "igfcc")])
+def test_inverse_banks_mirror_about_the_band_they_cover(direct, inverse):
+    """With 300-6000 Hz the inverse bank must cover 300-6000 Hz too (mirrored about 3150 Hz, not about 4 kHz)."""
+    f_min, f_max = 300.0, 6000.0
+    freqs = torch.linspace(0, 8000, 257)
+    forward = filter_bank(direct, 257, 30, 16000, f_min, f_max)
+    mirrored = filter_bank(inverse, 257, 30, 16000, f_min, f_max)
+    peaks, mirrored_peaks = freqs[forward.argmax(0)], freqs[mirrored.argmax(0)]
+    spacing = float(freqs[1])
+    assert torch.all(mirrored_peaks[1:] > mirrored_peaks[:-1])
+    assert f_min - spacing <= float(mirrored_peaks.min()) and float(mirrored_peaks.max()) <= f_max + spacing
+    # Each inverse filter peaks where its direct counterpart's mirror image about the band's centre does.
+    assert torch.allclose(mirrored_peaks, (f_min + f_max - peaks).flip(0), atol=spacing)
+    # The widths mirror too (narrow filters at the top of the band): each filter's weight over the band's bins is
+    # its counterpart's, within half a bin (the bins fall at other points of the mirrored shapes).
+    band = (freqs >= f_min) & (freqs <= f_max)
+    width, mirrored_width = forward[band].sum(0), mirrored[band].sum(0)
+    assert mirrored_width[-1] < mirrored_width[0] / 3 and torch.allclose(mirrored_width, width.flip(0), atol=0.5)
+    if direct == "mfcc":  # triangles end at the band's edges: nothing outside it counts
+        outside = (freqs < f_min) | (freqs > f_max)
+        assert mirrored[outside].abs().max() == 0 and mirrored[~outside].sum(1).gt(0).sum() > 150
+
+
+def test_filter_band_is_checked():
+    with pytest.raises(ValueError, match="f_min < f_max"):
+        filter_bank("imfcc", 257, 40, 16000, 5000.0, 3000.0)
 
 
 @pytest.mark.parametrize("kind", FEATURE_KINDS)

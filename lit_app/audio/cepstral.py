@@ -4,10 +4,10 @@ One pipeline, as in the detection papers: pre-emphasis, Hamming-windowed frames 
 spectrum (NFFT 512), a filter bank, log, orthonormal DCT-II. Only the filter bank differs between families:
 
 - ``mfcc``: triangular filters equally spaced on the mel scale (torchaudio's ``melscale_fbanks``);
-- ``imfcc``: the mel bank flipped along frequency (narrow filters at high frequencies, where adversarial
-  perturbations that hide under speech energy live);
+- ``imfcc``: the mel bank mirrored about the centre of its band (narrow filters at high frequencies, where
+  adversarial perturbations that hide under speech energy live);
 - ``lfcc``: triangular filters equally spaced in Hz (torchaudio's ``linear_fbanks``);
-- ``gfcc`` / ``igfcc``: 4th-order gammatone magnitude responses on the ERB-rate scale, and their flip;
+- ``gfcc`` / ``igfcc``: 4th-order gammatone magnitude responses on the ERB-rate scale, and their mirror image;
 - ``logspec``: no filter bank and no DCT, the log power spectrum itself.
 
 Everything is a differentiable ``nn.Module`` made of tensor ops, so it runs on any device and an adaptive
@@ -49,12 +49,32 @@ def gammatone_fbanks(
     (Patterson & Holdsworth), peak 1 at ``fc``. torchaudio has no gammatone bank, and this closed form is
     what the FFT-domain GFCC implementations weight the power spectrum with.
     """
-    freqs = torch.linspace(0, sample_rate // 2, n_freqs, dtype=torch.float64)
+    return gammatone_response(bin_frequencies(n_freqs, sample_rate), f_min, f_max, n_filters, order).float()
+
+
+def bin_frequencies(n_freqs: int, sample_rate: int) -> torch.Tensor:
+    """The FFT bins' frequencies in Hz (float64), as torchaudio's filter banks sample them."""
+    return torch.linspace(0, sample_rate // 2, n_freqs, dtype=torch.float64)
+
+
+def gammatone_response(freqs: torch.Tensor, f_min: float, f_max: float, n_filters: int, order: int = 4) -> torch.Tensor:
+    """``[len(freqs), n_filters]`` magnitudes of the gammatone bank of :func:`gammatone_fbanks` at ``freqs``."""
     erb_edges = hz_to_erb_rate(torch.tensor([f_min, f_max], dtype=torch.float64))
     centres = erb_rate_to_hz(torch.linspace(float(erb_edges[0]), float(erb_edges[1]), n_filters, dtype=torch.float64))
     bandwidth = 1.019 * 24.7 * (4.37 * centres / 1000.0 + 1.0)
-    response = (1.0 + ((freqs[:, None] - centres[None, :]) / bandwidth[None, :]) ** 2) ** (-order / 2.0)
-    return response.float()
+    return (1.0 + ((freqs[:, None] - centres[None, :]) / bandwidth[None, :]) ** 2) ** (-order / 2.0)
+
+
+def mel_triangles(freqs: torch.Tensor, f_min: float, f_max: float, n_filters: int) -> torch.Tensor:
+    """``[len(freqs), n_filters]`` weights at ``freqs`` of the triangular filters that torchaudio's
+    ``melscale_fbanks`` (HTK mel scale, no normalisation) builds between ``f_min`` and ``f_max``."""
+    mel_edges = 2595.0 * torch.log10(1.0 + torch.tensor([f_min, f_max], dtype=torch.float64) / 700.0)
+    edges = 700.0 * (10.0 ** (torch.linspace(float(mel_edges[0]), float(mel_edges[1]), n_filters + 2,
+                                             dtype=torch.float64) / 2595.0) - 1.0)
+    lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
+    rising = (freqs[:, None] - lower) / (centre - lower)
+    falling = (upper - freqs[:, None]) / (upper - centre)
+    return torch.minimum(rising, falling).clamp(min=0.0)
 
 
 def filter_bank(
@@ -62,21 +82,26 @@ def filter_bank(
 ) -> torch.Tensor:
     """The ``[n_freqs, n_filters]`` bank of a feature family, filters ordered by rising centre frequency.
 
-    Inverse banks flip the bank along frequency *and* reverse the filter order, so filter ``i`` of an
-    inverse bank is filter ``n_filters - 1 - i`` of the direct bank mirrored about ``(f_min + f_max) / 2``
-    (for ``f_min = 0``, ``f_max`` = Nyquist: about Nyquist / 2).
+    An inverse bank is the direct one mirrored about the centre of its band, ``(f_min + f_max) / 2``: its
+    filter ``i`` weighs frequency ``f`` as the direct filter ``n_filters - 1 - i`` weighs ``f_min + f_max - f``,
+    so it covers the same band ``[f_min, f_max]`` with narrow filters at the top. (For the full band
+    ``[0, Nyquist]`` this is the direct bank flipped along frequency and filter order.)
     """
-    if kind in ("mfcc", "imfcc"):
-        bank = AF.melscale_fbanks(n_freqs, f_min, f_max, n_filters, sample_rate, norm=None, mel_scale="htk")
-    elif kind == "lfcc":
-        bank = AF.linear_fbanks(n_freqs, f_min, f_max, n_filters, sample_rate)
-    elif kind in ("gfcc", "igfcc"):
-        bank = gammatone_fbanks(n_freqs, f_min, f_max, n_filters, sample_rate)
-    else:
-        raise ValueError(f"no filter bank for feature {kind!r}; choose from {FEATURE_KINDS}")
-    if kind in ("imfcc", "igfcc"):
-        bank = bank.flip(0).flip(1)
-    return bank
+    if f_min < 0 or f_max <= f_min or f_max > sample_rate / 2:
+        raise ValueError(f"the filter band must satisfy 0 <= f_min < f_max <= {sample_rate / 2} Hz (Nyquist), "
+                         f"got f_min={f_min}, f_max={f_max}")
+    if kind == "mfcc":
+        return AF.melscale_fbanks(n_freqs, f_min, f_max, n_filters, sample_rate, norm=None, mel_scale="htk")
+    if kind == "lfcc":
+        return AF.linear_fbanks(n_freqs, f_min, f_max, n_filters, sample_rate)
+    if kind == "gfcc":
+        return gammatone_fbanks(n_freqs, f_min, f_max, n_filters, sample_rate)
+    mirrored = f_min + f_max - bin_frequencies(n_freqs, sample_rate)
+    if kind == "imfcc":
+        return mel_triangles(mirrored, f_min, f_max, n_filters).flip(1).float()
+    if kind == "igfcc":
+        return gammatone_response(mirrored, f_min, f_max, n_filters).flip(1).float()
+    raise ValueError(f"no filter bank for feature {kind!r}; choose from {FEATURE_KINDS}")
 
 
 def pre_emphasis(waveform: torch.Tensor, coefficient: float) -> torch.Tensor:

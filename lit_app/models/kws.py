@@ -1,7 +1,14 @@
-"""The keyword-spotting victim: MFCC front-end and cnn-trad-fpool3 as one LightningModule."""
+"""The keyword-spotting victim: MFCC front-end and cnn-trad-fpool3 as one LightningModule.
+
+By default both are TensorFlow's speech-commands ``conv`` model, the victim Alzantot et al. attacked: 40 MFCCs
+from 40 mel bands between 20 Hz and 4 kHz (30 ms windows every 10 ms, 98 frames per second) into
+cnn-trad-fpool3 without a second pool. Where we differ and why: ``docs/departures.md``.
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -13,9 +20,16 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from lit_app.audio.features import MFCC
 from lit_app.base import LitAppModule
+from lit_app.checkpoints import read_checkpoint
 from lit_app.data.vocab import task_labels
 from lit_app.nets.kws_cnn import CnnTradFpool3
 from lit_app.run_folder import run_folder
+
+# What checkpoints written before these settings existed were built with (they were not yet hparams then).
+LEGACY_SETTINGS: dict[str, Any] = {"f_max": None, "mel_power": 2.0, "centred_frames": True, "second_pool": True}
+# The settings that decide the shapes and meaning of the weights: a checkpoint only fits a module built alike.
+ARCHITECTURE = ("n_mfcc", "win_ms", "hop_ms", "sample_rate", "clip_samples", "f_min", "f_max", "mel_power",
+                "centred_frames", "padding", "batch_norm", "second_pool", "feature_norm")
 
 
 class KWSModule(LitAppModule):
@@ -31,11 +45,18 @@ class KWSModule(LitAppModule):
         hop_ms: frame hop in milliseconds.
         sample_rate: input sample rate.
         clip_samples: input length in samples.
+        f_min: lowest mel filter edge in Hz (TensorFlow's 20).
+        f_max: highest mel filter edge in Hz (TensorFlow's 4000); ``None``: Nyquist.
+        mel_power: what the mel filters sum: 1 spectral magnitudes (TensorFlow's ``Mfcc`` op), 2 power.
+        centred_frames: centred frames (101 per second) instead of TensorFlow's (98, window ``k`` starting at
+            sample ``k * hop``).
         dropout: dropout after each convolution.
         padding: convolution padding, ``same`` (TensorFlow's model) or ``valid`` (half the compute).
-        batch_norm: batch normalisation after each convolution (a departure from the original network
-            that makes it train in far fewer steps).
-        feature_norm: standardise each coefficient with running batch statistics before the CNN.
+        batch_norm: batch normalisation after each convolution (not in the original network; makes it train
+            in far fewer steps).
+        second_pool: a 2x2 max-pool after the second convolution too (not in TensorFlow's model).
+        feature_norm: standardise each coefficient with running batch statistics before the CNN (not in
+            TensorFlow's model, whose training recipe is far longer).
         label_smoothing: label smoothing of the cross-entropy loss.
         **optimizer_settings: optimiser and schedule settings of :class:`~lit_app.base.LitAppModule`.
     """
@@ -48,9 +69,14 @@ class KWSModule(LitAppModule):
         hop_ms: float = 10.0,
         sample_rate: int = 16000,
         clip_samples: int = 16000,
+        f_min: float = 20.0,
+        f_max: float | None = 4000.0,
+        mel_power: float = 1.0,
+        centred_frames: bool = False,
         dropout: float = 0.5,
         padding: Literal["same", "valid"] = "same",
         batch_norm: bool = False,
+        second_pool: bool = False,
         feature_norm: bool = True,
         label_smoothing: float = 0.0,
         **optimizer_settings: Any,
@@ -60,9 +86,11 @@ class KWSModule(LitAppModule):
         self.labels = list(labels) if labels else task_labels("keywords12")
         self.hparams["labels"] = self.labels
         num_classes = len(self.labels)
-        self.front_end = MFCC(sample_rate, n_mfcc=n_mfcc, n_mels=n_mfcc, win_ms=win_ms, hop_ms=hop_ms)
+        self.front_end = MFCC(sample_rate, n_mfcc=n_mfcc, n_mels=n_mfcc, win_ms=win_ms, hop_ms=hop_ms, f_min=f_min,
+                              f_max=f_max, power=mel_power, centred=centred_frames)
         self.feature_norm = nn.BatchNorm1d(n_mfcc, affine=False) if feature_norm else nn.Identity()
-        self.net = CnnTradFpool3(num_classes, self.front_end.num_frames(clip_samples), n_mfcc, dropout, padding, batch_norm)
+        self.net = CnnTradFpool3(num_classes, self.front_end.num_frames(clip_samples), n_mfcc, dropout, padding,
+                                 batch_norm, second_pool)
         self.label_smoothing = label_smoothing
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -131,10 +159,30 @@ class KWSModule(LitAppModule):
         audio = batch[0] if isinstance(batch, (list, tuple)) else batch
         return self(audio).softmax(-1)
 
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: str | os.PathLike, *args: Any, **kwargs: Any) -> KWSModule:
+        """Lightning's loader, except that a checkpoint from before the TensorFlow-faithful settings is rebuilt
+        as the network it was (:data:`LEGACY_SETTINGS`) rather than failing on mismatched weights."""
+        if isinstance(checkpoint_path, (str, os.PathLike)):
+            saved = read_checkpoint(checkpoint_path).get("hyper_parameters", {})
+            kwargs = {**{k: v for k, v in LEGACY_SETTINGS.items() if k not in saved}, **kwargs}
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get("hyper_parameters", {}).get("labels")
+        hparams = checkpoint.get("hyper_parameters", {})
+        saved = hparams.get("labels")
         if saved is not None and list(saved) != self.labels:
             raise ValueError(
                 f"the checkpoint was trained on labels {saved}, but this run uses {self.labels}. "
                 "Use the data task the victim was trained on (data.init_args.task)."
+            )
+        saved_settings = {**LEGACY_SETTINGS, **hparams}
+        differ = {k: (saved_settings[k], self.hparams[k]) for k in ARCHITECTURE
+                  if k in saved_settings and saved_settings[k] != self.hparams[k]}
+        if differ:
+            path = getattr(self._trainer, "ckpt_path", None) or "the checkpoint"
+            listed = ", ".join(f"{k}={saved!r} (this run: {ours!r})" for k, (saved, ours) in differ.items())
+            raise ValueError(
+                f"{path} holds a keyword spotter built with {listed}. Set model.init_args to the checkpoint's "
+                "values to resume it, or start a new run without --ckpt_path."
             )
