@@ -30,8 +30,8 @@ from typing import Any, Literal
 import torch
 
 from lit_app.attacks.base import Attack, AttackBatch
-from lit_app.attacks.metrics import FULL_SCALE, quantize
 from lit_app.attacks.victims import Victim, select
+from lit_app.audio.pcm import FULL_SCALE, quantize
 
 
 class CarliniWagner(Attack):

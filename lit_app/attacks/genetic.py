@@ -39,9 +39,9 @@ from typing import Any, Literal
 import torch
 
 from lit_app.attacks.base import Attack, AttackBatch
-from lit_app.attacks.metrics import FULL_SCALE
 from lit_app.attacks.query import QueryOnlyView
 from lit_app.attacks.victims import ClassifierVictim, Victim
+from lit_app.audio.pcm import FULL_SCALE
 
 
 class GeneticAttack(Attack):

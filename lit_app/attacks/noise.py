@@ -13,9 +13,10 @@ from typing import Any, Literal
 import torch
 
 from lit_app.attacks.base import Attack, AttackBatch
-from lit_app.attacks.metrics import quantize, valid_mask
+from lit_app.attacks.metrics import valid_mask
 from lit_app.attacks.victims import Victim
 from lit_app.audio.noise import snr_gain
+from lit_app.audio.pcm import quantize
 
 
 class NoiseControl(Attack):

@@ -8,7 +8,6 @@ cnn-trad-fpool3 without a second pool. Where we differ and why: ``docs/departure
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
