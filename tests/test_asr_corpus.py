@@ -129,3 +129,23 @@ def test_interrupted_build_resumes_to_the_same_corpus(tmp_path, monkeypatch, tin
     assert wav_hashes(root) == wav_hashes(tiny_sentences)
     assert not list(root.rglob("*.part"))
     assert json.loads((root / "corpus.json").read_text())["complete"]
+
+
+def test_a_manifest_row_leading_out_of_the_corpus_is_refused(tiny_sentences, tmp_path):
+    import csv
+    import shutil
+
+    from lit_app.paths import ListedPathError
+
+    copy = tmp_path / "corpus"
+    shutil.copytree(tiny_sentences, copy)
+    manifest = copy / "manifest.csv"
+    with open(manifest, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    rows[0]["path"] = "../../etc/passwd"
+    with open(manifest, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(ListedPathError, match=r"manifest.csv:2: '../../etc/passwd' lies outside"):
+        read_corpus(copy)

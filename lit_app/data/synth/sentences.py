@@ -28,6 +28,7 @@ from lit_app.data.synth.noise import noise_bank, noise_gain
 from lit_app.data.synth.phrases import generate_sentences, vocabulary
 from lit_app.data.synth.tts import Speaker, Voice, voice_catalogue
 from lit_app.data.utterances import Utterance
+from lit_app.paths import inside_base
 
 SAMPLE_RATE = 16000
 KIND = "synthetic-sentences"
@@ -168,6 +169,7 @@ def read_corpus(root: str | Path) -> dict[str, list[Utterance]]:
 
     Raises:
         FileNotFoundError: ``root`` holds no finished sentence corpus.
+        lit_app.paths.ListedPathError: a manifest row names a file outside ``root``.
     """
     root = Path(root)
     info = folders.read_corpus_info(root)
@@ -179,7 +181,8 @@ def read_corpus(root: str | Path) -> dict[str, list[Utterance]]:
         )
     splits: dict[str, list[Utterance]] = {split: [] for split in SPLITS}
     with open(manifest, newline="") as handle:
-        for row in csv.DictReader(handle):
+        for line, row in enumerate(csv.DictReader(handle), start=2):
+            inside_base(root, row["path"], f"{manifest}:{line}")  # refused if it leads out of the corpus
             splits[row["split"]].append(Utterance(
                 id=row["id"],
                 path=root / row["path"],
