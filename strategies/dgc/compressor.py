@@ -59,6 +59,16 @@ class CompressorSettings:
     min_compress_numel: int = 1024
     dense_fallback: bool = True
 
+    def __post_init__(self) -> None:
+        # Checked here so that a bad value stops the strategy's constructor, not every rank after the spawn.
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            raise ValueError(
+                f"clip_norm must be positive (a per-tensor norm bound), got {self.clip_norm}; "
+                "use clip_norm=None for no clipping"
+            )
+        if self.min_compress_numel < 1:
+            raise ValueError(f"min_compress_numel must be >= 1, got {self.min_compress_numel}")
+
 
 class BucketLayout:
     """Momentum ``u`` and residual ``v`` of one bucket, flat in the order of the bucket's gradient buffer."""
@@ -121,8 +131,6 @@ class DGCCompressor:
     """
 
     def __init__(self, settings: CompressorSettings, param_names: Mapping[torch.Tensor, str] | None = None) -> None:
-        if settings.clip_norm is not None and settings.clip_norm <= 0:
-            raise ValueError(f"clip_norm must be positive, got {settings.clip_norm}")
         self.settings = settings
         self._names = {id(p): name for p, name in (param_names or {}).items()}
         self.momentum = 0.0

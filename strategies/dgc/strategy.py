@@ -29,6 +29,14 @@ from strategies.dgc.shutdown import destroy_process_group_at_exit
 
 SUPPORTED_PRECISION = ("32-true", "bf16-mixed", "bf16-true", "64-true")
 CHECKPOINT_KEY = "dgc"
+CYCLING_SCHEDULERS = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CyclicLR)
+# A callback-state key no callback owns: a run resumed without DGCStrategy makes Lightning warn with this text
+# ("callbacks used to create the checkpoint need to be provided ... Please add the following callbacks: [...]").
+RESUME_MARKER = (
+    "DGCStrategy (this checkpoint was trained with Deep Gradient Compression: resume it with DGCStrategy, "
+    "e.g. -c configs/trainer/dgc_cpu.yaml, or training continues as plain momentum SGD without DGC's per-rank "
+    "momenta and residuals)"
+)
 
 
 class DGCStrategy(DDPStrategy):
@@ -51,8 +59,9 @@ class DGCStrategy(DDPStrategy):
         warmup_every: length of each warm-up stage.
         dense_steps: the first steps exchange dense gradients (exact momentum SGD) while DDP settles its buckets.
         momentum_masking: clear the momentum of entries that were sent (momentum factor masking).
-        clip_norm: local per-tensor gradient clipping at ``clip_norm / sqrt(world_size)``; use this instead
-            of the Trainer's ``gradient_clip_val``, which would clip after aggregation.
+        clip_norm: local clipping of each tensor's gradient at ``clip_norm / sqrt(world_size)``, before it
+            enters the residual; a per-tensor bound, so not interchangeable with the Trainer's global-norm
+            ``gradient_clip_val`` (which would clip after aggregation and is refused).
         value_dtype: dtype of the sent values (``fp32``, ``fp16`` or ``bf16``); indices are always int32.
         selection: ``tensor``: exact top-k of each tensor (the paper); ``bucket``: exact top-k over each DDP
             bucket with the same total (fewer kernels, a layer may take more than its share).
@@ -68,7 +77,7 @@ class DGCStrategy(DDPStrategy):
         timeout: timeout of collective operations.
         start_method: ``popen`` (scripts, torchrun, SLURM), ``spawn`` or ``fork`` (notebooks, tests).
         bucket_cap_mb: DDP bucket size in MiB (one DGC message per bucket).
-        find_unused_parameters: see :class:`torch.nn.parallel.DistributedDataParallel`.
+        find_unused_parameters: must stay ``False`` (refused: DDP would drop DGC's updates of unused parameters).
         **kwargs: further arguments of :class:`torch.nn.parallel.DistributedDataParallel`.
     """
 
@@ -100,7 +109,13 @@ class DGCStrategy(DDPStrategy):
         if bucket_cap_mb is not None:
             kwargs["bucket_cap_mb"] = bucket_cap_mb
         if find_unused_parameters:
-            kwargs["find_unused_parameters"] = True
+            raise ValueError(
+                "DGCStrategy does not support find_unused_parameters=True: DDP discards the communication hook's "
+                "result for a parameter that got no gradient in a step, after DGC has already advanced that "
+                "parameter's momentum and residual and cleared the entries it sent, so its updates would be lost "
+                "without a word. Make every trainable parameter take part in each step's loss (freeze the unused "
+                "ones with requires_grad=False, or remove them), or train with the plain DDPStrategy."
+            )
         for name in ("ddp_comm_hook", "ddp_comm_state", "ddp_comm_wrapper", "model_averaging_period"):
             if kwargs.get(name) is not None:
                 raise ValueError(f"DGCStrategy installs its own communication hook; remove {name}={kwargs[name]!r}")
@@ -124,6 +139,7 @@ class DGCStrategy(DDPStrategy):
         self._dgc_state: DGCHookState | None = None
         self._restored: dict[str, Any] | None = None
         self._sgd: tuple[float, bool, dict[torch.Tensor, float]] | None = None
+        self._sgd_groups: list[list[dict[str, Any]]] = []
         super().__init__(
             accelerator=accelerator,
             parallel_devices=parallel_devices,
@@ -170,10 +186,35 @@ class DGCStrategy(DDPStrategy):
             raise ValueError(
                 f"DGCStrategy does not support Trainer(gradient_clip_val={trainer.gradient_clip_val}): Lightning clips "
                 "the aggregated update after the exchange, but DGC must clip each rank's gradient before it enters "
-                f"the residual. Remove gradient_clip_val and set DGCStrategy(clip_norm={trainer.gradient_clip_val}) "
-                "(applied per tensor at clip_norm / sqrt(world_size), as in the paper)."
+                "the residual. Remove gradient_clip_val and set DGCStrategy(clip_norm=...): it bounds each tensor's "
+                "norm at clip_norm / sqrt(world_size), not the global norm, so the same number clips differently "
+                "(docs/dgc.md: 5 for the keyword spotter, 1 for DeepSpeech)."
             )
         _check_precision(self.precision_plugin)
+
+    def _check_schedulers(self) -> None:
+        for config in self.lr_scheduler_configs:
+            scheduler = config.scheduler
+            if isinstance(scheduler, CYCLING_SCHEDULERS) and getattr(scheduler, "cycle_momentum", False):
+                raise ValueError(
+                    f"DGCStrategy does not support {type(scheduler).__name__}(cycle_momentum=True): the scheduler "
+                    "writes momentum back into SGD's parameter groups after DGC moved it into the exchange, so SGD "
+                    "would apply its own momentum on top of DGC's. Pass cycle_momentum=False (the learning rate "
+                    "still cycles; DGC keeps SGD's momentum fixed)."
+                )
+
+    def _check_sgd_extras_zero(self) -> None:
+        """Refuse to step when something wrote momentum or weight decay back into SGD since the strategy took them."""
+        for optimizer in self.optimizers:
+            for group in optimizer.param_groups:
+                written = {k: group[k] for k in ("momentum", "weight_decay") if group.get(k)}
+                if written or group.get("nesterov"):
+                    raise RuntimeError(
+                        f"SGD's parameter group has {written or {'nesterov': True}} again after DGCStrategy moved "
+                        "momentum, Nesterov and weight decay into the exchange: SGD would apply them a second time. "
+                        "Something (a momentum-cycling scheduler, a callback) writes them each step; stop it from "
+                        "doing so (schedulers: cycle_momentum=False)."
+                    )
 
     def _adopt_sgd(self, optimizers: list[torch.optim.Optimizer]) -> tuple[float, bool, dict[torch.Tensor, float]]:
         """Read momentum, Nesterov and weight decay from the SGD optimizers and zero them there."""
@@ -200,6 +241,10 @@ class DGCStrategy(DDPStrategy):
                 f"DGCStrategy needs one momentum and Nesterov setting for all parameter groups, got {sorted(settings)}"
             )
         momentum, nesterov = settings.pop()
+        self._sgd_groups = [
+            [{k: group[k] for k in ("momentum", "nesterov", "weight_decay")} for group in optimizer.param_groups]
+            for optimizer in optimizers
+        ]
         for optimizer in optimizers:
             _zero_sgd_extras(optimizer)
         return momentum, nesterov, weight_decay
@@ -210,6 +255,7 @@ class DGCStrategy(DDPStrategy):
         self._check_trainer(trainer)
         super().setup(trainer)
         if trainer.state.fn == TrainerFn.FITTING:
+            self._check_schedulers()
             self._sgd = self._adopt_sgd(self.optimizers)
             assert self._dgc_state is not None
             self._dgc_state.compressor.configure_optimizer(*self._sgd)
@@ -235,6 +281,7 @@ class DGCStrategy(DDPStrategy):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         super().on_train_batch_start(batch, batch_idx)
         if self._dgc_state is not None:
+            self._check_sgd_extras_zero()
             trainer = self.lightning_module.trainer
             self._dgc_state.density = self.schedule.at(trainer.current_epoch, trainer.global_step)
 
@@ -257,12 +304,19 @@ class DGCStrategy(DDPStrategy):
     def save_checkpoint(self, checkpoint: dict[str, Any], filepath: _PATH, storage_options: Any | None = None) -> None:
         if self._dgc_state is not None and "optimizer_states" in checkpoint:
             checkpoint[CHECKPOINT_KEY] = {"world_size": self.world_size, "iteration": self._dgc_state.iteration}
+            # SGD's own settings go back into the saved groups (copies), so that resuming without DGC trains
+            # with momentum and weight decay; the marker makes Lightning warn in such a run (see load_checkpoint).
+            for state, groups in zip(checkpoint["optimizer_states"], self._sgd_groups):
+                for saved, own in zip(state["param_groups"], groups):
+                    saved.update(own)
+            checkpoint.setdefault("callbacks", {})[RESUME_MARKER] = {"world_size": self.world_size}
             own = {"rank": self.global_rank, "world_size": self.world_size, "state": self._dgc_state.state_dict()}
             self.checkpoint_io.save_checkpoint(own, f"{filepath}.dgc-rank{self.global_rank}.pt")
         super().save_checkpoint(checkpoint, filepath, storage_options)
 
     def load_checkpoint(self, checkpoint_path: _PATH, weights_only: bool | None = None) -> dict[str, Any]:
         checkpoint = super().load_checkpoint(checkpoint_path, weights_only=weights_only)
+        checkpoint.get("callbacks", {}).pop(RESUME_MARKER, None)  # the warning is for runs without DGC
         saved = checkpoint.get(CHECKPOINT_KEY)
         if saved is None:
             return checkpoint
