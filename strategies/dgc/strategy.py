@@ -62,7 +62,13 @@ class DGCStrategy(DDPStrategy):
         clip_norm: local clipping of each tensor's gradient at ``clip_norm / sqrt(world_size)``, before it
             enters the residual; a per-tensor bound, so not interchangeable with the Trainer's global-norm
             ``gradient_clip_val`` (which would clip after aggregation and is refused).
-        value_dtype: dtype of the sent values (``fp32``, ``fp16`` or ``bf16``); indices are always int32.
+        value_dtype: dtype of the sent values: ``fp32``, ``fp16``, ``bf16`` or ``fp8`` (e4m3 with a per-message
+            scale); the rounding error stays in the residual.
+        index_coding: ``int32`` (4 bytes per index) or ``block16`` (16-bit offsets within 64 Ki blocks plus a
+            count per block: about 2 bytes per index).
+        aggregation: ``allgather`` (the paper: every rank receives every rank's entries, traffic per rank grows
+            with the number of ranks) or ``reduce_scatter`` (a global top-k over N index ranges: a sparse
+            reduce-scatter then an all-gather of the selection, traffic per rank independent of N).
         selection: ``tensor``: exact top-k of each tensor (the paper); ``bucket``: exact top-k over each DDP
             bucket with the same total (fewer kernels, a layer may take more than its share).
         min_compress_numel: tensors smaller than this (and every tensor with ``dim <= 1``) are sent dense.
@@ -90,7 +96,9 @@ class DGCStrategy(DDPStrategy):
         dense_steps: int = 2,
         momentum_masking: bool = True,
         clip_norm: float | None = None,
-        value_dtype: Literal["fp32", "fp16", "bf16"] = "fp32",
+        value_dtype: Literal["fp32", "fp16", "bf16", "fp8"] = "fp32",
+        index_coding: Literal["int32", "block16"] = "int32",
+        aggregation: Literal["allgather", "reduce_scatter"] = "allgather",
         selection: Selection = "tensor",
         min_compress_numel: int = 1024,
         dense_fallback: bool = True,
@@ -124,8 +132,8 @@ class DGCStrategy(DDPStrategy):
             raise ValueError(f"value_dtype must be one of {sorted(wire.VALUE_DTYPES)}, got {value_dtype!r}")
         if selection not in ("tensor", "bucket"):
             raise ValueError(f"selection must be 'tensor' or 'bucket', got {selection!r}")
-        if dense_steps < 0 or min_compress_numel < 1:
-            raise ValueError("dense_steps must be >= 0 and min_compress_numel >= 1")
+        if dense_steps < 0:
+            raise ValueError(f"dense_steps must be >= 0, got {dense_steps}")
         self.schedule = DensitySchedule(density, warmup_densities, warmup_interval, warmup_every)
         self.settings = CompressorSettings(
             momentum_masking=momentum_masking,
@@ -134,6 +142,8 @@ class DGCStrategy(DDPStrategy):
             selection=selection,
             min_compress_numel=min_compress_numel,
             dense_fallback=dense_fallback,
+            aggregation=aggregation,
+            index_coding=index_coding,
         )
         self.dense_steps = dense_steps
         self._dgc_state: DGCHookState | None = None
