@@ -236,20 +236,32 @@ def one_rank_group(monkeypatch):
     os.environ.update(saved)
 
 
-def one_rank_trainer(tmp_path, **kwargs) -> pl.Trainer:
+def one_rank_trainer(tmp_path, gradient_clip_val: float | None = None, **strategy) -> pl.Trainer:
     return pl.Trainer(
-        devices=1, strategy=dgc(start_method="popen"), max_steps=1, default_root_dir=tmp_path, **QUIET_TRAINER, **kwargs
+        devices=1, strategy=dgc(start_method="popen", **strategy), max_steps=1, default_root_dir=tmp_path,
+        gradient_clip_val=gradient_clip_val, **QUIET_TRAINER,
     )
 
 
-def test_refuses_adaptive_optimizers(tmp_path, one_rank_group):
+@pytest.mark.parametrize("exchange", [{}, COMPACT], ids=["paper", "reduce_scatter"])
+def test_refuses_adaptive_optimizers(tmp_path, one_rank_group, exchange):
     with pytest.raises(ValueError, match=r"needs torch.optim.SGD, got Adam.*optimizer: sgd"):
-        one_rank_trainer(tmp_path).fit(Tiny(optimizer="adam"))
+        one_rank_trainer(tmp_path, **exchange).fit(Tiny(optimizer="adam"))
 
 
-def test_refuses_gradient_clip_val(tmp_path, one_rank_group):
+@pytest.mark.parametrize("exchange", [{}, COMPACT], ids=["paper", "reduce_scatter"])
+def test_refuses_gradient_clip_val(tmp_path, one_rank_group, exchange):
     with pytest.raises(ValueError, match=r"gradient_clip_val=1.0.*DGCStrategy\(clip_norm=...\).*not the global norm"):
-        one_rank_trainer(tmp_path, gradient_clip_val=1.0).fit(Tiny())
+        one_rank_trainer(tmp_path, gradient_clip_val=1.0, **exchange).fit(Tiny())
+
+
+def test_refuses_unknown_exchange_settings():
+    with pytest.raises(ValueError, match=r"aggregation must be one of"):
+        dgc(aggregation="ring")
+    with pytest.raises(ValueError, match=r"index_coding must be one of"):
+        dgc(index_coding="varint")
+    with pytest.raises(ValueError, match=r"reduce_scatter.*selection='tensor'"):
+        dgc(aggregation="reduce_scatter", selection="bucket")
 
 
 def test_refuses_momentum_cycling_schedulers(tmp_path, one_rank_group):
@@ -268,8 +280,9 @@ def test_refuses_momentum_written_back_during_training(tmp_path, one_rank_group)
         trainer.fit(Tiny())
 
 
-def test_momentum_cycling_off_is_accepted(tmp_path, one_rank_group):
-    trainer = one_rank_trainer(tmp_path)
+@pytest.mark.parametrize("exchange", [{}, COMPACT], ids=["paper", "reduce_scatter"])
+def test_momentum_cycling_off_is_accepted(tmp_path, one_rank_group, exchange):
+    trainer = one_rank_trainer(tmp_path, **exchange)
     trainer.fit(Tiny(cycle_momentum=False))
     assert trainer.global_step == 1 and trainer.strategy.dgc_state.compressor.momentum == 0.9
 

@@ -45,7 +45,9 @@ class DGCStrategy(DDPStrategy):
     Each rank sends only the largest entries of its accumulated gradient (0.1% by default) and keeps the
     rest as a residual for later steps, with momentum correction, momentum factor masking, local gradient
     clipping and an exponential warm-up of the density. Works wherever DDP works: CPU (gloo) and GPU (NCCL),
-    one node or many (torchrun, SLURM and the other cluster environments of Lightning).
+    one node or many (torchrun, SLURM and the other cluster environments of Lightning). Beyond the paper:
+    ``aggregation="reduce_scatter"`` (traffic per rank independent of the number of ranks) and compact codes
+    (``index_coding="block16"``, ``value_dtype="fp8"``); docs/dgc.md says which to pick for which cluster.
 
     The module must use ``torch.optim.SGD``: the strategy takes over its momentum, Nesterov flag and weight
     decay (they must act before compression) and sets them to zero in the optimizer, which keeps its
