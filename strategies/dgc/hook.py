@@ -72,6 +72,8 @@ class StepStats:
         if packet.dense:
             self.dense_buckets += 1
             self.elements_sent += layout.numel
+        elif packet.kind == "scatter":  # k entries for each owner in the first phase
+            self.elements_sent += packet.world_size * packet.k + layout.dense_numel
         else:
             self.elements_sent += packet.k + layout.dense_numel
         if packet.selection_time is not None:
