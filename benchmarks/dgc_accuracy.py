@@ -11,6 +11,8 @@ at ``clip / sqrt(N)``, as the paper prescribes; the KWS network needs it (withou
 chance in the first sparse steps; ``dgc_density_probe.py`` shows the curves).
 
     flock /tmp/cpu.lock python benchmarks/dgc_accuracy.py                  # KWS, about 25 minutes on 2 cores
+    flock /tmp/cpu.lock python benchmarks/dgc_accuracy.py --methods ddp dgc --config configs/kws/quick.yaml \
+        --aggregation reduce_scatter --value-dtype fp8 --index-coding block16 --seed 0    # the compact global top-k
     flock /tmp/cpu.lock python benchmarks/dgc_accuracy.py --victim asr --methods ddp dgc   # DeepSpeech demo model
     python benchmarks/dgc_accuracy.py --methods ddp dgc --epochs 1         # a quicker look
 
@@ -22,6 +24,7 @@ the CTC plateau for hundreds of steps).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import math
@@ -97,6 +100,7 @@ class CollectStats(Callback):
 
     def __init__(self) -> None:
         self.sent = self.dense = self.steps = 0
+        self.wire = self.dense_wire = 0.0
         self.last_iteration = -1
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -107,6 +111,8 @@ class CollectStats(Callback):
         self.last_iteration = stats.iteration
         self.sent += stats.bytes_sent
         self.dense += stats.dense_bytes
+        self.wire += stats.wire_bytes
+        self.dense_wire += stats.dense_wire_bytes
         self.steps += 1
 
     def on_train_end(self, trainer, pl_module) -> None:
@@ -115,6 +121,7 @@ class CollectStats(Callback):
         if self.steps:
             trainer.callback_metrics["bench/bytes_per_step"] = torch.tensor(self.sent / self.steps, dtype=torch.float64)
             trainer.callback_metrics["bench/ratio_overall"] = torch.tensor(self.dense / self.sent, dtype=torch.float64)
+            trainer.callback_metrics["bench/wire_bytes_per_step"] = torch.tensor(self.wire / self.steps, dtype=torch.float64)
 
 
 def strategy(method: str, args: argparse.Namespace) -> pl.strategies.Strategy:
@@ -127,6 +134,9 @@ def strategy(method: str, args: argparse.Namespace) -> pl.strategies.Strategy:
             warmup_every=args.dgc_warmup_steps,
             clip_norm=args.clip,
             momentum_masking=not args.no_masking,
+            aggregation=args.aggregation,
+            value_dtype=args.value_dtype,
+            index_coding=args.index_coding,
             **common,
         )
     hook = {"ddp": "allreduce", "bf16": "bf16", "powersgd": "powersgd"}[method]
@@ -183,6 +193,8 @@ def run(method: str, victim: Victim, config: dict, args: argparse.Namespace) -> 
         "bytes_per_step": sent,
         "ratio_overall": dense / sent,
         "ratio_final": metrics.get("dgc/compression_ratio", dense / sent),
+        # what each rank sent to the other over the run, per step (2 ranks: a dense fp32 all-reduce sends `dense`)
+        "wire_bytes_per_step": metrics.get("bench/wire_bytes_per_step", float(dense if method == "ddp" else sent)),
     }
 
 
@@ -200,6 +212,12 @@ def main() -> None:
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--density", type=float, default=0.001)
     parser.add_argument("--no-masking", action="store_true", help="DGC without momentum factor masking")
+    parser.add_argument("--aggregation", default="allgather", choices=["allgather", "reduce_scatter"],
+                        help="DGC's exchange: the paper's all-gather or the global top-k by sparse reduce-scatter")
+    parser.add_argument("--value-dtype", default="fp32", choices=["fp32", "fp16", "bf16", "fp8"], help="DGC's values")
+    parser.add_argument("--index-coding", default="int32", choices=["int32", "block16"], help="DGC's indices")
+    parser.add_argument("--config", help="model and corpus config instead of the victim's demo one, e.g. "
+                        "configs/kws/quick.yaml (the quick corpus: about half the clips)")
     parser.add_argument("--dgc-warmup-steps", type=int, default=57, help="steps per warm-up stage (57: the four "
                         "stages take 3/4 of the first KWS epoch at the default batch)")
     parser.add_argument("--clip", type=float, help="gradient norm bound: global for the dense methods, per tensor at "
@@ -211,6 +229,9 @@ def main() -> None:
     args = parser.parse_args()
     victim = VICTIMS[args.victim]
     config = yaml.safe_load((REPO / victim.config).read_text())
+    if args.config:
+        victim = dataclasses.replace(victim, config=args.config)
+        config = yaml.safe_load((REPO / victim.config).read_text())
     args.root = args.root or config["data"]["init_args"]["root"]
     args.lr = args.lr or victim.lr
     args.batch_size = args.batch_size or victim.batch_size
@@ -222,7 +243,8 @@ def main() -> None:
           f"{os.cpu_count()} cores - torch {torch.__version__} - {args.epochs} epochs, batch {args.batch_size} per rank, "
           f"SGD lr {args.lr} onecycle, momentum 0.9{' (Nesterov)' if args.nesterov else ''}, wd {args.weight_decay}, "
           f"clip {args.clip}, seed {args.seed}, "
-          f"DGC warm-up stages of {args.dgc_warmup_steps} steps{', no momentum masking' if args.no_masking else ''}")
+          f"DGC warm-up stages of {args.dgc_warmup_steps} steps{', no momentum masking' if args.no_masking else ''}, "
+          f"DGC {args.aggregation} {args.value_dtype} values {args.index_coding} indices, config {victim.config}")
     results = []
     for method in args.methods:
         result = run(method, victim, config, args)

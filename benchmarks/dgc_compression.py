@@ -11,7 +11,8 @@ Times are the hook's own measurements (CUDA events on a GPU), summed over bucket
 packing, decoding). Both are compared with the backward time of the plain model (no DDP). Results also go
 to ``runs/dgc_bench/compression-<device>.json`` for ``benchmarks/dgc_comm_model.py``.
 
-    flock /tmp/cpu.lock python benchmarks/dgc_compression.py          # CPU (about 8 minutes on 2 cores)
+    flock /tmp/cpu.lock python benchmarks/dgc_compression.py          # CPU (about 13 minutes on 2 cores)
+    python benchmarks/dgc_compression.py --bytes-only                  # bytes and DGC's work only (about 1 minute)
     python benchmarks/dgc_compression.py --device cuda                 # GPU (H100 class)
 """
 
@@ -43,7 +44,9 @@ from lit_app.models.kws import KWSModule  # noqa: E402
 from strategies.dgc import CompressorSettings, DGCCompressor, DGCHookState, dgc_hook  # noqa: E402
 from strategies.dgc.wire import VALUE_DTYPES  # noqa: E402
 
-VARIANTS = [("fp32", "tensor"), ("bf16", "tensor"), ("bf16", "bucket")]
+# (values, top-k, indices): the paper's wire format first, then the compact codes of issue #26
+VARIANTS = [("fp32", "tensor", "int32"), ("bf16", "tensor", "int32"), ("bf16", "bucket", "int32"),
+            ("bf16", "tensor", "block16"), ("fp8", "tensor", "block16")]
 
 
 def model_settings(config: str) -> dict:
@@ -111,14 +114,15 @@ def measure(name: str, model: torch.nn.Module, loss_fn: Callable, args: argparse
             device: torch.device) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     numel = sum(p.numel() for p in params)
-    plain = timed_steps(model, loss_fn, args.steps, args.warmup, device)
+    plain = None if args.bytes_only else timed_steps(model, loss_fn, args.steps, args.warmup, device)
     result = {"model": name, "parameters": numel, "tensors": len(params),
               "weight_tensors": sum(p.dim() > 1 for p in params), "shapes": [list(p.shape) for p in params],
               "plain_ms": plain,
               "variants": []}
-    for value_dtype, selection in VARIANTS:
+    for value_dtype, selection, index_coding in VARIANTS:
         replica = copy.deepcopy(model)
-        settings = CompressorSettings(value_dtype=VALUE_DTYPES[value_dtype], selection=selection, dense_fallback=False)
+        settings = CompressorSettings(value_dtype=VALUE_DTYPES[value_dtype], selection=selection, dense_fallback=False,
+                                      index_coding=index_coding)
         compressor = DGCCompressor(settings, {p: n for n, p in replica.named_parameters()})
         compressor.configure_optimizer(0.9)
         state = DGCHookState(compressor, None, args.density, dense_steps=0)
@@ -136,9 +140,14 @@ def measure(name: str, model: torch.nn.Module, loss_fn: Callable, args: argparse
         times = timed_steps(ddp, loss_fn, args.steps, args.warmup + 1, device, after_backward=record)
         last = records[-1]
         selection_ms = statistics.median(r["selection_ms"] for r in records)
+        # DDP's final buckets (shapes, in bucket order): the communication model builds the reduce-scatter
+        # messages of N ranks from them, as the hook would.
+        buckets = [[list(p.shape) for p in layout.params] for layout in compressor._layouts.values()]
         result["variants"].append({
             "value_dtype": value_dtype,
             "mode": selection,
+            "index_coding": index_coding,
+            "bucket_shapes": buckets,
             "bytes_sent": last["bytes"],
             "dense_bytes": last["dense"],
             "ratio": last["dense"] / last["bytes"],
@@ -146,10 +155,15 @@ def measure(name: str, model: torch.nn.Module, loss_fn: Callable, args: argparse
             "buckets": last["buckets"],
             "selection_ms": selection_ms,
             "work_ms": statistics.median(r["work_ms"] for r in records),
-            "ddp_dgc_backward_ms": times["backward"],
+            "ddp_dgc_backward_ms": None if args.bytes_only else times["backward"],
         })
         del ddp, replica
     return result
+
+
+def backward_share(ms: float, plain: dict | None) -> str:
+    """``ms`` as a share of the plain backward, when it was timed."""
+    return f"{100 * ms / plain['backward']:>7.2f}%" if plain is not None else f"{'-':>8}"
 
 
 def main() -> None:
@@ -162,6 +176,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps (default 1 on CPU, 5 on GPU)")
     parser.add_argument("--models", nargs="+", default=["kws", "deepspeech"], choices=["kws", "deepspeech"])
     parser.add_argument("--out", default=None, help="JSON output (default runs/dgc_bench/compression-<device>.json)")
+    parser.add_argument("--bytes-only", action="store_true",
+                        help="bytes and DGC's own work only, on the gradients of one short clip (no timing of the "
+                             "model; about a minute on a CPU; the bytes do not depend on the gradients' values)")
     args = parser.parse_args()
     device = torch.device(args.device)
     gpu = device.type == "cuda"
@@ -178,30 +195,34 @@ def main() -> None:
 
     where = torch.cuda.get_device_name(device) if gpu else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     header = {"date": str(datetime.date.today()), "device": where, "torch": torch.__version__, "density": args.density,
-              "steps": args.steps, "warmup": args.warmup}
+              "steps": args.steps, "warmup": args.warmup, "bytes_only": args.bytes_only}
     print(f"DGC compression - {header['date']} - {device.type} ({where}) - torch {torch.__version__} - density {args.density}")
     results = []
     for name in args.models:
+        # --bytes-only: the smallest batch that gives every parameter a gradient (the bytes do not depend on it)
         if name == "kws":
-            model, loss_fn = kws_workload(args.kws_batch, device)
-            label = f"KWS cnn-trad-fpool3, batch {args.kws_batch} x 1 s"
+            batch = 2 if args.bytes_only else args.kws_batch
+            model, loss_fn = kws_workload(batch, device)
+            label = f"KWS cnn-trad-fpool3, batch {batch} x 1 s"
         else:
-            model, loss_fn = deepspeech_workload(args.deepspeech_batch, device)
-            label = f"DeepSpeech 2048 (full.yaml), batch {args.deepspeech_batch} x 3 s"
+            batch, seconds = (1, 0.5) if args.bytes_only else (args.deepspeech_batch, 3.0)
+            model, loss_fn = deepspeech_workload(batch, device, seconds)
+            label = f"DeepSpeech 2048 (full.yaml), batch {batch} x {seconds:g} s"
         result = measure(name, model, loss_fn, args, device)
         result["workload"] = label
         results.append(result)
         plain = result["plain_ms"]
         print(f"\n{label}: {result['parameters']:,} parameters in {result['tensors']} tensors "
               f"({result['weight_tensors']} compressed), dense fp32 gradient {result['parameters'] * 4 / 1e6:.2f} MB")
-        print(f"  plain step: forward {plain['forward']:.1f} ms, backward {plain['backward']:.1f} ms, SGD {plain['step']:.1f} ms")
-        print(f"  {'values':<6} {'top-k':<7} {'sent/step':>11} {'ratio':>8} {'selection':>10} {'sel/bwd':>8} "
-              f"{'DGC work':>10} {'work/bwd':>8}")
-        bwd = plain["backward"]
+        if plain is not None:
+            print(f"  plain step: forward {plain['forward']:.1f} ms, backward {plain['backward']:.1f} ms, "
+                  f"SGD {plain['step']:.1f} ms")
+        print(f"  {'values':<6} {'top-k':<7} {'indices':<8} {'sent/step':>11} {'ratio':>8} {'selection':>10} "
+              f"{'sel/bwd':>8} {'DGC work':>10} {'work/bwd':>8}")
         for v in result["variants"]:
-            print(f"  {v['value_dtype']:<6} {v['mode']:<7} {v['bytes_sent'] / 1e3:>8.1f} kB {v['ratio']:>7.1f}x "
-                  f"{v['selection_ms']:>7.2f} ms {100 * v['selection_ms'] / bwd:>7.2f}% "
-                  f"{v['work_ms']:>7.2f} ms {100 * v['work_ms'] / bwd:>7.2f}%")
+            print(f"  {v['value_dtype']:<6} {v['mode']:<7} {v['index_coding']:<8} {v['bytes_sent'] / 1e3:>8.1f} kB "
+                  f"{v['ratio']:>7.1f}x {v['selection_ms']:>7.2f} ms {backward_share(v['selection_ms'], plain)} "
+                  f"{v['work_ms']:>7.2f} ms {backward_share(v['work_ms'], plain)}")
     out = Path(args.out) if args.out else REPO / "runs" / "dgc_bench" / f"compression-{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"header": header, "results": results}, indent=2) + "\n")

@@ -10,7 +10,11 @@ from pytorch_lightning.utilities import rank_zero_warn
 
 
 class DGCMonitor(Callback):
-    """Log density, bytes sent, dense bytes, compression ratio and DGC's time of every step.
+    """Log density, bytes sent, dense bytes, compression ratio, wire bytes and DGC's time of every step.
+
+    ``compression_ratio`` compares this rank's message with the dense fp32 gradient; ``wire_ratio`` compares
+    what this rank sent to the others in the whole exchange with what a dense fp32 ring all-reduce would send
+    at this number of ranks (the saving that matters for the paper's all-gather, whose traffic grows with N).
 
     ``selection_ms`` is the top-k selection, ``compression_ms`` all local DGC work (selection included).
 
@@ -45,6 +49,8 @@ class DGCMonitor(Callback):
                 f"{p}bytes_sent": float(stats.bytes_sent),
                 f"{p}dense_bytes": float(stats.dense_bytes),
                 f"{p}compression_ratio": stats.compression_ratio,
+                f"{p}wire_bytes": float(stats.wire_bytes),
+                f"{p}wire_ratio": stats.wire_ratio,
                 f"{p}selection_ms": stats.selection_ms,
                 f"{p}compression_ms": stats.compression_ms,
                 f"{p}dense_buckets": float(stats.dense_buckets),

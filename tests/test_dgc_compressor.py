@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from strategies.dgc import wire
+from strategies.dgc import codec, wire
 from strategies.dgc.compressor import CompressorSettings, DGCCompressor
 from strategies.dgc.schedule import PAPER_WARMUP, DensitySchedule
 from strategies.dgc.selection import TopKPlan, tensor_k
@@ -26,13 +27,20 @@ def rank_grads(params: list[torch.Tensor], world: int, step: int) -> list[torch.
 
 
 def exchange(compressors, buckets, grads, density, world, force_dense=False):
-    """One simulated step: every rank compresses every bucket, the messages are combined as the collective
-    would (sum for the dense all-reduce, concatenation for the all-gather), every rank decodes."""
+    """One simulated step: every rank compresses every bucket, the messages are combined as the collectives
+    would (sum for the dense all-reduce, concatenation for the all-gather; for reduce_scatter, owner j gets
+    row j of every rank, then its reduced row is all-gathered), every rank decodes."""
     update = torch.zeros_like(grads[0])
     for params, (start, stop) in buckets:
-        packets = [c.compress(params, g[start:stop].clone(), world, density, force_dense) for c, g in zip(compressors, grads)]
-        if packets[0].dense:
+        packets = [
+            c.compress(params, g[start:stop].clone(), world, density, force_dense, rank=r)
+            for r, (c, g) in enumerate(zip(compressors, grads))
+        ]
+        if packets[0].kind == "dense":
             received = torch.stack([p.payload for p in packets]).sum(0)
+        elif packets[0].kind == "scatter":
+            rows = [torch.stack([p.payload[owner] for p in packets]) for owner in range(world)]
+            received = torch.cat([c.reduce(p, rows[r]) for r, (c, p) in enumerate(zip(compressors, packets))])
         else:
             received = torch.cat([p.payload for p in packets])
         results = [c.decompress(p, received, world) for c, p in zip(compressors, packets)]
@@ -80,6 +88,7 @@ def assert_close(a, b, atol=1e-6):
 
 
 EXACT = CompressorSettings(momentum_masking=False, dense_fallback=False, min_compress_numel=16)
+SCATTER = dataclasses.replace(EXACT, aggregation="reduce_scatter")
 
 
 @pytest.mark.parametrize("nesterov", [False, True])
@@ -87,6 +96,80 @@ EXACT = CompressorSettings(momentum_masking=False, dense_fallback=False, min_com
 def test_density_one_without_masking_is_momentum_sgd(nesterov, world):
     dgc, _ = run_dgc(EXACT, 0.9, nesterov, 0.01, 1.0, world=world)
     assert_close(dgc, run_sgd(0.9, nesterov, 0.01, world=world))
+
+
+@pytest.mark.parametrize("coding", ["int32", "block16"])
+@pytest.mark.parametrize("world", [2, 3, 4])
+def test_reduce_scatter_at_density_one_without_masking_is_momentum_sgd(world, coding):
+    settings = dataclasses.replace(SCATTER, index_coding=coding)
+    dgc, _ = run_dgc(settings, 0.9, False, 0.01, 1.0, world=world)
+    assert_close(dgc, run_sgd(0.9, False, 0.01, world=world))
+
+
+@pytest.mark.parametrize("masking", [False, True])
+def test_reduce_scatter_on_one_rank_is_the_papers_exchange(masking):
+    paper = dataclasses.replace(EXACT, momentum_masking=masking, index_coding="block16")
+    ours = dataclasses.replace(paper, aggregation="reduce_scatter")
+    a, _ = run_dgc(paper, 0.9, False, 0.01, 0.05, world=1)
+    b, _ = run_dgc(ours, 0.9, False, 0.01, 0.05, world=1)
+    assert_close(a, b, atol=0)
+    c, _ = run_dgc(ours, 0.9, False, 0.01, 0.05, world=2)
+    assert not torch.allclose(a[0], c[0], atol=1e-3)  # the comparison can fail
+
+
+def test_reduce_scatter_keeps_what_the_global_selection_dropped():
+    # One 2x16 weight, k = 1 per tensor: each of the 2 ranges (16 entries) takes 1 entry.
+    settings = CompressorSettings(min_compress_numel=16, dense_fallback=False, aggregation="reduce_scatter")
+    params = [torch.zeros(2, 16)]
+    compressors = [DGCCompressor(settings) for _ in range(2)]
+    for c in compressors:
+        c.configure_optimizer(0.9)
+    grads = [torch.full((32,), 0.01), torch.full((32,), 0.01)]
+    grads[0][3], grads[1][5] = 10.0, 9.0  # both in range 0: the owner keeps rank 0's larger entry
+    grads[0][20], grads[1][20] = 1.0, 2.0  # both in range 1, the same entry: summed
+    update = exchange(compressors, one_bucket(params), [g.clone() for g in grads], 1 / 32, 2)
+    assert update.nonzero().squeeze(1).tolist() == [3, 20]
+    assert update[3].item() == pytest.approx(5.0) and update[20].item() == pytest.approx(1.5)
+    v0, v1 = (next(iter(c._layouts.values())).v for c in compressors)
+    u0, u1 = (next(iter(c._layouts.values())).u for c in compressors)
+    assert v1[5].item() == pytest.approx(9.0) and u1[5].item() == pytest.approx(9.0)  # sent, dropped, kept
+    assert v0[3].item() == 0 and u0[3].item() == 0  # sent, kept: cleared and masked
+    assert v0[20].item() == 0 and v1[20].item() == 0
+    assert v0[5].item() == pytest.approx(0.01) and v1[3].item() == pytest.approx(0.01)  # never sent
+
+
+@pytest.mark.parametrize("value_dtype", [torch.float32, torch.bfloat16, codec.FP8])
+@pytest.mark.parametrize("aggregation", ["allgather", "reduce_scatter"])
+def test_no_gradient_is_lost(aggregation, value_dtype):
+    """Without momentum, what every rank holds in its residual plus N times the applied update is the sum of
+    all gradients, whatever was selected, dropped or rounded on the way."""
+    settings = CompressorSettings(momentum_masking=False, dense_fallback=False, min_compress_numel=16,
+                                  value_dtype=value_dtype, aggregation=aggregation, index_coding="block16")
+    world = 3
+    params = make_params()
+    compressors = [DGCCompressor(settings) for _ in range(world)]
+    for c in compressors:
+        c.configure_optimizer(0.0)
+    total_grad = torch.zeros(sum(p.numel() for p in params))
+    total_update = torch.zeros_like(total_grad)
+    for step in range(4):
+        grads = rank_grads(params, world, step)
+        total_grad += sum(grads)
+        total_update += exchange(compressors, one_bucket(params), [g.clone() for g in grads], 0.1, world)
+    residual = sum(next(iter(c._layouts.values())).v for c in compressors)
+    torch.testing.assert_close(residual + world * total_update, total_grad, atol=1e-5, rtol=0)
+    assert residual.abs().max() > 0.1  # entries wait in the residuals
+
+
+@pytest.mark.parametrize("aggregation", ["allgather", "reduce_scatter"])
+def test_fp8_values_at_density_one_stay_close_to_momentum_sgd(aggregation):
+    # Every entry is sent every step, so the only difference is each step's rounding error, sent a step later.
+    settings = dataclasses.replace(EXACT, value_dtype=codec.FP8, index_coding="block16", aggregation=aggregation)
+    fp8, _ = run_dgc(settings, 0.9, False, 0.01, 1.0, world=2, steps=10)
+    sgd = run_sgd(0.9, False, 0.01, world=2, steps=10)
+    for a, b, p in zip(fp8, sgd, make_params()):
+        assert (a - b).norm() < 0.02 * (b - p).norm()
+        assert not torch.equal(a, b)
 
 
 def test_density_one_with_masking_is_sgd_without_momentum():
@@ -222,23 +305,60 @@ def test_bucket_selection_is_one_global_top_k():
     assert set(plan.select(score).tolist()) == set(expected.tolist())
 
 
-def test_wire_bytes_and_pack_round_trip():
-    for dtype, vb in ((torch.float32, 4), (torch.float16, 2), (torch.bfloat16, 2)):
-        k, d = 7, 3  # odd sizes: the int32 part of a row need not be aligned
-        idx = torch.tensor([1, 5, 9, 100, 2**30, 7, 3])
-        vals, dense = torch.randn(k).to(dtype), torch.randn(d).to(dtype)
-        message = wire.pack(idx, vals, dense)
-        assert message.numel() == wire.sparse_payload_bytes(k, d, dtype) == k * (4 + vb) + d * vb
-        gathered = torch.cat([message, message])
-        i2, v2, d2 = wire.unpack(gathered, 2, k, d, dtype)
-        assert torch.equal(i2, torch.cat([idx, idx]).int()) and torch.equal(v2, torch.cat([vals, vals]))
-        assert torch.equal(d2, torch.stack([dense, dense]))
+@pytest.mark.parametrize(("k", "space"), [(7, 100), (300, 200_000), (70_000, 300_000), (1, 1)])
+@pytest.mark.parametrize("coding", ["int32", "block16"])
+def test_index_codes_round_trip_at_their_size(k, space, coding):
+    g = torch.Generator().manual_seed(k)
+    rows = torch.stack([torch.randperm(space, generator=g)[:k] for _ in range(3)])
+    rows[0, 0] = space - 1  # the last position and, for block16, a block boundary case
+    encoded, order = codec.encode_indices(rows, space, coding)
+    assert encoded.shape == (3, codec.index_bytes(k, space, coding))
+    decoded = codec.decode_indices(encoded, k, space, coding)
+    expected = rows if order is None else torch.gather(rows, 1, order)
+    assert torch.equal(decoded, expected)
+    if coding == "block16":  # 2 bytes per index, and a count per 64 Ki block (16 bits up to 65,535 entries)
+        assert codec.index_bytes(k, space, coding) == 2 * k + math.ceil(space / 65536) * (2 if k < 65536 else 4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, codec.FP8])
+def test_value_codes_round_trip_at_their_size(dtype):
+    values = torch.randn(2, 50, generator=torch.Generator().manual_seed(0)) * torch.tensor([[1e-4], [30.0]])
+    encoded, sent = codec.encode_values(values, dtype)
+    assert encoded.shape == (2, codec.value_bytes(50, dtype)) and encoded.dtype == torch.uint8
+    torch.testing.assert_close(codec.decode_values(encoded, 50, dtype), sent)
+    error = ((sent - values).abs() / values.abs().amax(1, keepdim=True)).max().item()
+    assert error <= {torch.float32: 0, torch.float16: 1e-3, torch.bfloat16: 4e-3, codec.FP8: 0.07}[dtype]
+    if dtype == codec.FP8:  # each row has its own scale, so small rows keep their precision
+        assert codec.value_bytes(50, dtype) == 54 and torch.isfinite(sent).all()
+
+
+def test_message_sizes_match_the_wire_formulas():
+    params = make_params()
+    numel = sum(p.numel() for p in params)
+    for aggregation in ("allgather", "reduce_scatter"):
+        for dtype, coding in ((torch.float32, "int32"), (torch.bfloat16, "block16"), (codec.FP8, "block16")):
+            settings = CompressorSettings(min_compress_numel=16, dense_fallback=False, value_dtype=dtype,
+                                          index_coding=coding, aggregation=aggregation)
+            packet = DGCCompressor(settings).compress(params, torch.randn(numel), 4, 0.1)
+            if aggregation == "allgather":
+                k = sum(tensor_k(p.numel(), 0.1) for p in params if p.dim() > 1)
+                # 3 weight tensors and 2 dense ones: fp8 adds a 4-byte scale for each
+                assert packet.payload_bytes == wire.row_bytes(k, numel, 16 + 8, dtype, coding, 3, 2)
+                assert packet.wire_bytes == 3 * packet.payload_bytes
+            else:
+                plan = packet.scatter
+                # each tensor's budget split over 4 ranges: ceil(ceil(0.1 n) / 4) entries per range
+                assert plan.k == sum(math.ceil(tensor_k(p.numel(), 0.1) / 4) for p in params if p.dim() > 1)
+                assert packet.payload.shape == (4, plan.row_bytes)
+                share = math.ceil(16 / 4) + math.ceil(8 / 4)  # each dense tensor is cut into 4 shares
+                assert plan.row_bytes == wire.row_bytes(plan.k, plan.slots, share, dtype, coding, 3, 2)
+                assert packet.wire_bytes == 3 * 2 * plan.row_bytes
 
 
 def test_resnet50_ratio_from_the_reference_notes():
     # ResNet-50 at 0.1%: 25,533 sent entries and 54,120 dense 1-D values of 25,557,032 parameters.
     def ratio(dtype):
-        return 25_557_032 * 4 / wire.sparse_payload_bytes(25_533, 54_120, dtype)
+        return 25_557_032 * 4 / wire.sparse_payload_bytes(25_533, 54_120, dtype, "int32", 25_557_032)
 
     assert ratio(torch.float32) == pytest.approx(243, abs=0.5)  # as in the notes
     # The notes' 276.5x for fp16 values keeps the 1-D tensors in fp32; here they travel in 16 bits too.
@@ -252,7 +372,8 @@ def test_resnet50_ratio_from_the_reference_notes():
 def test_dense_fallback_when_all_gather_moves_more(density, world, dense):
     n = 1_000_000
     k = tensor_k(n, density)
-    assert wire.prefer_dense(k, 0, n, torch.float32, world) is dense
+    sparse = wire.allgather_wire_bytes(wire.sparse_payload_bytes(k, 0, torch.float32, "int32", n), world)
+    assert wire.prefer_dense(sparse, n, torch.float32, world) is dense
 
 
 def test_warmup_never_sparser_than_the_final_density():
@@ -269,10 +390,15 @@ def test_paper_warmup_schedule():
         DensitySchedule(0.0)
 
 
-def test_state_follows_parameters_when_buckets_change():
+@pytest.mark.parametrize("compact", [False, True], ids=["paper", "reduce_scatter fp8 block16"])
+def test_state_follows_parameters_when_buckets_change(compact):
     """DDP rebuilds buckets after the first step; per-parameter state must move, so that training equals a
-    run that always had the final buckets (per-tensor selection does not depend on bucketing)."""
+    run that always had the final buckets (per-tensor selection, ranges and fp8 scales do not depend on
+    bucketing: this is what makes a resumed run, whose first step has DDP's first buckets, exact)."""
     settings = CompressorSettings(min_compress_numel=16, dense_fallback=False)
+    if compact:
+        settings = dataclasses.replace(settings, aggregation="reduce_scatter", value_dtype=codec.FP8,
+                                       index_coding="block16")
 
     def first(params):  # two buckets, as DDP builds them before the rebuild
         return [(params[:2], (0, 400)), (params[2:], (400, 400 + sum(p.numel() for p in params[2:]))) ]

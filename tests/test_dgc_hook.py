@@ -15,6 +15,7 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from strategies.dgc.codec import FP8
 from strategies.dgc.compressor import CompressorSettings, DGCCompressor
 from strategies.dgc.hook import DGCHookState, dgc_hook
 
@@ -67,14 +68,14 @@ def dgc_model(sizes, bias, settings, density, dense_steps, momentum, wd, bucket_
     return model, ddp, state, optimizer
 
 
-def reference(sizes, bias, momentum, wd, steps=STEPS) -> list[torch.Tensor]:
-    """Single-process SGD on the gradient averaged over both ranks' batches."""
+def reference(sizes, bias, momentum, wd, steps=STEPS, world=WORLD) -> list[torch.Tensor]:
+    """Single-process SGD on the gradient averaged over all ranks' batches."""
     model = make_model(sizes, bias)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=momentum, weight_decay=wd)
     for step in range(steps):
         optimizer.zero_grad()
-        loss = sum(nn.functional.mse_loss(model(x), y) for x, y in (batch(r, step, sizes) for r in range(WORLD)))
-        (loss / WORLD).backward()
+        loss = sum(nn.functional.mse_loss(model(x), y) for x, y in (batch(r, step, sizes) for r in range(world)))
+        (loss / world).backward()
         optimizer.step()
     return [p.detach().clone() for p in model.parameters()]
 
@@ -154,6 +155,58 @@ def scenario_schedule(rank: int) -> dict:
     return {"seen": seen, "iteration": state.iteration}
 
 
+def scenario_scatter(rank: int, world: int) -> dict:
+    """The reduce-scatter exchange: exact at density 1, and compact (fp8, block16) at low density."""
+    sizes = [32, 64, 64, 8]
+    out = {}
+    exact = CompressorSettings(momentum_masking=False, dense_fallback=False, min_compress_numel=1,
+                               aggregation="reduce_scatter")
+    model, ddp, state, optimizer = dgc_model(sizes, True, exact, 1.0, 0, 0.9, 1e-3, bucket_cap_mb=0.01)
+    train(sizes, ddp, optimizer, rank)
+    out["comm_hook"] = ddp._get_ddp_logging_data().get("comm_hook")
+    out["exact_params"] = [p.detach().clone() for p in model.parameters()]
+    out["exact_reference"] = reference(sizes, True, 0.9, 1e-3, world=world)
+    out["exact_buckets"] = (state.last_step.buckets, state.last_step.dense_buckets)
+
+    compact = CompressorSettings(value_dtype=FP8, index_coding="block16", aggregation="reduce_scatter",
+                                 min_compress_numel=1, dense_fallback=False)
+    model, ddp, state, optimizer = dgc_model(sizes, True, compact, 0.05, 1, 0.9, 1e-3)
+    train(sizes, ddp, optimizer, rank)
+    out["compact_params"] = [p.detach().clone() for p in model.parameters()]
+    stats = state.last_step
+    out["compact_wire"] = (stats.wire_bytes, stats.dense_wire_bytes, stats.dense_buckets)
+    shapes = [tuple(p.shape) for p in model.parameters()]
+    out["compact_expected_wire"] = expected_scatter_wire(shapes, 0.05, world)
+    return out
+
+
+def expected_scatter_wire(shapes, density: float, world: int) -> float:
+    """Wire bytes per rank of one bucket holding ``shapes``: N-1 rows out in each of the two phases."""
+    k = slots = share = 0
+    for shape in shapes:
+        n = math.prod(shape)
+        if len(shape) > 1:
+            width = math.ceil(n / world)
+            k += min(width, math.ceil(math.ceil(n * density) / world))
+            slots += width
+        else:
+            share += math.ceil(n / world)
+    scales = 4 * len(shapes)  # fp8: one 4-byte scale per tensor
+    row = 2 * k + 2 * max(1, math.ceil(slots / 65536)) + k + share + scales  # block16 indices, fp8 values
+    return 2 * (world - 1) * row
+
+
+def worker_scatter(rank: int, world: int, port: int, out_dir: str) -> None:
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world, timeout=timedelta(seconds=60)
+    )
+    torch.set_num_threads(1)
+    try:
+        torch.save(scenario_scatter(rank, world), Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
 def worker(rank: int, port: int, out_dir: str) -> None:
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD, timeout=timedelta(seconds=60)
@@ -168,6 +221,14 @@ def worker(rank: int, port: int, out_dir: str) -> None:
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module", params=[2, 4], ids=["2 ranks", "4 ranks"])
+def scatter_results(request, tmp_path_factory):
+    world = request.param
+    out = tmp_path_factory.mktemp(f"dgc_scatter_{world}")
+    run_ranks(worker_scatter, world, (world, free_port(), str(out)), timeout=150)
+    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(world)]
 
 
 @pytest.fixture(scope="module")
@@ -255,3 +316,21 @@ def test_dense_steps_and_fallback_follow_the_schedule(results):
     # bytes as a dense all-reduce, so it falls back; 25% and 1% go sparse.
     assert seen == [(1.0, buckets, buckets), (1.0, buckets, buckets), (0.5, buckets, buckets), (0.25, 0, buckets), (0.01, 0, buckets)]
     assert results[0]["schedule"]["iteration"] == 5
+
+
+def test_reduce_scatter_at_density_one_equals_momentum_sgd(scatter_results):
+    for r in scatter_results:
+        assert r["comm_hook"] == "dgc_hook"
+        buckets, dense_buckets = r["exact_buckets"]
+        assert buckets > 1 and dense_buckets == 0  # several buckets, all through the two sparse phases
+        assert_params_close(r["exact_params"], r["exact_reference"])
+
+
+def test_reduce_scatter_compact_messages_keep_ranks_in_step(scatter_results):
+    first = scatter_results[0]
+    for r in scatter_results:
+        assert_params_close(r["compact_params"], first["compact_params"], atol=0)
+        wire_bytes, dense_wire_bytes, dense_buckets = r["compact_wire"]
+        assert dense_buckets == 0
+        assert wire_bytes == r["compact_expected_wire"]
+        assert dense_wire_bytes > 3 * wire_bytes

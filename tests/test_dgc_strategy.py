@@ -29,11 +29,12 @@ EPOCHS = 4  # 4 steps per epoch and rank
 class Tiny(pl.LightningModule):
     """A deterministic regression model: no dropout, no shuffling, so runs can be compared exactly."""
 
-    def __init__(self, optimizer: str = "sgd") -> None:
+    def __init__(self, optimizer: str = "sgd", cycle_momentum: bool | None = None) -> None:
         super().__init__()
         torch.manual_seed(0)
         self.net = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 4))
         self.optimizer_name = optimizer
+        self.cycle_momentum = cycle_momentum  # None: StepLR; otherwise OneCycleLR with this setting
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -44,6 +45,10 @@ class Tiny(pl.LightningModule):
             return torch.optim.Adam(self.parameters(), lr=1e-3)
         optimizer = torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.5)
+        if self.cycle_momentum is not None:
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=0.1, total_steps=100, cycle_momentum=self.cycle_momentum
+            )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def train_dataloader(self):
@@ -88,12 +93,12 @@ def dgc(**overrides) -> DGCStrategy:
     return DGCStrategy(**settings)
 
 
-def fit(root: Path, name: str, ckpt_path: str | None = None, checkpoints: bool = False) -> dict:
+def fit(root: Path, name: str, ckpt_path: str | None = None, checkpoints: bool = False, **strategy) -> dict:
     callbacks: list[Callback] = [Probe(str(root / name)), DGCMonitor()]
     if checkpoints:
         callbacks.append(ModelCheckpoint(dirpath=root / "ckpt", filename="{epoch}", save_top_k=-1, every_n_epochs=1))
     trainer = pl.Trainer(
-        devices=2, strategy=dgc(), max_epochs=EPOCHS, default_root_dir=root, callbacks=callbacks,
+        devices=2, strategy=dgc(**strategy), max_epochs=EPOCHS, default_root_dir=root, callbacks=callbacks,
         **{**QUIET_TRAINER, "enable_checkpointing": checkpoints},
     )
     trainer.fit(Tiny(), ckpt_path=ckpt_path)
@@ -108,6 +113,21 @@ pytestmark = pytest.mark.timeout(240)
 def straight(tmp_path_factory):
     root = tmp_path_factory.mktemp("dgc_fit")
     return root, fit(root, "straight", checkpoints=True)
+
+
+COMPACT = dict(aggregation="reduce_scatter", value_dtype="fp8", index_coding="block16")
+
+
+@pytest.mark.multiprocess
+def test_reduce_scatter_resume_matches_the_uninterrupted_run(tmp_path):
+    run = fit(tmp_path, "straight", checkpoints=True, **COMPACT)
+    assert run["metrics"]["dgc/wire_ratio"].item() > 1
+    for a, b in zip(run["ranks"][0]["params"], run["ranks"][1]["params"]):
+        assert torch.equal(a, b)
+    resumed = fit(tmp_path, "resumed", ckpt_path=str(tmp_path / "ckpt" / "epoch=1.ckpt"), **COMPACT)
+    for rank in range(2):  # each rank's residuals differ (entries the global selection dropped stay with their sender)
+        for a, b in zip(resumed["ranks"][rank]["params"], run["ranks"][rank]["params"]):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
 
 @pytest.mark.multiprocess
@@ -144,7 +164,8 @@ def test_learning_rate_schedule_is_untouched(straight):
 def test_monitor_logs_compression(straight):
     _, run = straight
     metrics = run["metrics"]
-    for key in ("density", "bytes_sent", "dense_bytes", "compression_ratio", "selection_ms", "dense_buckets"):
+    for key in ("density", "bytes_sent", "dense_bytes", "compression_ratio", "selection_ms", "dense_buckets",
+                "wire_bytes", "wire_ratio"):
         assert f"dgc/{key}" in metrics
     n = 8 * 32 + 32 + 32 * 4 + 4
     sent = (26 + 13) * 8 + (32 + 4) * 4  # ceil(0.1 * 256) + ceil(0.1 * 128) entries, dense biases
@@ -173,6 +194,32 @@ def test_resume_matches_the_uninterrupted_run(straight):
     assert drift > 1e-4
 
 
+def test_checkpoint_resumed_without_dgc_keeps_sgd_settings_and_warns(straight, tmp_path):
+    root, _ = straight
+    checkpoint = root / "ckpt" / "epoch=1.ckpt"
+    saved = torch.load(checkpoint, weights_only=False)
+    # The saved groups hold SGD's own settings (the live ones are zero while DGC trains) ...
+    group = saved["optimizer_states"][0]["param_groups"][0]
+    assert (group["momentum"], group["nesterov"], group["weight_decay"]) == (0.9, False, 1e-3)
+    # ... so a run without DGC resumes as momentum SGD with weight decay, and Lightning warns that DGC is missing.
+    seen = {}
+
+    class Groups(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.setdefault("group", dict(trainer.optimizers[0].param_groups[0]))
+
+    trainer = pl.Trainer(devices=1, max_epochs=3, default_root_dir=tmp_path, callbacks=[Groups()],
+                         **QUIET_TRAINER)
+    with pytest.warns(UserWarning, match="trained with Deep Gradient Compression: resume it with DGCStrategy"):
+        trainer.fit(Tiny(), ckpt_path=str(checkpoint))
+    assert (seen["group"]["momentum"], seen["group"]["weight_decay"]) == (0.9, 1e-3)
+
+    # DGC's own resume takes the marker out before Lightning compares callback states: no such warning there.
+    with pytest.warns(UserWarning, match="cannot be restored"):  # an unlaunched strategy has no ranks
+        loaded = dgc().load_checkpoint(checkpoint)
+    assert not any("Deep Gradient Compression" in key for key in loaded["callbacks"])
+
+
 @pytest.fixture
 def one_rank_group(monkeypatch):
     """A 1-rank DDP run in this process; restores the environment and process group it leaves behind."""
@@ -189,20 +236,66 @@ def one_rank_group(monkeypatch):
     os.environ.update(saved)
 
 
-def one_rank_trainer(tmp_path, **kwargs) -> pl.Trainer:
+def one_rank_trainer(tmp_path, gradient_clip_val: float | None = None, **strategy) -> pl.Trainer:
     return pl.Trainer(
-        devices=1, strategy=dgc(start_method="popen"), max_steps=1, default_root_dir=tmp_path, **QUIET_TRAINER, **kwargs
+        devices=1, strategy=dgc(start_method="popen", **strategy), max_steps=1, default_root_dir=tmp_path,
+        gradient_clip_val=gradient_clip_val, **QUIET_TRAINER,
     )
 
 
-def test_refuses_adaptive_optimizers(tmp_path, one_rank_group):
+@pytest.mark.parametrize("exchange", [{}, COMPACT], ids=["paper", "reduce_scatter"])
+def test_refuses_adaptive_optimizers(tmp_path, one_rank_group, exchange):
     with pytest.raises(ValueError, match=r"needs torch.optim.SGD, got Adam.*optimizer: sgd"):
-        one_rank_trainer(tmp_path).fit(Tiny(optimizer="adam"))
+        one_rank_trainer(tmp_path, **exchange).fit(Tiny(optimizer="adam"))
 
 
-def test_refuses_gradient_clip_val(tmp_path, one_rank_group):
-    with pytest.raises(ValueError, match=r"gradient_clip_val=1.0.*DGCStrategy\(clip_norm=1.0\)"):
-        one_rank_trainer(tmp_path, gradient_clip_val=1.0).fit(Tiny())
+@pytest.mark.parametrize("exchange", [{}, COMPACT], ids=["paper", "reduce_scatter"])
+def test_refuses_gradient_clip_val(tmp_path, one_rank_group, exchange):
+    with pytest.raises(ValueError, match=r"gradient_clip_val=1.0.*DGCStrategy\(clip_norm=...\).*not the global norm"):
+        one_rank_trainer(tmp_path, gradient_clip_val=1.0, **exchange).fit(Tiny())
+
+
+def test_refuses_unknown_exchange_settings():
+    with pytest.raises(ValueError, match=r"aggregation must be one of"):
+        dgc(aggregation="ring")
+    with pytest.raises(ValueError, match=r"index_coding must be one of"):
+        dgc(index_coding="varint")
+    with pytest.raises(ValueError, match=r"reduce_scatter.*selection='tensor'"):
+        dgc(aggregation="reduce_scatter", selection="bucket")
+
+
+def test_refuses_momentum_cycling_schedulers(tmp_path, one_rank_group):
+    with pytest.raises(ValueError, match=r"OneCycleLR\(cycle_momentum=True\).*cycle_momentum=False"):
+        one_rank_trainer(tmp_path).fit(Tiny(cycle_momentum=True))
+
+
+def test_refuses_momentum_written_back_during_training(tmp_path, one_rank_group):
+    class WritesMomentum(Callback):  # what a momentum-cycling scheduler unknown to the strategy would do
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            trainer.optimizers[0].param_groups[0]["momentum"] = 0.85
+
+    trainer = pl.Trainer(devices=1, strategy=dgc(start_method="popen"), max_steps=3, default_root_dir=tmp_path,
+                         callbacks=[WritesMomentum()], **QUIET_TRAINER)
+    with pytest.raises(RuntimeError, match=r"'momentum': 0.85.*a second time"):
+        trainer.fit(Tiny())
+
+
+@pytest.mark.parametrize("exchange", [{}, COMPACT], ids=["paper", "reduce_scatter"])
+def test_momentum_cycling_off_is_accepted(tmp_path, one_rank_group, exchange):
+    trainer = one_rank_trainer(tmp_path, **exchange)
+    trainer.fit(Tiny(cycle_momentum=False))
+    assert trainer.global_step == 1 and trainer.strategy.dgc_state.compressor.momentum == 0.9
+
+
+def test_refuses_find_unused_parameters():
+    with pytest.raises(ValueError, match=r"find_unused_parameters=True.*lost without a word.*requires_grad=False"):
+        dgc(find_unused_parameters=True)
+
+
+@pytest.mark.parametrize("clip_norm", [0.0, -1.0])
+def test_clip_norm_is_checked_at_construction(clip_norm):
+    with pytest.raises(ValueError, match=r"clip_norm must be positive"):
+        dgc(clip_norm=clip_norm)
 
 
 def test_refuses_fp16_precision():

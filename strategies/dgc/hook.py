@@ -23,8 +23,10 @@ from strategies.dgc.timing import Stopwatch
 class StepStats:
     """What one synchronised step sent, summed over buckets (this rank's view; every rank sends as much).
 
-    ``bytes_sent`` is this rank's payload: what it hands to the collectives. ``dense_bytes`` is the same
-    gradient as dense fp32, the reference of the compression ratio.
+    ``bytes_sent`` is this rank's payload: what it hands to the (first) collective. ``dense_bytes`` is the
+    same gradient as dense fp32, the reference of the compression ratio. ``wire_bytes`` is what this rank
+    sends to the others in the whole exchange (ring and pairwise algorithms), ``dense_wire_bytes`` what a
+    dense fp32 ring all-reduce would send: their ratio is the saving at this number of ranks.
     """
 
     iteration: int
@@ -33,6 +35,8 @@ class StepStats:
     elements_sent: int = 0
     bytes_sent: int = 0
     dense_bytes: int = 0
+    wire_bytes: float = 0.0
+    dense_wire_bytes: float = 0.0
     buckets: int = 0
     dense_buckets: int = 0
     timers: list[Stopwatch] = field(default_factory=list)
@@ -41,6 +45,11 @@ class StepStats:
     @property
     def compression_ratio(self) -> float:
         return self.dense_bytes / max(self.bytes_sent, 1)
+
+    @property
+    def wire_ratio(self) -> float:
+        """Bytes a dense fp32 ring all-reduce would send per rank over the bytes this exchange sent (0: one rank)."""
+        return self.dense_wire_bytes / self.wire_bytes if self.wire_bytes else 0.0
 
     @property
     def selection_ms(self) -> float:
@@ -58,9 +67,13 @@ class StepStats:
         self.elements += layout.numel
         self.dense_bytes += layout.numel * wire.DENSE_REFERENCE_BYTES
         self.bytes_sent += packet.payload_bytes
+        self.wire_bytes += packet.wire_bytes
+        self.dense_wire_bytes += wire.allreduce_wire_bytes(layout.numel * wire.DENSE_REFERENCE_BYTES, packet.world_size)
         if packet.dense:
             self.dense_buckets += 1
             self.elements_sent += layout.numel
+        elif packet.kind == "scatter":  # k entries for each owner in the first phase
+            self.elements_sent += packet.world_size * packet.k + layout.dense_numel
         else:
             self.elements_sent += packet.k + layout.dense_numel
         if packet.selection_time is not None:
@@ -102,7 +115,7 @@ class DGCHookState:
 
 
 def dgc_hook(state: DGCHookState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
-    """Compress the bucket, exchange it in one collective and return the averaged update."""
+    """Compress the bucket, exchange it (one collective; two for ``reduce_scatter``) and return the averaged update."""
     group = state.process_group if state.process_group is not None else dist.group.WORLD
     world_size = group.size()
     buffer = bucket.buffer()
@@ -114,7 +127,9 @@ def dgc_hook(state: DGCHookState, bucket: dist.GradBucket) -> torch.futures.Futu
     stats = state._current
     compress_time = Stopwatch(buffer.device)
     compress_time.start()
-    packet = state.compressor.compress(bucket.parameters(), buffer, world_size, density, force_dense=dense_phase)
+    packet = state.compressor.compress(
+        bucket.parameters(), buffer, world_size, density, force_dense=dense_phase, rank=group.rank()
+    )
     compress_time.stop()
     stats.add(packet)
     stats.work.append(compress_time)
@@ -122,9 +137,21 @@ def dgc_hook(state: DGCHookState, bucket: dist.GradBucket) -> torch.futures.Futu
         state.last_step, state._current = stats, None
         state.iteration += 1
 
-    if packet.dense:
+    if packet.kind == "dense":
         received = packet.payload
         future = dist.all_reduce(received, group=group, async_op=True).get_future()
+    elif packet.kind == "scatter":
+        # Phase 1 completes here, before DDP hands over the next bucket: its all-gather is issued from this
+        # thread, so every rank issues the collectives in the same order (a callback chain could race on gloo).
+        rows = torch.empty_like(packet.payload)
+        dist.all_to_all_single(rows, packet.payload, group=group)
+        reduce_time = Stopwatch(buffer.device)
+        reduce_time.start()
+        row = state.compressor.reduce(packet, rows)
+        reduce_time.stop()
+        stats.work.append(reduce_time)
+        received = row.new_empty(world_size * row.numel())
+        future = dist.all_gather_into_tensor(received, row, group=group, async_op=True).get_future()
     else:
         received = packet.payload.new_empty(world_size * packet.payload.numel())
         future = dist.all_gather_into_tensor(received, packet.payload, group=group, async_op=True).get_future()

@@ -29,6 +29,14 @@ from strategies.dgc.shutdown import destroy_process_group_at_exit
 
 SUPPORTED_PRECISION = ("32-true", "bf16-mixed", "bf16-true", "64-true")
 CHECKPOINT_KEY = "dgc"
+CYCLING_SCHEDULERS = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CyclicLR)
+# A callback-state key no callback owns: a run resumed without DGCStrategy makes Lightning warn with this text
+# ("callbacks used to create the checkpoint need to be provided ... Please add the following callbacks: [...]").
+RESUME_MARKER = (
+    "DGCStrategy (this checkpoint was trained with Deep Gradient Compression: resume it with DGCStrategy, "
+    "e.g. -c configs/trainer/dgc_cpu.yaml, or training continues as plain momentum SGD without DGC's per-rank "
+    "momenta and residuals)"
+)
 
 
 class DGCStrategy(DDPStrategy):
@@ -37,7 +45,9 @@ class DGCStrategy(DDPStrategy):
     Each rank sends only the largest entries of its accumulated gradient (0.1% by default) and keeps the
     rest as a residual for later steps, with momentum correction, momentum factor masking, local gradient
     clipping and an exponential warm-up of the density. Works wherever DDP works: CPU (gloo) and GPU (NCCL),
-    one node or many (torchrun, SLURM and the other cluster environments of Lightning).
+    one node or many (torchrun, SLURM and the other cluster environments of Lightning). Beyond the paper:
+    ``aggregation="reduce_scatter"`` (traffic per rank independent of the number of ranks) and compact codes
+    (``index_coding="block16"``, ``value_dtype="fp8"``); docs/dgc.md says which to pick for which cluster.
 
     The module must use ``torch.optim.SGD``: the strategy takes over its momentum, Nesterov flag and weight
     decay (they must act before compression) and sets them to zero in the optimizer, which keeps its
@@ -51,9 +61,16 @@ class DGCStrategy(DDPStrategy):
         warmup_every: length of each warm-up stage.
         dense_steps: the first steps exchange dense gradients (exact momentum SGD) while DDP settles its buckets.
         momentum_masking: clear the momentum of entries that were sent (momentum factor masking).
-        clip_norm: local per-tensor gradient clipping at ``clip_norm / sqrt(world_size)``; use this instead
-            of the Trainer's ``gradient_clip_val``, which would clip after aggregation.
-        value_dtype: dtype of the sent values (``fp32``, ``fp16`` or ``bf16``); indices are always int32.
+        clip_norm: local clipping of each tensor's gradient at ``clip_norm / sqrt(world_size)``, before it
+            enters the residual; a per-tensor bound, so not interchangeable with the Trainer's global-norm
+            ``gradient_clip_val`` (which would clip after aggregation and is refused).
+        value_dtype: dtype of the sent values: ``fp32``, ``fp16``, ``bf16`` or ``fp8`` (e4m3 with a per-message
+            scale); the rounding error stays in the residual.
+        index_coding: ``int32`` (4 bytes per index) or ``block16`` (16-bit offsets within 64 Ki blocks plus a
+            count per block: about 2 bytes per index).
+        aggregation: ``allgather`` (the paper: every rank receives every rank's entries, traffic per rank grows
+            with the number of ranks) or ``reduce_scatter`` (a global top-k over N index ranges: a sparse
+            reduce-scatter then an all-gather of the selection, traffic per rank independent of N).
         selection: ``tensor``: exact top-k of each tensor (the paper); ``bucket``: exact top-k over each DDP
             bucket with the same total (fewer kernels, a layer may take more than its share).
         min_compress_numel: tensors smaller than this (and every tensor with ``dim <= 1``) are sent dense.
@@ -68,7 +85,7 @@ class DGCStrategy(DDPStrategy):
         timeout: timeout of collective operations.
         start_method: ``popen`` (scripts, torchrun, SLURM), ``spawn`` or ``fork`` (notebooks, tests).
         bucket_cap_mb: DDP bucket size in MiB (one DGC message per bucket).
-        find_unused_parameters: see :class:`torch.nn.parallel.DistributedDataParallel`.
+        find_unused_parameters: must stay ``False`` (refused: DDP would drop DGC's updates of unused parameters).
         **kwargs: further arguments of :class:`torch.nn.parallel.DistributedDataParallel`.
     """
 
@@ -81,7 +98,9 @@ class DGCStrategy(DDPStrategy):
         dense_steps: int = 2,
         momentum_masking: bool = True,
         clip_norm: float | None = None,
-        value_dtype: Literal["fp32", "fp16", "bf16"] = "fp32",
+        value_dtype: Literal["fp32", "fp16", "bf16", "fp8"] = "fp32",
+        index_coding: Literal["int32", "block16"] = "int32",
+        aggregation: Literal["allgather", "reduce_scatter"] = "allgather",
         selection: Selection = "tensor",
         min_compress_numel: int = 1024,
         dense_fallback: bool = True,
@@ -100,7 +119,13 @@ class DGCStrategy(DDPStrategy):
         if bucket_cap_mb is not None:
             kwargs["bucket_cap_mb"] = bucket_cap_mb
         if find_unused_parameters:
-            kwargs["find_unused_parameters"] = True
+            raise ValueError(
+                "DGCStrategy does not support find_unused_parameters=True: DDP discards the communication hook's "
+                "result for a parameter that got no gradient in a step, after DGC has already advanced that "
+                "parameter's momentum and residual and cleared the entries it sent, so its updates would be lost "
+                "without a word. Make every trainable parameter take part in each step's loss (freeze the unused "
+                "ones with requires_grad=False, or remove them), or train with the plain DDPStrategy."
+            )
         for name in ("ddp_comm_hook", "ddp_comm_state", "ddp_comm_wrapper", "model_averaging_period"):
             if kwargs.get(name) is not None:
                 raise ValueError(f"DGCStrategy installs its own communication hook; remove {name}={kwargs[name]!r}")
@@ -109,8 +134,8 @@ class DGCStrategy(DDPStrategy):
             raise ValueError(f"value_dtype must be one of {sorted(wire.VALUE_DTYPES)}, got {value_dtype!r}")
         if selection not in ("tensor", "bucket"):
             raise ValueError(f"selection must be 'tensor' or 'bucket', got {selection!r}")
-        if dense_steps < 0 or min_compress_numel < 1:
-            raise ValueError("dense_steps must be >= 0 and min_compress_numel >= 1")
+        if dense_steps < 0:
+            raise ValueError(f"dense_steps must be >= 0, got {dense_steps}")
         self.schedule = DensitySchedule(density, warmup_densities, warmup_interval, warmup_every)
         self.settings = CompressorSettings(
             momentum_masking=momentum_masking,
@@ -119,11 +144,14 @@ class DGCStrategy(DDPStrategy):
             selection=selection,
             min_compress_numel=min_compress_numel,
             dense_fallback=dense_fallback,
+            aggregation=aggregation,
+            index_coding=index_coding,
         )
         self.dense_steps = dense_steps
         self._dgc_state: DGCHookState | None = None
         self._restored: dict[str, Any] | None = None
         self._sgd: tuple[float, bool, dict[torch.Tensor, float]] | None = None
+        self._sgd_groups: list[list[dict[str, Any]]] = []
         super().__init__(
             accelerator=accelerator,
             parallel_devices=parallel_devices,
@@ -170,10 +198,35 @@ class DGCStrategy(DDPStrategy):
             raise ValueError(
                 f"DGCStrategy does not support Trainer(gradient_clip_val={trainer.gradient_clip_val}): Lightning clips "
                 "the aggregated update after the exchange, but DGC must clip each rank's gradient before it enters "
-                f"the residual. Remove gradient_clip_val and set DGCStrategy(clip_norm={trainer.gradient_clip_val}) "
-                "(applied per tensor at clip_norm / sqrt(world_size), as in the paper)."
+                "the residual. Remove gradient_clip_val and set DGCStrategy(clip_norm=...): it bounds each tensor's "
+                "norm at clip_norm / sqrt(world_size), not the global norm, so the same number clips differently "
+                "(docs/dgc.md: 5 for the keyword spotter, 1 for DeepSpeech)."
             )
         _check_precision(self.precision_plugin)
+
+    def _check_schedulers(self) -> None:
+        for config in self.lr_scheduler_configs:
+            scheduler = config.scheduler
+            if isinstance(scheduler, CYCLING_SCHEDULERS) and getattr(scheduler, "cycle_momentum", False):
+                raise ValueError(
+                    f"DGCStrategy does not support {type(scheduler).__name__}(cycle_momentum=True): the scheduler "
+                    "writes momentum back into SGD's parameter groups after DGC moved it into the exchange, so SGD "
+                    "would apply its own momentum on top of DGC's. Pass cycle_momentum=False (the learning rate "
+                    "still cycles; DGC keeps SGD's momentum fixed)."
+                )
+
+    def _check_sgd_extras_zero(self) -> None:
+        """Refuse to step when something wrote momentum or weight decay back into SGD since the strategy took them."""
+        for optimizer in self.optimizers:
+            for group in optimizer.param_groups:
+                written = {k: group[k] for k in ("momentum", "weight_decay") if group.get(k)}
+                if written or group.get("nesterov"):
+                    raise RuntimeError(
+                        f"SGD's parameter group has {written or {'nesterov': True}} again after DGCStrategy moved "
+                        "momentum, Nesterov and weight decay into the exchange: SGD would apply them a second time. "
+                        "Something (a momentum-cycling scheduler, a callback) writes them each step; stop it from "
+                        "doing so (schedulers: cycle_momentum=False)."
+                    )
 
     def _adopt_sgd(self, optimizers: list[torch.optim.Optimizer]) -> tuple[float, bool, dict[torch.Tensor, float]]:
         """Read momentum, Nesterov and weight decay from the SGD optimizers and zero them there."""
@@ -200,6 +253,10 @@ class DGCStrategy(DDPStrategy):
                 f"DGCStrategy needs one momentum and Nesterov setting for all parameter groups, got {sorted(settings)}"
             )
         momentum, nesterov = settings.pop()
+        self._sgd_groups = [
+            [{k: group[k] for k in ("momentum", "nesterov", "weight_decay")} for group in optimizer.param_groups]
+            for optimizer in optimizers
+        ]
         for optimizer in optimizers:
             _zero_sgd_extras(optimizer)
         return momentum, nesterov, weight_decay
@@ -210,6 +267,7 @@ class DGCStrategy(DDPStrategy):
         self._check_trainer(trainer)
         super().setup(trainer)
         if trainer.state.fn == TrainerFn.FITTING:
+            self._check_schedulers()
             self._sgd = self._adopt_sgd(self.optimizers)
             assert self._dgc_state is not None
             self._dgc_state.compressor.configure_optimizer(*self._sgd)
@@ -235,6 +293,7 @@ class DGCStrategy(DDPStrategy):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         super().on_train_batch_start(batch, batch_idx)
         if self._dgc_state is not None:
+            self._check_sgd_extras_zero()
             trainer = self.lightning_module.trainer
             self._dgc_state.density = self.schedule.at(trainer.current_epoch, trainer.global_step)
 
@@ -257,12 +316,19 @@ class DGCStrategy(DDPStrategy):
     def save_checkpoint(self, checkpoint: dict[str, Any], filepath: _PATH, storage_options: Any | None = None) -> None:
         if self._dgc_state is not None and "optimizer_states" in checkpoint:
             checkpoint[CHECKPOINT_KEY] = {"world_size": self.world_size, "iteration": self._dgc_state.iteration}
+            # SGD's own settings go back into the saved groups (copies), so that resuming without DGC trains
+            # with momentum and weight decay; the marker makes Lightning warn in such a run (see load_checkpoint).
+            for state, groups in zip(checkpoint["optimizer_states"], self._sgd_groups):
+                for saved, own in zip(state["param_groups"], groups):
+                    saved.update(own)
+            checkpoint.setdefault("callbacks", {})[RESUME_MARKER] = {"world_size": self.world_size}
             own = {"rank": self.global_rank, "world_size": self.world_size, "state": self._dgc_state.state_dict()}
             self.checkpoint_io.save_checkpoint(own, f"{filepath}.dgc-rank{self.global_rank}.pt")
         super().save_checkpoint(checkpoint, filepath, storage_options)
 
     def load_checkpoint(self, checkpoint_path: _PATH, weights_only: bool | None = None) -> dict[str, Any]:
         checkpoint = super().load_checkpoint(checkpoint_path, weights_only=weights_only)
+        checkpoint.get("callbacks", {}).pop(RESUME_MARKER, None)  # the warning is for runs without DGC
         saved = checkpoint.get(CHECKPOINT_KEY)
         if saved is None:
             return checkpoint

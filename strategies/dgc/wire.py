@@ -1,33 +1,56 @@
-"""What DGC puts on the wire: the message layout, its size, and when a dense all-reduce is cheaper.
+"""What DGC puts on the wire: the message layouts, their sizes, and when a dense all-reduce is cheaper.
 
-One sparse message per bucket and rank, identical in size on every rank (same k everywhere), so a single
-fixed-size ``all_gather`` moves it without padding or a size exchange::
+Every message has a size known from the bucket's shapes, the density and the number of ranks, identical on
+every rank, so fixed-size collectives move it without padding or a size exchange. One message (a row) is::
 
-    [ k int32 indices | k values | d dense values ]      (values in fp32, fp16 or bf16)
+    [ coded indices | coded values | coded dense values ]        (codes: ``codec.py``)
 
-The indices address the bucket's flat gradient; the dense part carries the bucket's 1-D and tiny tensors
-in full. Everything is packed as bytes so that the three parts travel in one collective.
+- ``allgather`` (the paper): each rank's row holds its k selected entries (indices into the bucket) and the
+  bucket's 1-D and tiny tensors in full; one ``all_gather`` per bucket.
+- ``reduce_scatter`` (``scatter.py``): phase 1 sends each rank one row with the entries it selected in that
+  rank's index range and that range's share of the dense values (``all_to_all``); phase 2 all-gathers every
+  range's global selection, one row per rank.
+
+Byte counts per rank and step, with ring (all-gather, all-reduce) and pairwise (all-to-all) algorithms:
+``allgather_wire_bytes``, ``allreduce_wire_bytes``, ``scatter_wire_bytes``.
 """
 
 from __future__ import annotations
 
 import torch
 
-INDEX_DTYPE = torch.int32
-INDEX_BYTES = 4
+from strategies.dgc import codec
+from strategies.dgc.codec import FP8, VALUE_DTYPES, IndexCoding  # noqa: F401  (re-exported for callers)
+
 DENSE_REFERENCE_BYTES = 4  # compression ratios are quoted against a dense fp32 gradient
 
-VALUE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+def row_bytes(
+    k: int,
+    space: int,
+    dense: int,
+    value_dtype: torch.dtype,
+    index_coding: IndexCoding = "int32",
+    value_segments: int = 1,
+    dense_segments: int = 1,
+) -> int:
+    """Bytes of one row: ``k`` coded (index, value) pairs into ``[0, space)`` plus ``dense`` dense values.
+
+    ``value_segments``, ``dense_segments``: how many tensors the values and the dense values come from (fp8
+    sends one scale per tensor).
+    """
+    return (
+        codec.index_bytes(k, space, index_coding)
+        + codec.value_bytes(k, value_dtype, value_segments)
+        + codec.value_bytes(dense, value_dtype, dense_segments)
+    )
 
 
-def value_bytes(dtype: torch.dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()
-
-
-def sparse_payload_bytes(k: int, dense: int, value_dtype: torch.dtype) -> int:
-    """Bytes one rank contributes for one bucket: k (index, value) pairs plus ``dense`` dense values."""
-    vb = value_bytes(value_dtype)
-    return k * (INDEX_BYTES + vb) + dense * vb
+def sparse_payload_bytes(
+    k: int, dense: int, value_dtype: torch.dtype, index_coding: IndexCoding = "int32", space: int = 1
+) -> int:
+    """Bytes one rank contributes to the paper's all-gather for one bucket of ``space`` elements (one fp8 scale)."""
+    return row_bytes(k, space, dense, value_dtype, index_coding)
 
 
 def allgather_wire_bytes(payload: int, world_size: int) -> float:
@@ -40,48 +63,25 @@ def allreduce_wire_bytes(payload: int, world_size: int) -> float:
     return 2 * (world_size - 1) / world_size * payload
 
 
-def prefer_dense(k: int, dense: int, numel: int, value_dtype: torch.dtype, world_size: int) -> bool:
-    """Whether a dense all-reduce of the whole bucket moves no more bytes than the sparse all-gather.
+def scatter_wire_bytes(phase1_row: int, phase2_row: int, world_size: int) -> float:
+    """Bytes each rank sends in the two phases of ``reduce_scatter``: N-1 rows to the others, then a ring all-gather."""
+    return (world_size - 1) * (phase1_row + phase2_row)
 
-    The all-gather's volume grows with the number of ranks while the all-reduce's does not, so early
-    warm-up densities (25% at 4 ranks or more) and large clusters fall back to dense.
+
+def prefer_dense(sparse_wire: float, numel: int, value_dtype: torch.dtype, world_size: int) -> bool:
+    """Whether a dense all-reduce of the whole bucket moves no more bytes than the sparse exchange.
+
+    The paper's all-gather grows with the number of ranks while the all-reduce does not, so early warm-up
+    densities (25% at 4 ranks or more) and large clusters fall back to dense.
     """
-    sparse = allgather_wire_bytes(sparse_payload_bytes(k, dense, value_dtype), world_size)
-    full = allreduce_wire_bytes(numel * value_bytes(value_dtype), world_size)
-    return sparse >= full
+    dense = allreduce_wire_bytes(numel * codec.summable_dtype(value_dtype).itemsize, world_size)
+    return sparse_wire >= dense
 
 
-def quantize(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``values`` in the wire dtype; fp16 saturates instead of overflowing to inf (which would poison residuals)."""
-    if dtype == torch.float16:
-        limit = torch.finfo(torch.float16).max
-        values = values.clamp(-limit, limit)
-    return values.to(dtype)
-
-
-def pack(indices: torch.Tensor, values: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-    """One flat uint8 message from int32 ``indices`` and wire-dtype ``values`` and ``dense``."""
-    return torch.cat(
-        [indices.to(INDEX_DTYPE).view(torch.uint8), values.reshape(-1).view(torch.uint8), dense.reshape(-1).view(torch.uint8)]
-    )
-
-
-def unpack(
-    gathered: torch.Tensor, world_size: int, k: int, dense: int, value_dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Split ``world_size`` concatenated messages into indices ``[N*k]``, values ``[N*k]``, dense ``[N, dense]``.
-
-    Each part is copied into fresh memory before its bytes are reinterpreted, because a part of a row need
-    not start at an address aligned for its dtype.
-    """
-    vb = value_bytes(value_dtype)
-    rows = gathered.view(world_size, -1)
-    a, b = k * INDEX_BYTES, k * (INDEX_BYTES + vb)
-
-    def part(start: int, stop: int, dtype: torch.dtype) -> torch.Tensor:
-        return rows[:, start:stop].reshape(-1).clone().view(dtype)
-
-    indices = part(0, a, INDEX_DTYPE)
-    values = part(a, b, value_dtype)
-    dense_values = part(b, b + dense * vb, value_dtype).reshape(world_size, dense)
-    return indices, values, dense_values
+def split_row(rows: torch.Tensor, *sizes: int) -> list[torch.Tensor]:
+    """Cut ``[R, sum(sizes)]`` uint8 rows into consecutive parts."""
+    parts, start = [], 0
+    for size in sizes:
+        parts.append(rows[:, start : start + size])
+        start += size
+    return parts
