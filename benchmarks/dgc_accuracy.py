@@ -30,7 +30,6 @@ import json
 import math
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,21 +39,18 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import yaml
+from dgc_comm_model import powersgd_bytes
 from pytorch_lightning.callbacks import Callback
 
+from callbacks import DGCMonitor
+from lit_app.base import architecture_settings
+from lit_app.data.asr import ASRDataModule
+from lit_app.data.kws import KWSDataModule
+from lit_app.models.asr import DeepSpeechModule
+from lit_app.models.kws import KWSModule
+from strategies.dgc import PAPER_WARMUP, CommHookDDPStrategy, DGCStrategy
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-from dgc_comm_model import powersgd_bytes  # noqa: E402
-
-from callbacks import DGCMonitor  # noqa: E402
-from lit_app.base import architecture_settings  # noqa: E402
-from lit_app.data.asr import ASRDataModule  # noqa: E402
-from lit_app.data.kws import KWSDataModule  # noqa: E402
-from lit_app.models.asr import DeepSpeechModule  # noqa: E402
-from lit_app.models.kws import KWSModule  # noqa: E402
-from strategies.dgc import PAPER_WARMUP, CommHookDDPStrategy, DGCStrategy  # noqa: E402
 
 METHODS = ["ddp", "bf16", "powersgd", "dgc"]
 

@@ -36,18 +36,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from strategies.dgc import wire
+from strategies.dgc.codec import VALUE_DTYPES, summable_dtype
+from strategies.dgc.scatter import ScatterPlan
+from strategies.dgc.selection import tensor_k
 
-from strategies.dgc import wire  # noqa: E402
-from strategies.dgc.codec import VALUE_DTYPES, summable_dtype  # noqa: E402
-from strategies.dgc.scatter import ScatterPlan  # noqa: E402
-from strategies.dgc.selection import tensor_k  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 WORKERS = [2, 4, 8, 16, 32, 64, 128, 256]
 GBPS = [1, 10, 100]

@@ -25,7 +25,6 @@ import json
 import platform
 import socket
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,14 +34,14 @@ import torch.distributed as dist
 import yaml
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from lit_app.base import architecture_settings
+from lit_app.benchmarking import synchronize
+from lit_app.models.asr import DeepSpeechModule
+from lit_app.models.kws import KWSModule
+from strategies.dgc import CompressorSettings, DGCCompressor, DGCHookState, dgc_hook
+from strategies.dgc.wire import VALUE_DTYPES
 
-from lit_app.base import architecture_settings  # noqa: E402
-from lit_app.models.asr import DeepSpeechModule  # noqa: E402
-from lit_app.models.kws import KWSModule  # noqa: E402
-from strategies.dgc import CompressorSettings, DGCCompressor, DGCHookState, dgc_hook  # noqa: E402
-from strategies.dgc.wire import VALUE_DTYPES  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 # (values, top-k, indices): the paper's wire format first, then the compact codes of issue #26
 VARIANTS = [("fp32", "tensor", "int32"), ("bf16", "tensor", "int32"), ("bf16", "bucket", "int32"),
@@ -78,11 +77,6 @@ def deepspeech_workload(batch: int, device: torch.device, seconds: float = 3.0) 
     return model, loss
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def timed_steps(net: torch.nn.Module, loss_fn: Callable, steps: int, warmup: int, device: torch.device,
                 after_backward: Callable | None = None) -> dict[str, float]:
     """Median forward, backward and SGD-step times (ms) of ``net`` (plain module or DDP)."""
@@ -91,16 +85,16 @@ def timed_steps(net: torch.nn.Module, loss_fn: Callable, steps: int, warmup: int
     times: dict[str, list[float]] = {"forward": [], "backward": [], "step": []}
     for i in range(warmup + steps):
         optimizer.zero_grad(set_to_none=True)
-        sync(device)
+        synchronize(device)
         t0 = time.perf_counter()
         loss = loss_fn(net)
-        sync(device)
+        synchronize(device)
         t1 = time.perf_counter()
         loss.backward()
-        sync(device)
+        synchronize(device)
         t2 = time.perf_counter()
         optimizer.step()
-        sync(device)
+        synchronize(device)
         t3 = time.perf_counter()
         if after_backward is not None:
             after_backward(i >= warmup)

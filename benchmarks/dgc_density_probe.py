@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from itertools import chain, count, islice
 from pathlib import Path
@@ -24,14 +23,13 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from lit_app.base import architecture_settings, warmup_cosine
+from lit_app.data.kws import KWSDataModule
+from lit_app.models.kws import KWSModule
+from strategies.dgc import PAPER_WARMUP, DensitySchedule
+from strategies.dgc.compressor import CompressorSettings, DGCCompressor
 
-from lit_app.base import architecture_settings, warmup_cosine  # noqa: E402
-from lit_app.data.kws import KWSDataModule  # noqa: E402
-from lit_app.models.kws import KWSModule  # noqa: E402
-from strategies.dgc import PAPER_WARMUP, DensitySchedule  # noqa: E402
-from strategies.dgc.compressor import CompressorSettings, DGCCompressor  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

@@ -22,17 +22,11 @@ import argparse
 import datetime
 import math
 import platform
-import statistics
-import sys
-import time
-from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from strategies.dgc.selection import TopKPlan, tensor_k  # noqa: E402
+from lit_app.benchmarking import median_seconds
+from strategies.dgc.selection import TopKPlan, tensor_k
 
 
 def resnet50_weight_shapes() -> list[tuple[int, ...]]:
@@ -60,17 +54,7 @@ SETS = {"ResNet-50": resnet50_weight_shapes, "DeepSpeech 2048": deepspeech_weigh
 
 
 def median_ms(fn, repeats: int, device: torch.device) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    return median_seconds(fn, device, repeats) * 1000
 
 
 def main() -> None:

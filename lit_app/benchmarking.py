@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import statistics
 import time
 from collections.abc import Callable
 
@@ -32,6 +33,13 @@ def seconds_per_call(step: Callable[[], object], device: str | torch.device, cal
         synchronize(device)
         best = min(best, (time.perf_counter() - start) / calls)
     return best
+
+
+def median_seconds(step: Callable[[], object], device: str | torch.device, repeats: int, warmup: int = 1) -> float:
+    """The median of ``repeats`` timed single calls of ``step`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        step()
+    return statistics.median(seconds_per_call(step, device, 1, warmup=0) for _ in range(repeats))
 
 
 def cpu_name() -> str:
