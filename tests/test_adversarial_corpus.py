@@ -56,6 +56,9 @@ def test_a_built_corpus_is_complete_valid_and_follows_the_source_splits(tmp_path
     # Synthetic voices belong to one split only, so test voices are unseen in training.
     groups = {split: {r["group"] for r in rows if r["split"] == split} for split in ("train", "val", "test")}
     assert not groups["train"] & groups["test"] and not groups["train"] & groups["val"]
+    described = json.loads((corpus.root / "corpus.json").read_text())["victim_description"]
+    assert described.startswith("keyword spotter: TensorFlow's conv model") and "20 MFCC" in described
+    assert described in (corpus.root / "README.md").read_text()  # the card says which victim was attacked
     sha = checkpoint_sha256(kws_victim)
     for r in adversarial:
         assert r["success"] == (r["prediction"] == r["target"]) and r["target"] != r["source_label"]

@@ -57,15 +57,21 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def write_card(root: Path, settings: dict[str, Any], summary: dict[str, Any], victim: str) -> Path:
-    """Write ``README.md``: what the corpus is, how it was made, and its numbers."""
+def write_card(root: Path, settings: dict[str, Any], summary: dict[str, Any], victim: str,
+               victim_description: str = "") -> Path:
+    """Write ``README.md``: what the corpus is, how it was made, and its numbers.
+
+    Args:
+        victim_description: which network the victim is (its module's ``describe()``), said beside its path.
+    """
     attack = summary["attack"]
+    described = f", {victim_description}" if victim_description else ""
     lines = [
         f"# Adversarial corpus `{root.name}`",
         "",
-        f"Made by the `{settings['attack']}` attack against the victim `{victim}` "
+        f"Made by the `{settings['attack']}` attack against the victim `{victim}`{described} "
         f"(SHA-256 `{settings['victim_sha256'][:16]}...`). 16 kHz mono 16-bit WAV clips; `manifest.csv` has one "
-        "row per clip (see `lit_app/data/adversarial_manifest.py` for the columns). Splits follow the source "
+        "row per clip (see `lit_app/advsets/manifest.py` for the columns). Splits follow the source "
         "corpus, so a clip and the adversarial examples made from it are always in the same split.",
         "",
         "## Counts",

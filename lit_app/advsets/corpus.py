@@ -36,6 +36,7 @@ from lit_app.attacks.victims import ClassifierVictim, Victim, checkpoint_sha256,
 from lit_app.audio.io import STRICT, AudioPolicy, read_audio, write_wav
 from lit_app.audio.pcm import quantize
 from lit_app.base import LitAppDataModule
+from lit_app.checkpoints import load_module
 from lit_app.data.source_clip import SourceClip
 from lit_app.device import resolve_device
 from lit_app.splits import SPLITS
@@ -522,10 +523,17 @@ class AdversarialCorpus:
         manifest.write_manifest(self.root, rows)
         rows = manifest.read_manifest(self.root)
         summary = card.summarise(rows)
-        card.write_card(self.root, self.settings(), summary, str(self.victim))
+        described = describe_victim(self.victim)
+        card.write_card(self.root, self.settings(), summary, str(self.victim), described)
         folders.remove_partial_files(self.root)
-        folders.finish_folder(self.root, {"summary": summary, "victim": str(self.victim)})
+        folders.finish_folder(self.root, {"summary": summary, "victim": str(self.victim), "victim_description": described})
         return True
+
+
+def describe_victim(checkpoint: str) -> str:
+    """The victim's one-line description (its module's ``describe()``), or ``""`` for a module without one."""
+    module = load_module(checkpoint, map_location="cpu")
+    return module.describe() if hasattr(module, "describe") else ""
 
 
 def drop_torn_line(path: Path) -> None:

@@ -96,6 +96,17 @@ class KWSModule(LitAppModule):
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
 
+    def describe(self) -> str:
+        """Which victim this is, in one line for dataset cards and results (from the hyper-parameters alone), e.g.
+        ``keyword spotter: TensorFlow's conv model (12 labels; 40 MFCC, 20-4000 Hz, 30 ms every 10 ms)``."""
+        h = self.hparams
+        options = [name for name, on in (("batch norm", h.batch_norm), ("valid padding", h.padding == "valid"),
+                                         ("second pool", h.second_pool)) if on]
+        network = "TensorFlow's conv model" + (f" with {', '.join(options)}" if options else "")
+        band = f"{h.f_min:g}-{h.f_max:g} Hz" if h.f_max else f"from {h.f_min:g} Hz"
+        return (f"keyword spotter: {network} ({len(self.labels)} labels; {h.n_mfcc} MFCC, {band}, "
+                f"{h.win_ms:g} ms every {h.hop_ms:g} ms)")
+
     def features(self, waveform: torch.Tensor) -> torch.Tensor:
         """Normalised MFCCs ``[batch, frames, coefficients]`` of ``[batch, samples]`` waveforms."""
         return self.feature_norm(self.front_end(waveform)).transpose(1, 2)

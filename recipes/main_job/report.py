@@ -66,14 +66,18 @@ def demo_corpora(scale: Scale) -> list[Path]:
 def corpus_lines(scale: Scale) -> list[str]:
     lines = ["| corpus | examples | success rate | mean dB_x | mean SNR (dB) | median queries | median iterations |",
              "|---|---|---|---|---|---|---|"]
+    victims = {}
     for root in demo_corpora(scale):
-        attack = (read_corpus_info(root) or {}).get("summary", {}).get("attack")
+        info = read_corpus_info(root) or {}
+        attack = info.get("summary", {}).get("attack")
         if attack is None:
             lines.append(f"| {root.name} | not built | | | | | |")
             continue
+        if info.get("victim_description"):
+            victims[root.name] = info["victim_description"]
         lines.append(f"| {root.name} | {attack['examples']} | {attack['success_rate']} | {attack['mean_db_x_successful']} | "
                      f"{attack['mean_snr_db_successful']} | {attack['median_queries']} | {attack['median_iterations']} |")
-    return lines
+    return lines + [""] + [f"- `{name}` attacks the {victim}" for name, victim in victims.items()]
 
 
 def section(title: str, path: str, figures: list[str] = ()) -> list[str]:
