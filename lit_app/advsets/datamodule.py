@@ -163,7 +163,7 @@ class AdversarialDataModule(LitAppDataModule):
         if key not in self.rows:
             if not corpus.is_complete():
                 raise RuntimeError(f"{corpus.root}: the corpus is unfinished or was built with other settings; "
-                                   "run prepare_data (or `python -m lit_app.advsets.generate`) first")
+                                   "run prepare_data (or `lit-app generate`) first")
             self.rows[key] = manifest.read_manifest(corpus.root)
         return self.rows[key]
 
