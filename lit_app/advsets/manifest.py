@@ -100,10 +100,27 @@ def read_manifest(root: str | os.PathLike, check_audio: bool = True) -> list[dic
     Raises:
         ManifestError: the first problem found, naming the row.
     """
-    import soundfile as sf
-
     root = Path(root)
     path = root / MANIFEST_FILE
+    rows, seen, lines_of_clips = [], set(), {}
+    for number, text in enumerate(read_raw_rows(path), start=2):
+        where = f"{path}, line {number} ({text.get('id')!r})"
+        if text["id"] in seen:
+            raise ManifestError(f"{where}: duplicate id")
+        seen.add(text["id"])
+        row, clip = check_row(root, text, where)
+        if clip in lines_of_clips:
+            raise ManifestError(f"{where}: {text['path']} is also the clip of line {lines_of_clips[clip]}; each row "
+                                "needs a file of its own. Rebuild the corpus.")
+        lines_of_clips[clip] = number
+        if check_audio:
+            check_clip(clip, row["num_samples"], where)
+        rows.append(row)
+    return rows
+
+
+def read_raw_rows(path: Path) -> list[dict[str, str]]:
+    """The manifest's rows as text, once its columns are checked."""
     if not path.is_file():
         raise ManifestError(f"{path}: no manifest. The corpus is unfinished: build it (prepare_data) to finish it.")
     with open(path, newline="") as handle:
@@ -111,43 +128,38 @@ def read_manifest(root: str | os.PathLike, check_audio: bool = True) -> list[dic
         missing = [f for f in FIELDS if f not in (reader.fieldnames or [])]
         if missing:
             raise ManifestError(f"{path}: missing columns {missing}; it was not written by this version of lit-app")
-        raw = list(reader)
-    rows, seen, lines_of_clips = [], set(), {}
-    for number, text in enumerate(raw, start=2):
-        where = f"{path}, line {number} ({text.get('id')!r})"
-        if text["id"] in seen:
-            raise ManifestError(f"{where}: duplicate id")
-        seen.add(text["id"])
-        if text["kind"] not in KINDS or text["label"] not in LABELS or text["split"] not in SPLITS:
-            raise ManifestError(f"{where}: kind/label/split must be in {KINDS}/{LABELS}/{SPLITS}")
-        try:
-            row = parse(text)
-        except ValueError as err:
-            raise ManifestError(f"{where}: {err}") from err
-        try:
-            clip = inside(root, text["path"])
-        except ManifestError as err:
-            raise ManifestError(f"{where}: {err}") from err
-        if clip in lines_of_clips:
-            raise ManifestError(f"{where}: {text['path']} is also the clip of line {lines_of_clips[clip]}; each row "
-                                "needs a file of its own. Rebuild the corpus.")
-        lines_of_clips[clip] = number
-        if check_audio:
-            if not clip.is_file():
-                raise ManifestError(f"{where}: {clip} is missing. Rebuild the corpus (a rerun restores missing clips "
-                                    "only before the manifest is written: delete the folder to rebuild it).")
-            try:
-                check_complete(clip)
-            except AudioError as err:
-                raise ManifestError(f"{where}: {err}") from err
-            info = sf.info(str(clip))
-            if info.samplerate != 16000 or info.channels != 1 or info.subtype != "PCM_16":
-                raise ManifestError(f"{where}: {clip} is {info.samplerate} Hz, {info.channels} channels, {info.subtype}; "
-                                    "corpus clips are 16 kHz mono PCM_16")
-            if row["num_samples"] is not None and info.frames != row["num_samples"]:
-                raise ManifestError(f"{where}: {clip} has {info.frames} samples, the manifest says {row['num_samples']}")
-        rows.append(row)
-    return rows
+        return list(reader)
+
+
+def check_row(root: Path, text: dict[str, str], where: str) -> tuple[dict[str, Any], Path]:
+    """One row typed, and its clip's path (inside ``root``); ``where`` names the row in errors."""
+    if text["kind"] not in KINDS or text["label"] not in LABELS or text["split"] not in SPLITS:
+        raise ManifestError(f"{where}: kind/label/split must be in {KINDS}/{LABELS}/{SPLITS}")
+    try:
+        return parse(text), inside(root, text["path"])
+    except ManifestError as err:
+        raise ManifestError(f"{where}: {err}") from err
+    except ValueError as err:
+        raise ManifestError(f"{where}: {err}") from err
+
+
+def check_clip(clip: Path, num_samples: int | None, where: str) -> None:
+    """The clip exists, is whole, and is 16 kHz mono PCM_16 of ``num_samples`` samples (when given)."""
+    import soundfile as sf
+
+    if not clip.is_file():
+        raise ManifestError(f"{where}: {clip} is missing. Rebuild the corpus (a rerun restores missing clips "
+                            "only before the manifest is written: delete the folder to rebuild it).")
+    try:
+        check_complete(clip)
+    except AudioError as err:
+        raise ManifestError(f"{where}: {err}") from err
+    info = sf.info(str(clip))
+    if info.samplerate != 16000 or info.channels != 1 or info.subtype != "PCM_16":
+        raise ManifestError(f"{where}: {clip} is {info.samplerate} Hz, {info.channels} channels, {info.subtype}; "
+                            "corpus clips are 16 kHz mono PCM_16")
+    if num_samples is not None and info.frames != num_samples:
+        raise ManifestError(f"{where}: {clip} has {info.frames} samples, the manifest says {num_samples}")
 
 
 def finite_mean(values: list[float | None]) -> float | None:

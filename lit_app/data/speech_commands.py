@@ -42,19 +42,13 @@ class Clip:
         return Path(self.path).name.split("_nohash_")[0]
 
 
-def scan(root: str | Path) -> dict[str, list[Clip]]:
-    """Every clip of the corpus, by split, in a stable order.
+def read_split_lists(root: Path) -> dict[str, set[str]]:
+    """The files ``validation_list.txt`` and ``testing_list.txt`` name, each file in one list once.
 
     Raises:
-        FileNotFoundError: ``root`` is missing or is not in the Speech Commands layout.
-        lit_app.paths.ListedPathError: a file listed twice or in both lists, or a clip linking outside ``root``.
+        FileNotFoundError: a list is missing.
+        lit_app.paths.ListedPathError: a file listed twice or in both lists.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(
-            f"{root}: no such folder. Point the data module at a Speech Commands copy (v0.01/v0.02), "
-            "or give it a `synthesize` section to build the synthetic corpus there."
-        )
     lists: dict[str, set[str]] = {}
     first: dict[str, str] = {}
     for split, name in (("validation", "validation_list.txt"), ("testing", "testing_list.txt")):
@@ -75,6 +69,23 @@ def scan(root: str | Path) -> dict[str, list[Clip]]:
                 raise ListedPathError(f"{first[entry]} and {listing}:{number}: {entry} {problem}; keep one line.")
             first[entry] = f"{listing}:{number}"
             lists[split].add(entry)
+    return lists
+
+
+def scan(root: str | Path) -> dict[str, list[Clip]]:
+    """Every clip of the corpus, by split, in a stable order.
+
+    Raises:
+        FileNotFoundError: ``root`` is missing or is not in the Speech Commands layout.
+        lit_app.paths.ListedPathError: a file listed twice or in both lists, or a clip linking outside ``root``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"{root}: no such folder. Point the data module at a Speech Commands copy (v0.01/v0.02), "
+            "or give it a `synthesize` section to build the synthetic corpus there."
+        )
+    lists = read_split_lists(root)
     splits: dict[str, list[Clip]] = {split: [] for split in SPLITS}
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != BACKGROUND_NOISE_FOLDER):
         if folder.name.startswith(".") or (folder.name.startswith("_") and folder.name not in (SILENCE, UNKNOWN)):
