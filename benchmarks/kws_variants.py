@@ -6,20 +6,20 @@ Variants: ``tf`` (the default: TensorFlow's model and MFCCs), ``tf`` with each o
 (``batch_norm``, ``valid`` padding, ``second_pool``), and ``old`` (the victim of the main job before
 2026-12-05: all three on 8 kHz power-mel MFCCs with centred frames). Rounds visit every variant in turn, so a
 busy machine slows them alike; each line gives the median over rounds. Random audio: the cost does not depend
-on it. Training is forward + backward + AdamW step on the whole module (MFCC front end included); queries are
+on it. Training is forward + backward + SGD step on the whole module (MFCC front end included); queries are
 inference-mode forwards of a large batch, as the genetic attack asks them.
 """
 
 from __future__ import annotations
 
-import platform
 import statistics
-import time
 from typing import Any
 
 import torch
 from jsonargparse import CLI
+from kws_throughput import measure  # the sibling script: the same timed step
 
+from lit_app.benchmarking import machine
 from lit_app.models.kws import LEGACY_SETTINGS, KWSModule
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -31,36 +31,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def clips_per_second(model: KWSModule, batch: int, train: bool, steps: int) -> float:
-    audio = torch.randn(batch, 16000) * 0.1
-    target = torch.randint(0, len(model.labels), (batch,))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    model.train(train)
-
-    def step() -> None:
-        if train:
-            optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(model(audio), target).backward()
-            optimizer.step()
-        else:
-            with torch.inference_mode():
-                model(audio)
-
-    step()  # warm-up
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return batch * steps / (time.perf_counter() - start)
-
-
-def cpu_name() -> str:
-    try:
-        lines = open("/proc/cpuinfo").read().splitlines()
-    except OSError:
-        return platform.processor() or "cpu"
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "cpu")
-
-
 def main(batch: int = 32, query_batch: int = 512, rounds: int = 3, steps: int = 10) -> None:
     """Print the median training and query throughput of each variant.
 
@@ -70,14 +40,14 @@ def main(batch: int = 32, query_batch: int = 512, rounds: int = 3, steps: int = 
         rounds: rounds over all variants.
         steps: timed steps per measurement.
     """
-    print(f"cpu: {cpu_name()}, {torch.get_num_threads()} threads; torch {torch.__version__}")
+    print(f"cpu: {machine('cpu')}; torch {torch.__version__}")
     models = {name: KWSModule(**settings) for name, settings in VARIANTS.items()}
     train: dict[str, list[float]] = {name: [] for name in models}
     query: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(rounds):
         for name, model in models.items():
-            train[name].append(clips_per_second(model, batch, True, steps))
-            query[name].append(clips_per_second(model, query_batch, False, max(1, steps // 4)))
+            train[name].append(measure(model, batch, "cpu", True, steps))
+            query[name].append(measure(model, query_batch, "cpu", False, max(1, steps // 4)))
     for name, model in models.items():
         params = sum(p.numel() for p in model.parameters())
         print(f"{name:15s} {params:8d} parameters  train {statistics.median(train[name]):7.1f} clips/s (batch {batch})"
