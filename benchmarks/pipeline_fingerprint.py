@@ -2,8 +2,9 @@
 
 Builds, in a scratch folder, a tiny synthetic keyword corpus and sentence corpus, seeded untrained victims (a
 keyword spotter and a DeepSpeech), and from them a genetic set, a PGD set, its noise control and a C&W set; then
-prints one SHA-256 per corpus over every file's path and bytes (``corpus.json`` and the dataset card left out: they
-record absolute paths). Equal lines at two commits mean byte-identical corpora. Use the same ``--out`` at both.
+prints one SHA-256 per corpus over every file's path and bytes (``corpus.json``, the dataset card and lock files
+left out: they record absolute paths and pids). Equal lines at two commits mean byte-identical corpora. Use the
+same ``--out`` at both.
 
     python benchmarks/pipeline_fingerprint.py --out /tmp/fp        # in each checkout, then diff the outputs
 """
@@ -33,7 +34,9 @@ SKIPPED = {"corpus.json", "README.md"}
 
 def fingerprint(root: Path) -> str:
     digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name not in SKIPPED):
+    # Lock files hold the last writer's pid.
+    for path in sorted(p for p in root.rglob("*")
+                       if p.is_file() and p.name not in SKIPPED and not p.name.endswith(".lock")):
         digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

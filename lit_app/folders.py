@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import fcntl
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from typing import Any
 
 CORPUS_FILE = "corpus.json"
 MANIFEST_FILE = "manifest.csv"
+log = logging.getLogger(__name__)
 LOCK_FILE = ".lock"
 
 
@@ -49,22 +51,30 @@ class FolderLock:
         self.what = what
         self.fd: int | None = None
 
-    def acquire(self, exclusive: bool = True) -> FolderLock:
-        """Take the lock without waiting.
+    def acquire(self, exclusive: bool = True, wait: bool = False) -> FolderLock:
+        """Take the lock; without ``wait``, refuse at once when it is held.
 
         Raises:
-            FolderBusyError: another process holds it (exclusively, or shared when ``exclusive``).
+            FolderBusyError: another process holds it (exclusively, or shared when ``exclusive``) and ``wait`` is off.
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         try:
-            fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except BlockingIOError:
+            if wait:
+                log.info("%s: waiting for the run that holds it (pid %s)", self.what, holder_of(self.path))
+                fcntl.flock(fd, mode)
+                return self._held(fd, exclusive)
             os.close(fd)
             raise FolderBusyError(
                 f"{self.what}: in use by another run (pid {holder_of(self.path)}). Wait for it to finish or stop "
                 "it; two runs writing here would redo each other's work and delete each other's temporary files."
             ) from None
+        return self._held(fd, exclusive)
+
+    def _held(self, fd: int, exclusive: bool) -> FolderLock:
         if exclusive:
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())

@@ -101,3 +101,26 @@ def test_flite_leaves_no_temporary_files(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     samples, rate = FliteEngine().synthesise("yes", "slt")
     assert samples.size > rate // 10 and list(tmp_path.iterdir()) == []
+
+
+def test_two_builders_of_one_corpus_take_turns(tmp_path):
+    """A second build started while the first renders waits for it, then finds the corpus complete: neither sweeps
+    the other's temporary files, and the corpus equals a lone build's."""
+    from tests.conftest import REPO
+
+    script = ("import sys; from lit_app.data.synth.keywords import SyntheticKeywordCorpus; "
+              "from tests.conftest import TINY_CORPUS; "
+              "SyntheticKeywordCorpus(**TINY_CORPUS).build(sys.argv[1], show_progress=False)")
+    runs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "shared")], cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    for run in runs:
+        _, err = run.communicate(timeout=240)
+        assert run.returncode == 0, err.decode()[-2000:]
+    alone = SyntheticKeywordCorpus(**TINY_CORPUS).build(tmp_path / "alone", show_progress=False)
+
+    def digest(root):
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.name not in ("corpus.json", ".lock"))
+        assert not [p for p in files if p.name.endswith(".part")]
+        return hashlib.sha256(b"".join(str(p.relative_to(root)).encode() + p.read_bytes() for p in files)).hexdigest()
+
+    assert digest(tmp_path / "shared") == digest(alone)

@@ -93,10 +93,15 @@ class SyntheticCorpus(ABC):
         settings = self.resolved_settings()
         if folders.claim_folder(root, self.kind, settings):
             return root
-        folders.remove_partial_files(root)
-        specs, voices = self.plan()
-        write_background_noise(root / BACKGROUND_NOISE_FOLDER, settings["noise_seconds"], settings["seed"])
-        render = functools.partial(self.renderer(), root=str(root))
-        build.render_missing(root, specs, render, self.num_workers, self.description, show_progress)
-        self.write_index(root, specs, voices)
+        # One writer at a time: a second build of the same corpus (another node's prepare_data, a second command)
+        # waits, then finds the corpus complete, instead of sweeping the first one's temporary files.
+        with folders.FolderLock(root / folders.LOCK_FILE, f"{root} (corpus build)").acquire(wait=True):
+            if folders.claim_folder(root, self.kind, settings):
+                return root
+            folders.remove_partial_files(root)
+            specs, voices = self.plan()
+            write_background_noise(root / BACKGROUND_NOISE_FOLDER, settings["noise_seconds"], settings["seed"])
+            render = functools.partial(self.renderer(), root=str(root))
+            build.render_missing(root, specs, render, self.num_workers, self.description, show_progress)
+            self.write_index(root, specs, voices)
         return root
