@@ -22,8 +22,7 @@ class CnnTradFpool3(nn.Module):
     ``[batch, frames, coefficients]`` features (98 x 40 MFCCs: 926,860 parameters). Three departures are
     options, all off by default (their measured effect: ``docs/departures.md``):
 
-    - ``padding="valid"`` computes about half as much (96 M instead of 210 M multiply-adds per clip with the
-      second pool);
+    - ``padding="valid"`` computes about half as much (98 M instead of 201 M multiply-adds per 1 s clip);
     - ``batch_norm`` after each convolution trains in far fewer steps;
     - ``second_pool``, a 2x2 max-pool after the second convolution as well (the paper's name and some ports
       have it; TensorFlow's model does not), quarters the linear layer.
