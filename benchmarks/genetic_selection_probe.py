@@ -20,7 +20,7 @@ import time
 import torch
 from jsonargparse import CLI
 
-from lit_app.advsets.corpus import screen
+from lit_app.advsets.plan import screen
 from lit_app.attacks import GeneticAttack
 from lit_app.attacks.victims import load_victim
 from lit_app.audio.io import read_audio

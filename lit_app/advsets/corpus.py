@@ -20,24 +20,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 import torch
 
 from lit_app import folders
 from lit_app.advsets import card, manifest
+from lit_app.advsets import plan as planning
+from lit_app.advsets.plan import Stratify
 from lit_app.attacks.base import Attack
-from lit_app.attacks.victims import ClassifierVictim, Victim, checkpoint_sha256, load_victim
+from lit_app.attacks.victims import Victim, checkpoint_sha256, load_victim
 from lit_app.audio.io import STRICT, AudioPolicy, read_audio, write_wav
 from lit_app.audio.pcm import quantize
 from lit_app.base import LitAppDataModule
 from lit_app.checkpoints import load_module
-from lit_app.data.source_clip import SourceClip
 from lit_app.device import resolve_device
 from lit_app.splits import SPLITS
 
@@ -46,8 +45,6 @@ log = logging.getLogger(__name__)
 KIND = "adversarial"
 PLAN_FILE = "plan.json"
 PROGRESS_FOLDER = "progress"
-SILENT_PEAK = 10 ** (-60 / 20)  # -60 dBFS
-Stratify = Literal["label", "duration", "none"]
 
 
 def batch_seed(seed: int, batch: int) -> int:
@@ -261,127 +258,22 @@ class AdversarialCorpus:
     def plan(self, victim: Victim) -> list[dict[str, Any]]:
         """Every clip to make, with its batch number; deterministic for the seed (and the victim's answers)."""
         if self.match is not None:
-            clips, attacks = self._matched_jobs()
+            clips, attacks = planning.matched_jobs(Path(self.match))
         else:
             self.source.prepare_data()
             clips = self.source.attack_sources()
-            attacks = self._attack_jobs(self._choose_sources(clips, victim), victim)
+            chosen = planning.choose_sources(clips, victim, self.sources_per_split, self.source_labels, self.stratify,
+                                             self.require_correct, self.seed, self.root)
+            attacks = planning.attack_jobs(chosen, victim, self.targets, self.targets_per_source, self.seed, self.root)
         if not attacks:
             raise folders.CorpusError(f"{self.root}: the plan has no clips to attack; check sources_per_split, "
-                                    "source_labels and targets (and require_correct against a weak victim)")
-        normals = self._normal_jobs(clips, attacks)
-        jobs: list[dict[str, Any]] = []
-        for kind, items in ((self.attack_kind, attacks), ("clean", normals)):
-            prefix = {"clean": "clean", "adversarial": "adv", "noise": "noise"}[kind]
-            for number, (clip, target, snr) in enumerate(items):
-                job_id = f"{prefix}-{number:06d}"
-                jobs.append({
-                    "id": job_id, "kind": kind, "path": f"{kind}/{clip.split}/{job_id}.wav", "split": clip.split,
-                    "source_id": clip.id, "source_path": clip.path, "source_split": clip.source_split,
-                    "source_label": clip.label, "group": clip.group, "num_samples": clip.num_samples,
-                    "target": target, "snr_db": snr,
-                })
-        # Batches of similar length waste little on padding; each kind is batched separately.
-        batch = 0
-        for kind in (self.attack_kind, "clean"):
-            of_kind = sorted((j for j in jobs if j["kind"] == kind), key=lambda j: (j["num_samples"], j["id"]))
-            for start in range(0, len(of_kind), self.batch_size):
-                for job in of_kind[start : start + self.batch_size]:
-                    job["batch"] = batch
-                batch += 1
-        return jobs
+                                      "source_labels and targets (and require_correct against a weak victim)")
+        normals = planning.normal_jobs(clips, attacks, self.normal_per_adversarial, self.stratify, self.seed, self.root)
+        return planning.numbered_jobs(attacks, normals, self.attack_kind, self.batch_size)
 
     @property
     def attack_kind(self) -> str:
         return "noise" if self.attack.name == "noise" else "adversarial"
-
-    def _order(self, clips: list[SourceClip], rng: np.random.Generator) -> list[SourceClip]:
-        """Clips shuffled and interleaved round-robin over the strata, so any prefix is balanced."""
-        if self.stratify == "label":
-            key = {c.id: c.label for c in clips}
-        elif self.stratify == "duration" and clips:
-            edges = np.quantile([c.num_samples for c in clips], [1 / 3, 2 / 3])
-            key = {c.id: str(int(np.searchsorted(edges, c.num_samples, side="right"))) for c in clips}
-        else:
-            key = {c.id: "" for c in clips}
-        strata: dict[str, list[SourceClip]] = defaultdict(list)
-        for clip in clips:
-            strata[key[clip.id]].append(clip)
-        shuffled = [[group[i] for i in rng.permutation(len(group))] for _, group in sorted(strata.items())]
-        # The strata take turns in random order too: a small selection must not always favour the same classes.
-        shuffled = [shuffled[i] for i in rng.permutation(len(shuffled))]
-        return [group[i] for i in range(max(map(len, shuffled), default=0)) for group in shuffled if i < len(group)]
-
-    def _choose_sources(self, clips: list[SourceClip], victim: Victim) -> list[SourceClip]:
-        chosen: list[SourceClip] = []
-        for index, split in enumerate(SPLITS):
-            wanted = self.sources_per_split.get(split, 0)
-            candidates = [c for c in clips if c.split == split and (self.source_labels is None or c.label in self.source_labels)]
-            order = self._order(candidates, np.random.default_rng([self.seed, index]))
-            picked: list[SourceClip] = []
-            for start in range(0, len(order), 128):
-                if len(picked) >= wanted:
-                    break
-                chunk = order[start : start + 128]
-                usable = screen(victim, chunk, self.require_correct)
-                picked += [c for c, ok in zip(chunk, usable) if ok][: wanted - len(picked)]
-            if len(picked) < wanted:
-                log.warning("%s: only %d of %d source clips available in the %s split", self.root, len(picked), wanted, split)
-            chosen += picked
-        return chosen
-
-    def _attack_jobs(self, sources: list[SourceClip], victim: Victim) -> list[tuple[SourceClip, str, float | None]]:
-        rng = np.random.default_rng([self.seed, 99])
-        jobs = []
-        for clip in sources:
-            if self.targets is not None:
-                pool = self.targets
-            elif isinstance(victim, ClassifierVictim):
-                pool = [label for label in victim.labels if not label.startswith("_")]
-            else:
-                raise ValueError("a speech-recognition victim needs target phrases: set targets")
-            pool = [t for t in pool if victim.normalise_target(t) != clip.label]
-            if self.targets_per_source is not None and self.targets_per_source < len(pool):
-                keep = sorted(rng.choice(len(pool), self.targets_per_source, replace=False).tolist())
-                pool = [pool[i] for i in keep]
-            jobs += [(clip, target, None) for target in pool]
-        if jobs:
-            lengths = torch.tensor([clip.num_samples for clip, _, _ in jobs], device=victim.device)
-            feasible = victim.feasible(lengths, victim.encode([t for _, t, _ in jobs])).tolist()
-            dropped = len(jobs) - sum(feasible)
-            if dropped:
-                log.warning("%s: left out %d source/target pairs whose target is too long for the clip", self.root, dropped)
-            jobs = [job for job, ok in zip(jobs, feasible) if ok]
-        return jobs
-
-    def _matched_jobs(self) -> tuple[list[SourceClip], list[tuple[SourceClip, str, float | None]]]:
-        """Clean clips of the matched corpus, and one job per successful adversarial example there."""
-        other = Path(self.match)
-        rows = manifest.read_manifest(other, check_audio=False)
-        clips = {}
-        for row in rows:
-            if row["kind"] == "clean" and row["source_id"] not in clips:
-                clips[row["source_id"]] = SourceClip(row["source_id"], str(other / row["path"]), row["split"],
-                                                     row["source_split"], row["source_label"], row["group"],
-                                                     row["num_samples"])
-        jobs = [(clips[r["source_id"]], r["target"], r["snr_db"]) for r in rows
-                if r["kind"] == "adversarial" and r["success"] and r["source_id"] in clips]
-        return list(clips.values()), jobs
-
-    def _normal_jobs(self, clips: list[SourceClip], attacks: list[tuple[SourceClip, str, float | None]]) -> list:
-        """Clean clips per split: the attacked ones first, then others of the split, up to the wanted count."""
-        normals = []
-        for index, split in enumerate(SPLITS):
-            attacked = list({clip.id: clip for clip, _, _ in attacks if clip.split == split}.values())
-            wanted = math.ceil(self.normal_per_adversarial * sum(clip.split == split for clip, _, _ in attacks))
-            used = {clip.id for clip in attacked}
-            others = [c for c in clips if c.split == split and c.id not in used]
-            others = self._order(others, np.random.default_rng([self.seed, index, 7]))
-            picked = (attacked + others)[:wanted]
-            if len(picked) < wanted:
-                log.warning("%s: only %d clean clips for %d wanted in the %s split", self.root, len(picked), wanted, split)
-            normals += [(clip, "", None) for clip in picked]
-        return normals
 
     # ---- generation ------------------------------------------------------------------------------------------
 
@@ -553,22 +445,3 @@ def append_rows(path: Path, rows: list[dict[str, Any]]) -> None:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-@torch.no_grad()
-def screen(victim: Victim, clips: list[SourceClip], require_correct: bool) -> list[bool]:
-    """Which clips may be attacked: not silent where the victim listens and, if asked, recognised correctly.
-
-    A clip whose peak is below ``SILENT_PEAK`` has no signal to measure distortion against (its dB_x and
-    SNR would be meaningless), so it is never chosen.
-    """
-    waves = [victim.prepare(read_audio(clip.path, AudioPolicy())) for clip in clips]
-    audible = [bool(w.abs().max() >= SILENT_PEAK) for w in waves]
-    if not require_correct:
-        return audible
-    lengths = torch.tensor([w.numel() for w in waves])
-    batch = torch.zeros(len(waves), int(lengths.max()))
-    for row, wave in enumerate(waves):
-        batch[row, : wave.numel()] = wave
-    predictions = victim.predict(quantize(batch).to(victim.device), lengths.to(victim.device))
-    return [ok and p == clip.label for ok, p, clip in zip(audible, predictions, clips)]
