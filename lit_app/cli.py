@@ -11,6 +11,7 @@ Examples::
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import sys
@@ -134,9 +135,30 @@ def check_ckpt_path(ckpt_path: str | None) -> None:
     if ckpt_path and (ckpt_path == "registry" or str(ckpt_path).startswith("registry:")):
         raise CheckpointError(f"{ckpt_path}: lit-app loads checkpoints from local files only; pass a path.")
     if ckpt_path and ckpt_path not in LOCAL_CKPT_ALIASES:
-        checkpoint = read_checkpoint(ckpt_path)
-        if checkpoint.get(CLASS_KEY):
-            model_class_of(checkpoint, ckpt_path)
+        checkpoint_header(str(ckpt_path))
+
+
+def checkpoint_header(path: str) -> tuple[str | None, dict[str, Any]]:
+    """The model class a checkpoint names (checked to be one of the app's) and its hyper-parameters, read once per
+    version of the file: the checks of one command line ask for the same file several times, and the weights are
+    not kept.
+
+    Raises:
+        lit_app.checkpoints.CheckpointError: the file is missing or remote, carries pickled code, or names a class
+            outside the app.
+    """
+    if not os.path.isfile(path):
+        read_checkpoint(path)  # raises, saying what is wrong with the path
+    stat = os.stat(path)
+    return _checkpoint_header(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _checkpoint_header(path: str, mtime_ns: int, size: int) -> tuple[str | None, dict[str, Any]]:
+    checkpoint = read_checkpoint(path)
+    if checkpoint.get(CLASS_KEY):
+        model_class_of(checkpoint, path)
+    return checkpoint.get(CLASS_KEY), dict(checkpoint.get("hyper_parameters") or {})
 
 
 def list_jobs(parser: LightningArgumentParser) -> None:
@@ -156,12 +178,11 @@ def model_section_of(ckpt_path: str | None) -> dict[str, Any] | None:
     """
     if not ckpt_path or not os.path.isfile(ckpt_path):
         return None
-    checkpoint = read_checkpoint(ckpt_path)
-    hparams = dict(checkpoint.get("hyper_parameters") or {})
-    hparams.pop("_instantiator", None)
-    if not hparams or "_class_path" in hparams or not checkpoint.get(CLASS_KEY):
+    class_path, hparams = checkpoint_header(str(ckpt_path))
+    hparams = {key: value for key, value in hparams.items() if key != "_instantiator"}
+    if not hparams or "_class_path" in hparams or not class_path:
         return None
-    return {"class_path": checkpoint[CLASS_KEY], "dict_kwargs": hparams}
+    return {"class_path": class_path, "dict_kwargs": hparams}
 
 
 def refuse_cli_optimizer(args: list[str]) -> None:
@@ -184,7 +205,7 @@ def with_checkpoint_model(args: list[str]) -> list[str]:
     if not paths or not os.path.isfile(paths[-1]):
         return args
     try:
-        class_path = read_checkpoint(paths[-1]).get(CLASS_KEY)
+        class_path, _ = checkpoint_header(paths[-1])
     except Exception:  # an unreadable file: the checkpoint loading proper says what is wrong with it
         return args
     return [args[0], "--model", class_path, *args[1:]] if class_path else args

@@ -231,14 +231,16 @@ def run_grid(
     table = ResultsTable(results, kinds, list(features), rows)
     paths = table.write(out, title)
     figures = save_grid_figures(table, curves, out)
-    log_grid(table, figures, out, wandb, title)
+    log_results_stage("grid", table, figures, out, wandb, {"title": title, "features": table.features})
     rank_zero_info(f"\n{table.markdown('test/auroc')}\n\nresults: {paths['markdown']} and {paths['csv']}")
     return table
 
 
-def log_grid(table: ResultsTable, figures: list[Path], out: Path, enabled: bool, title: str) -> None:
-    """The grid's W&B run: every figure, and the results (mean, std, n per cell and metric) as a table."""
-    log = StageLog(out.name, "grid", out, enabled, {"title": title, "features": table.features})
+def log_results_stage(stage: str, table: ResultsTable, figures: list[Path], out: Path, enabled: bool,
+                      config: dict[str, Any]) -> None:
+    """A results stage's W&B run (the grid, noise flooding): every figure, and the results (mean, std, n per cell
+    and metric) as a table."""
+    log = StageLog(out.name, stage, out, enabled, config)
     log.images({f"figures/{path.stem}": path for path in figures})
     log.table("results", *results_rows(table))
     log.finish()

@@ -52,11 +52,10 @@ from lit_app.experiments.grid import (
     dataset_paths,
     grid_sources,
     load_source,
-    results_rows,
+    log_results_stage,
     row_kinds,
 )
 from lit_app.experiments.results_table import ResultsTable, RunResult, row_kind
-from lit_app.experiments.stage_log import StageLog
 from lit_app.folders import write_json_atomic
 from lit_app.metrics.detection import detection_metrics, save_roc_figure, seed_mean_auroc_interval
 from lit_app.models.detector import DetectorModule
@@ -259,7 +258,7 @@ def run_noise_flooding(
         figure_title = f"{column_name(level)} (seed {seeds[0]})"
         figures.append(save_roc_figure(chosen, out / f"roc_{level:g}dB.png", title=figure_title))
         figures.append(save_det_figure(chosen, out / f"det_{level:g}dB.png", title=figure_title))
-    log_stage(table, figures, out, wandb, title)
+    log_results_stage("noise-flooding", table, figures, out, wandb, {"title": title, "columns": table.features})
     rank_zero_info(f"\n{table.markdown('test/auroc')}\n\nresults: {paths['markdown']} and {paths['csv']}")
     return table
 
@@ -396,14 +395,6 @@ def fused_cells(
         column, rule = chosen
         cells.append((column, fused[rule], by_rule[rule]))
     return cells
-
-
-def log_stage(table: ResultsTable, figures: list[Path], out: Path, enabled: bool, title: str) -> None:
-    """The stage's W&B run: its ROC and DET figures and its results as a table."""
-    log = StageLog(out.name, "noise-flooding", out, enabled, {"title": title, "columns": table.features})
-    log.images({f"figures/{path.stem}": path for path in figures})
-    log.table("results", *results_rows(table))
-    log.finish()
 
 
 def choose_fusion_rules(
