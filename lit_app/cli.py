@@ -220,14 +220,22 @@ def run_job(name: str, args: list[str]) -> Any:
     return run_command(getattr(importlib.import_module(module), function), f"lit-app {name}", args)
 
 
-def main(args: list[str] | None = None) -> Any:
-    """Run ``lit-app``; an error the user can fix (bad audio, dataset, checkpoint) ends with one line."""
+def run(args: list[str] | None = None) -> Any:
+    """Run ``lit-app`` and return what a job of :data:`JOBS` returns (a grid's results table...); an error the user
+    can fix (bad audio, dataset, checkpoint) ends with one line."""
     args = sys.argv[1:] if args is None else list(args)
     with one_line_errors("lit-app"):
         if args and args[0] in JOBS:
             return run_job(args[0], args[1:])
         refuse_cli_optimizer(args)
         LitAppCLI(args=with_checkpoint_model(args))
+        return None
+
+
+def main(args: list[str] | None = None) -> None:
+    """The ``lit-app`` command. It returns nothing: the console script passes a return value to ``sys.exit``, which
+    would print a job's results object and exit with status 1."""
+    run(args)
 
 
 if __name__ == "__main__":

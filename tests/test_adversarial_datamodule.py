@@ -106,6 +106,32 @@ def test_failed_attacks_and_noise_labels_are_choices(corpora):
         AdversarialDataModule(train_sets=[noise], kinds=[])
 
 
+def test_train_sources_serve_nested_prefixes_of_the_plan_for_learning_curves(corpora):
+    attacked, _ = corpora
+    rows = {str(attacked.root / r["path"]): r for r in manifest.read_manifest(attacked.root)}
+
+    def served(**options) -> AdversarialDataModule:
+        module = AdversarialDataModule(train_sets=[attacked], include_failed=True, balance_classes=False, **options)
+        module.prepare_data()
+        module.setup("fit")
+        return module
+
+    every = served()
+    previous: set[str] = set()
+    for count in (1, 3, 6):
+        module = served(train_sources=count)
+        train = {path for path, _ in module.datasets["train"].items}
+        attacked_sources = {rows[p]["source_id"] for p in train if rows[p]["kind"] == "adversarial"}
+        assert len(attacked_sources) == count and previous < train  # the smaller size is a subset of the larger
+        # Every example of each kept source, and clean clips in the whole split's proportion (one per example here).
+        assert counts(module.datasets["train"])[1] == 2 * count == counts(module.datasets["train"])[0]
+        assert module.datasets["val"].items == every.datasets["val"].items  # validation is not cut
+        previous = train
+    assert previous == {path for path, _ in every.datasets["train"].items}  # 6 sources: the whole split
+    with pytest.raises(ValueError, match="train_sources must be at least 1"):
+        AdversarialDataModule(train_sets=[attacked], train_sources=0)
+
+
 def test_no_source_clip_or_voice_is_served_in_two_splits(corpora, tmp_path):
     attacked, _ = corpora
     attacked.build()

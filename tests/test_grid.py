@@ -11,6 +11,7 @@ import yaml
 from lit_app.cli import main as lit_app_main
 from lit_app.experiments.grid import attack_identities, build_parser, grid_sources, load_source, row_kinds
 from lit_app.experiments.grid import main as grid_main
+from lit_app.experiments.learning_curve import check_curves, curve_markdown
 from lit_app.experiments.results_table import ResultsTable, RunResult, format_cell, row_kind
 from tests.conftest import CONFIGS
 from tests.detector_helpers import detection_sets  # noqa: F401  (fixture)
@@ -63,6 +64,7 @@ def test_tiny_grid_end_to_end_and_resume(detection_sets, tmp_path):  # noqa: F81
         "batch_size": 8,
         "logger": "none",
         "out_dir": str(out),
+        "curves": {"white": ["white"]},
     }
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -85,6 +87,9 @@ def test_tiny_grid_end_to_end_and_resume(detection_sets, tmp_path):  # noqa: F81
     assert not list(out.glob("runs/**/*.png"))  # without W&B, no figure per detector and test condition
     record = json.loads((out / "runs" / "white" / "IMFCC" / "seed1" / "results.json").read_text())
     assert set(record["tests"]) == {"white", "black", "noise"} and record["checkpoint"].endswith("best.ckpt")
+    assert record["train_clips"] == {"normal": 12, "adversarial": 12}  # half of each set's 24 + 24 clips trains
+    assert "| white | 12 | 12 |" in (out / "learning_curve.md").read_text()
+    assert all((out / f"learning_curve_{f}.png").stat().st_size > 0 for f in ("MFCC", "IMFCC"))
 
     stamp = (out / "runs" / "white" / "IMFCC" / "seed1" / "results.json").stat().st_mtime_ns
     again = grid_main(["-c", str(path)])  # every run is done: nothing retrains
@@ -92,6 +97,23 @@ def test_tiny_grid_end_to_end_and_resume(detection_sets, tmp_path):  # noqa: F81
     assert again.values("test/auroc") == auc
     with pytest.raises(ValueError, match="other settings"):  # never mixes runs of another set-up into the table
         grid_main(["-c", str(path), "--model", json.dumps({**config["model"], "backbone": "rescnn"})])
+
+
+def test_learning_curve_table_lists_sizes_in_order_with_their_clip_counts():
+    results = [RunResult(train, test, "IMFCC", seed, {"test/auroc": auc}) for train, test, seed, auc in [
+        ("w6", "white", 0, 0.6), ("w6", "white", 1, 0.8), ("w6", "noise", 0, 0.5), ("w6", "noise", 1, 0.5),
+        ("w60", "white", 0, 0.9), ("w60", "white", 1, 1.0), ("w60", "noise", 0, 0.7), ("w60", "noise", 1, 0.7)]]
+    rows = [("w6", "white"), ("w60", "white"), ("w6", "noise"), ("w60", "noise")]
+    kinds = {row: "control" if row[1] == "noise" else "known" for row in rows}
+    table = ResultsTable(results, kinds, ["IMFCC"], rows)
+    text = curve_markdown(table, {"white": ["w6", "w60"]}, {"w6": {"normal": 18, "adversarial": 17},
+                                                            "w60": {"normal": 180, "adversarial": 171}})
+    lines = text.splitlines()
+    assert "| train condition | adversarial clips | normal clips | -> white (known) | -> noise (control) |" in lines
+    assert lines.index("| w6 | 17 | 18 | 0.700 ± 0.141 | 0.500 ± 0.000 |") < lines.index(
+        "| w60 | 171 | 180 | 0.950 ± 0.071 | 0.700 ± 0.000 |")
+    with pytest.raises(ValueError, match="unknown train conditions"):
+        check_curves({"white": ["w6", "w600"]}, {"w6": ["a"], "w60": ["b"]})
 
 
 def test_grid_refuses_unknown_sources(detection_sets, tmp_path):  # noqa: F811

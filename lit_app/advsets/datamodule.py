@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -64,6 +65,21 @@ def check_leakage(rows: list[dict[str, Any]]) -> None:
                                "by speaker or voice.")
 
 
+def first_sources(rows: list[dict[str, Any]], count: int, where: Path) -> list[dict[str, Any]]:
+    """The rows of the first ``count`` attacked source clips in plan order (job ids number the plan), and the clean
+    rows that come first in the plan, as many per perturbed row as the whole split has."""
+    perturbed = sorted((r for r in rows if r["kind"] != "clean"), key=itemgetter("id"))
+    clean = sorted((r for r in rows if r["kind"] == "clean"), key=itemgetter("id"))
+    kept_sources = list(dict.fromkeys(r["source_id"] for r in perturbed))[:count]
+    if len(kept_sources) < count:
+        log.warning("%s: train_sources=%d, but the train split has %d attacked sources; serving them all", where,
+                    count, len(kept_sources))
+    kept = set(kept_sources)
+    chosen = [r for r in perturbed if r["source_id"] in kept]
+    clean_count = round(len(clean) * len(chosen) / len(perturbed)) if perturbed else len(clean)
+    return chosen + clean[:clean_count]
+
+
 class AdversarialDataModule(LitAppDataModule):
     """Detection data from adversarial corpora, built or resumed before use.
 
@@ -84,6 +100,10 @@ class AdversarialDataModule(LitAppDataModule):
             hold), not once per epoch (a grid of detectors shares the data module, hence one read per clip for the
             whole grid). Turn it off for sets larger than memory.
         log_pairs: clean/adversarial pairs per corpus logged to W&B at setup (with the results table).
+        train_sources: serve only the first N attacked source clips of each training corpus's ``train`` split, with
+            their adversarial examples and clean clips in the set's own proportion: the training sizes of a
+            learning curve. The plan's order keeps every prefix balanced over labels or durations, so smaller
+            sizes are subsets of larger ones. Validation and test clips are unchanged; ``None`` serves them all.
     """
 
     def __init__(
@@ -99,6 +119,7 @@ class AdversarialDataModule(LitAppDataModule):
         num_workers: int = 0,
         cache_audio: bool = True,
         log_pairs: int = 4,
+        train_sources: int | None = None,
     ) -> None:
         super().__init__()
         if not train_sets:
@@ -116,6 +137,9 @@ class AdversarialDataModule(LitAppDataModule):
         self.num_workers = num_workers
         self.cache_audio = cache_audio
         self.log_pairs = log_pairs
+        if train_sources is not None and train_sources < 1:
+            raise ValueError(f"train_sources must be at least 1 (or left out for every source), got {train_sources}")
+        self.train_sources = train_sources
         self.labels = list(DETECTION_LABELS)
         self.datasets: dict[str, DetectionClipDataset] = {}
         self.rows: dict[Path, list[dict[str, Any]]] = {}
@@ -178,6 +202,8 @@ class AdversarialDataModule(LitAppDataModule):
         items = []
         for index, corpus in enumerate(corpora):
             rows = [r for r in self.corpus_rows(corpus) if r["split"] == split and r["kind"] in self.kinds]
+            if split == "train" and self.train_sources is not None:
+                rows = first_sources(rows, self.train_sources, corpus.root)
             if not self.include_failed:
                 rows = [r for r in rows if r["kind"] != "adversarial" or r["success"]]
             chosen = [(str(corpus.root / r["path"]), self.label_of(r["kind"])) for r in rows]

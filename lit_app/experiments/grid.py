@@ -36,6 +36,7 @@ from lit_app.base import LitAppDataModule
 from lit_app.checkpoints import load_module
 from lit_app.experiments.command import add_data_arguments, function_parser, run_command
 from lit_app.experiments.figures import save_det_figure
+from lit_app.experiments.learning_curve import check_curves, write_learning_curves
 from lit_app.experiments.results_table import ResultsTable, RunResult, row_kind
 from lit_app.experiments.stage_log import StageLog
 from lit_app.folders import write_json_atomic
@@ -170,6 +171,7 @@ def run_grid(
     wandb: bool = True,
     out_dir: str = "runs/detector-grid",
     title: str = "Detector grid",
+    curves: dict[str, list[str]] = {},
 ) -> ResultsTable:
     """Train and test detectors over a grid of conditions, write and return the results table.
 
@@ -199,9 +201,13 @@ def run_grid(
             figures and the results as a table. The PNGs are written into ``out_dir`` either way.
         out_dir: folder of the runs, tables and figures.
         title: heading of the Markdown results.
+        curves: learning curves: name -> train conditions in growing size (e.g. data modules serving more and more
+            of one set's train split through ``train_sources``). Each gets a table and a figure of ROC-AUC against
+            the adversarial clips its detectors trained on (``learning_curve.md``, ``learning_curve_<feature>.png``).
     """
     sources = grid_sources(sources, extra_sources)
     wanted = check_conditions(sources, train, test, pairs)
+    check_curves(curves, train)
     sources = {name: load_source(spec) for name, spec in sources.items()}
     for overrides in features.values():
         DetectorModule(**{**model, **overrides})  # fail on a bad argument before hours of training
@@ -210,7 +216,8 @@ def run_grid(
             if any(p == t for p, _ in wanted)]
     progress = GridProgress(len(jobs))
     results: list[RunResult] = []
-    curves: dict[tuple[str, str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+    roc_curves: dict[tuple[str, str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+    train_clips: dict[str, dict[str, int]] = {}
     for train_name, feature_name, seed, tests in jobs:
         run_dir = out / "runs" / train_name / feature_name / f"seed{seed}"
         name = f"{train_name}-{feature_name}-seed{seed}"
@@ -222,15 +229,19 @@ def run_grid(
         progress.end(record.pop("skipped", False))
         for test_name in tests:
             results.append(RunResult(train_name, test_name, feature_name, seed, record["tests"][test_name]))
+        if "train_clips" in record:
+            train_clips.setdefault(train_name, record["train_clips"])
         if seed == seeds[0]:
             saved = torch.load(run_dir / "curves.pt", weights_only=True)
-            curves.update({(train_name, test_name, feature_name): saved[test_name] for test_name in tests})
+            roc_curves.update({(train_name, test_name, feature_name): saved[test_name] for test_name in tests})
     kinds = row_kinds(sources, train, test, wanted, controls)
     # Rows grouped like the anchor table: known attacks, then unknown, then multi-condition, then the rest.
     rows = sorted(wanted, key=lambda pair: KIND_ORDER.index(kinds[pair]))
     table = ResultsTable(results, kinds, list(features), rows)
     paths = table.write(out, title)
-    figures = save_grid_figures(table, curves, out)
+    figures = save_grid_figures(table, roc_curves, out)
+    if curves:
+        figures += write_learning_curves(out, table, curves, train_clips)
     log_results_stage("grid", table, figures, out, wandb, {"title": title, "features": table.features})
     rank_zero_info(f"\n{table.markdown('test/auroc')}\n\nresults: {paths['markdown']} and {paths['csv']}")
     return table
@@ -302,9 +313,9 @@ def run_one(
     started = time.perf_counter()
     run_logger = detector_logger(logger, run_dir, name)
     if record is None:
-        checkpoint = train_detector(run_dir, sources, train_sources, model_args, trainer_args, seed, batch_size, monitor,
-                                    run_logger, name)
-        record = {"settings": settings, "seed": seed, "checkpoint": checkpoint, "tests": {}}
+        checkpoint, clips = train_detector(run_dir, sources, train_sources, model_args, trainer_args, seed, batch_size,
+                                           monitor, run_logger, name)
+        record = {"settings": settings, "seed": seed, "checkpoint": checkpoint, "train_clips": clips, "tests": {}}
         saved: dict[str, Any] = {"curves": {}, "scores": {}}
     else:
         rank_zero_info(f"{name}: trained before; testing it on {sorted(set(tests) - set(record['tests']))}")
@@ -341,8 +352,9 @@ def train_detector(
     monitor: str,
     run_logger: Any,
     name: str,
-) -> str:
-    """Train one detector; returns the path of the checkpoint with the best ``monitor``."""
+) -> tuple[str, dict[str, int]]:
+    """Train one detector; returns the path of the checkpoint with the best ``monitor``, and how many normal and
+    adversarial clips it trained on."""
     pl.seed_everything(seed, workers=True)
     detector = DetectorModule(**model_args)
     checkpoint = ModelCheckpoint(
@@ -351,11 +363,13 @@ def train_detector(
     )
     fitter = pl.Trainer(**{**QUIET_TRAINER, **trainer_args, "default_root_dir": str(run_dir),
                            "callbacks": [checkpoint], "logger": run_logger})
-    fitter.fit(detector, datamodule=DetectionMixture([sources[s] for s in train_sources], batch_size))
+    data = DetectionMixture([sources[s] for s in train_sources], batch_size)
+    fitter.fit(detector, datamodule=data)
     best = checkpoint.best_model_path or checkpoint.last_model_path
     if not best:
         raise RuntimeError(f"{name}: training saved no checkpoint (is {monitor!r} logged during validation?)")
-    return best
+    labels = dataset_labels(data.datasets["train"])
+    return best, {"normal": labels.count(0), "adversarial": labels.count(1)}
 
 
 def test_detector(
