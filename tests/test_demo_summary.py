@@ -33,6 +33,22 @@ def test_report_shows_victims_corpora_grid_and_missing_parts(tmp_path, monkeypat
     assert "| train -> test | MFCC |" in text and "adaptive.md is missing" in text
     assert "| train -> test | noise flooding 20 dB |" in text
     assert "kws-victim 832 s" in text
+    assert "runs/detector-grid-demo/results.csv is missing" in text.split("## Victims")[0]
+
+
+def test_the_report_leads_with_the_cnn_alone_beside_the_papers_numbers_then_our_fusion(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    header = "train,test,kind,feature,metric,mean,std,n\n"
+    write(tmp_path / "runs/detector-grid-demo/results.csv", header + "white,white,known,IMFCC,test/auroc,0.788,0.017,3\n"
+          "white,white,known,MFCC,test/auroc,0.608,0.070,3\nboth,noise,control,IMFCC,test/auroc,0.779,0.017,3\n")
+    write(tmp_path / "runs/noise-flooding-demo/results.csv", header + "white,white,known,trained CNN,test/auroc,0.788,0.017,3"
+          '\nwhite,white,known,"CNN + noise flooding 20 dB, rule chosen on val",test/auroc,0.999,0.001,3\n')
+    demo_summary.main([])
+    text = (tmp_path / "runs/demo-summary-demo.md").read_text()
+    assert text.startswith("## The paper's method: the CNN alone")
+    assert "| known white-box | 0.788 ± 0.017 | 0.980 | 0.999 ± 0.001 |" in text
+    assert "| noise control, trained on both (0.5 wanted) | 0.779 ± 0.017 | - | - |" in text
+    assert "| known black-box | - | 0.991 | - |" in text  # a row the run has not measured says so
 
 
 def test_the_quick_report_reads_the_quick_pipeline_and_its_inline_grid_sources(tmp_path, monkeypatch):

@@ -50,13 +50,17 @@ def save_curve_figure(table: ResultsTable, curves: Mapping[str, list[str]], clip
     auc = table.values("test/auroc")
     fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4), squeeze=False, sharey=True)
     for axis, (name, conditions) in zip(axes[0], curves.items()):
+        sizes: set[int] = set()
         for test in dict.fromkeys(c for t, c in table.rows if t in conditions):
             points = [(clips[t]["adversarial"], *mean_std(auc[(t, test, feature)])) for t in conditions
                       if t in clips and auc.get((t, test, feature))]
             if points:
                 x, mean, std = zip(*points)
+                sizes.update(x)
                 axis.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=test)
         axis.set_xscale("log")
+        axis.set_xticks(sorted(sizes), [str(size) for size in sorted(sizes)])  # the sizes themselves, not 10^k
+        axis.minorticks_off()
         axis.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
         axis.set(title=f"trained on {name} ({feature})", xlabel="adversarial training clips", ylim=(0, 1.02))
         axis.legend(title="tested on", fontsize="small")
