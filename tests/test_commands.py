@@ -14,7 +14,8 @@ import torch
 import yaml
 
 from lit_app import cli
-from lit_app.cli import JOBS, main, run
+from lit_app.cli import JOBS, main
+from lit_app.cli import run as run_lit_app
 from tests.conftest import CONFIGS
 from tests.detector_helpers import detection_sets  # noqa: F401  (fixture)
 from tests.test_adversarial_corpus import kws_victim, write_config  # noqa: F401  (kws_victim is a fixture)
@@ -147,7 +148,7 @@ def test_tiny_main_job_through_lit_app(tmp_path, tiny_keywords, kws_victim, caps
     settings = yaml.safe_load(grid.read_text())
     settings["test"]["pgd_again"] = ["pgd"]
     grid.write_text(yaml.safe_dump(settings))
-    table = run(["grid", "-c", str(grid)])
+    table = run_lit_app(["grid", "-c", str(grid)])
     assert set(json.loads((run / "results.json").read_text())["tests"]) == {"pgd", "pgd_again"}
     assert table.values("test/auroc")[("pgd", "pgd_again", "MFCC")] == table.values("test/auroc")[("pgd", "pgd", "MFCC")]
 
@@ -204,7 +205,7 @@ def test_noise_flooding_scores_an_external_set_against_the_victim_named(detectio
     grid = tmp_path / "grid.yaml"
     grid.write_text(yaml.safe_dump({"sources": {"white": source}, "train": {"white": ["white"]},
                                     "test": {"white": ["white"]}, "features": {"MFCC": {}}}))
-    table = run(["noise-flooding", "--grid", str(grid), "--victims", json.dumps({"white": str(kws_victim)}),
+    table = run_lit_app(["noise-flooding", "--grid", str(grid), "--victims", json.dumps({"white": str(kws_victim)}),
                   "--snr_db", "[20.0]", "--draws", "1", "--seeds", "[0]", "--device", "cpu", "--bootstrap", "0",
                   "--out_dir", str(tmp_path / "out")])
     assert len(table.values("test/auroc")[("nothing", "white", "noise flooding 20 dB")]) == 1
@@ -242,4 +243,4 @@ def test_the_installed_command_exits_0_after_a_job_that_returns_results(monkeypa
     with pytest.raises(SystemExit) as stopped:
         sys.exit(entry.load()(["grid", "-c", "grid.yaml"]))
     assert stopped.value.code is None
-    assert run(["grid", "-c", "grid.yaml"]) == {"a results": "table"}  # what tests and scripts call instead
+    assert run_lit_app(["grid", "-c", "grid.yaml"]) == {"a results": "table"}  # what tests and scripts call instead
