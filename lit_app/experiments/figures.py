@@ -14,7 +14,8 @@ import torch
 DET_TICKS = [0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.99]
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,18 +24,19 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_png(fig, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` (folders made as needed), close it and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
 def save_det_figure(curves: Mapping[str, tuple[torch.Tensor, torch.Tensor]], path: str | Path, title: str = "DET") -> Path:
     """Detection error trade-off curves of ``{name: (fpr, tpr)}`` ROC curves: miss rate against false-alarm rate,
     both on normal-deviate (probit) axes, where a detector with Gaussian scores draws a straight line."""
-    plt = _pyplot()
+    plt = pyplot()
     probit = torch.special.ndtri
     limit = 1e-3
 
@@ -53,7 +55,7 @@ def save_det_figure(curves: Mapping[str, tuple[torch.Tensor, torch.Tensor]], pat
            title=title, xlim=(edge, -edge), ylim=(edge, -edge))
     ax.plot([edge, -edge], [edge, -edge], color="grey", linestyle=":", linewidth=1)  # the EER points
     ax.legend(loc="upper right", fontsize=8)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def log_spectrogram(wave: torch.Tensor, n_fft: int = 512, hop: int = 128) -> torch.Tensor:
@@ -68,7 +70,7 @@ def save_pair_figure(clean: torch.Tensor, adversarial: torch.Tensor, path: str |
                      sample_rate: int = 16000) -> Path:
     """Spectrograms of a clean clip, its adversarial version and the perturbation (their difference), one above
     the other on the same colour scale (the perturbation's own scale drawn from its quietest tenth)."""
-    plt = _pyplot()
+    plt = pyplot()
     samples = min(clean.numel(), adversarial.numel())
     clean, adversarial = clean[:samples], adversarial[:samples]
     parts = {"clean": clean, "adversarial": adversarial, "perturbation (adversarial - clean)": adversarial - clean}
@@ -84,12 +86,12 @@ def save_pair_figure(clean: torch.Tensor, adversarial: torch.Tensor, path: str |
     fig.colorbar(image, ax=list(axes), label="dB")
     if title:
         fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def save_histograms(values: Mapping[str, Sequence[float]], path: str | Path, title: str = "") -> Path:
     """One histogram per named quantity (e.g. SNR dB and dB_x of the successful examples), side by side."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(values), figsize=(4.5 * len(values), 3.5), squeeze=False)
     for ax, (name, data) in zip(axes[0], values.items()):
         finite = [v for v in data if v is not None and v == v]
@@ -98,13 +100,13 @@ def save_histograms(values: Mapping[str, Sequence[float]], path: str | Path, tit
         ax.set(xlabel=name, ylabel="examples", title=f"{name} ({len(finite)} examples)")
     if title:
         fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def save_curve_figure(x: Sequence[float], series: Mapping[str, Sequence[float]], path: str | Path, xlabel: str,
                       title: str = "") -> Path:
     """Lines of ``series`` against ``x`` (the adaptive attacker: rates against the detector-loss weight)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for name, ys in series.items():
         ax.plot(list(x), list(ys), marker="o", label=name)
@@ -112,4 +114,4 @@ def save_curve_figure(x: Sequence[float], series: Mapping[str, Sequence[float]],
     if len(x) > 1 and min(x) >= 0 and max(x) > 0:
         ax.set_xscale("symlog", linthresh=min([v for v in x if v > 0]))
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_png(fig, path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from lit_app.experiments.figures import _pyplot, _save
+from lit_app.experiments.figures import pyplot, save_png
 from lit_app.experiments.results_table import ResultsTable, format_cell, mean_std
 
 
@@ -46,7 +46,7 @@ def curve_markdown(table: ResultsTable, curves: Mapping[str, list[str]], clips: 
 def save_curve_figure(table: ResultsTable, curves: Mapping[str, list[str]], clips: Mapping[str, dict[str, int]],
                       feature: str, path: Path) -> Path:
     """One panel per curve: ROC-AUC (mean, std bars) against adversarial training clips, a line per test condition."""
-    plt = _pyplot()
+    plt = pyplot()
     auc = table.values("test/auroc")
     fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4), squeeze=False, sharey=True)
     for axis, (name, conditions) in zip(axes[0], curves.items()):
@@ -65,7 +65,7 @@ def save_curve_figure(table: ResultsTable, curves: Mapping[str, list[str]], clip
         axis.set(title=f"trained on {name} ({feature})", xlabel="adversarial training clips", ylim=(0, 1.02))
         axis.legend(title="tested on", fontsize="small")
     axes[0][0].set_ylabel("ROC-AUC")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def write_learning_curves(out: Path, table: ResultsTable, curves: Mapping[str, list[str]],
