@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import pytorch_lightning as pl
 import torch
@@ -36,6 +36,10 @@ class LitAppModule(pl.LightningModule):
         lr_schedule: ``onecycle`` (warm-up then cosine decay), ``cosine`` (decay only) or ``constant``.
         warmup_fraction: share of training steps spent warming up in ``onecycle``.
     """
+
+    #: Hyper-parameters that checkpoints written before they existed held implicitly: :func:`load_module` rebuilds
+    #: such a checkpoint with these values instead of today's defaults.
+    legacy_hparams: ClassVar[dict[str, Any]] = {}
 
     def __init__(
         self,

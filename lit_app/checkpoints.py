@@ -123,5 +123,7 @@ def load_module(
             f"{path}: holds a {cls.__name__}, but a {expected.__name__} is needed here. Pass a checkpoint of a "
             f"{expected.__name__}."
         )
-    model = cls.load_from_checkpoint(path, map_location=map_location, weights_only=True)
+    saved = checkpoint.get("hyper_parameters") or {}
+    missing = {key: value for key, value in cls.legacy_hparams.items() if key not in saved}
+    model = cls.load_from_checkpoint(path, map_location=map_location, weights_only=True, **missing)
     return model.eval()

@@ -103,20 +103,31 @@ def write_config(folder: Path, corpus_root: Path, keywords: Path, victim: Path) 
     return config
 
 
-def test_a_killed_generation_run_resumes_without_duplicates_or_gaps(tmp_path, tiny_keywords, kws_victim):
-    from lit_app.advsets.generate import main
-
-    root = tmp_path / "killed"
-    config = write_config(tmp_path / "configs", root, tiny_keywords, kws_victim)
+def start_generation(config: Path, root: Path, rows: int) -> tuple[subprocess.Popen, Path]:
+    """``lit_app.advsets.generate`` on ``config`` in a child process, returned once the corpus at ``root`` has
+    recorded ``rows`` progress rows (the child is killed if that never happens), with its progress file."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, "-m", "lit_app.advsets.generate", "--config", str(config)],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     progress = root / "progress" / "shard-000-of-001.jsonl"
     deadline = time.monotonic() + 120
-    while not (progress.is_file() and progress.read_text().count("\n") >= 3):
-        assert process.poll() is None, process.stderr.read().decode()[-2000:]
-        assert time.monotonic() < deadline, "generation did not start"
-        time.sleep(0.01)
+    try:
+        while not (progress.is_file() and progress.read_text().count("\n") >= rows):
+            assert process.poll() is None, process.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "generation did not start"
+            time.sleep(0.01)
+    except BaseException:
+        process.kill()
+        raise
+    return process, progress
+
+
+def test_a_killed_generation_run_resumes_without_duplicates_or_gaps(tmp_path, tiny_keywords, kws_victim):
+    from lit_app.advsets.generate import main
+
+    root = tmp_path / "killed"
+    config = write_config(tmp_path / "configs", root, tiny_keywords, kws_victim)
+    process, progress = start_generation(config, root, rows=3)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (root / "manifest.csv").exists()

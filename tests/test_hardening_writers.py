@@ -8,14 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from lit_app.advsets import manifest
 from lit_app.advsets.generate import main
 from lit_app.folders import FolderBusyError, FolderLock, claim_folder
-from tests.test_adversarial_corpus import REPO, kws_victim, write_config  # noqa: F401  (kws_victim is a fixture)
+from tests.test_adversarial_corpus import REPO, kws_victim, start_generation, write_config  # noqa: F401  (a fixture)
 
 
 def one_error_line(capsys) -> str:
@@ -28,16 +27,8 @@ def test_two_writers_at_once_the_second_is_refused_and_the_first_finishes(
         tmp_path, tiny_keywords, kws_victim, capsys):  # noqa: F811
     root = tmp_path / "corpus"
     config = write_config(tmp_path / "configs", root, tiny_keywords, kws_victim)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    first = subprocess.Popen([sys.executable, "-m", "lit_app.advsets.generate", "--config", str(config)],
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    progress = root / "progress" / "shard-000-of-001.jsonl"
-    deadline = time.monotonic() + 120
+    first, _ = start_generation(config, root, rows=1)
     try:
-        while not (progress.is_file() and progress.read_text().count("\n") >= 1):
-            assert first.poll() is None, first.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "generation did not start"
-            time.sleep(0.01)
         first.send_signal(signal.SIGSTOP)  # alive and holding its locks, mid-generation: as slow as can be
         temporary = root / "adversarial" / "train" / ".adv-live.wav.x.part"
         temporary.write_bytes(b"RIFF")  # stands for the first writer's file in flight

@@ -231,12 +231,13 @@ class AdversarialCorpus:
         Raises:
             lit_app.folders.FolderBusyError: another run is planning or merging this corpus right now.
         """
-        if self.is_complete():
-            return True
         settings = self.settings()
         info = folders.read_corpus_info(self.root)
-        if info and info.get("settings") == settings and (self.root / PLAN_FILE).is_file():
-            return bool(info.get("complete"))  # planned already: shards of a running build need no lock
+        if info and info.get("settings") == settings:
+            if info.get("complete"):
+                return True
+            if (self.root / PLAN_FILE).is_file():
+                return False  # planned already: shards of a running build need no lock
         # Load the victim before touching the folder: a bad checkpoint must not leave a claimed, empty corpus.
         victim = load_victim(self.victim, resolve_device(str(device or self.device)))
         with self.folder_lock():

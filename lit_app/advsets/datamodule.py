@@ -20,8 +20,6 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
-from torch.utils.data import DataLoader
-
 from lit_app.advsets import manifest
 from lit_app.advsets.corpus import AdversarialCorpus
 from lit_app.advsets.detection import (
@@ -29,10 +27,9 @@ from lit_app.advsets.detection import (
     DETECTION_LABELS,
     NORMAL,
     DetectionClipDataset,
+    DetectionDataModule,
     balance,
-    collate_detection,
 )
-from lit_app.base import LitAppDataModule
 from lit_app.splits import STAGE_SPLITS
 
 log = logging.getLogger(__name__)
@@ -40,10 +37,6 @@ log = logging.getLogger(__name__)
 
 class LeakageError(RuntimeError):
     """The same source clip or voice would be served in two splits."""
-
-
-#: The detection dataset under the name the noise-flooding experiment imports.
-DetectionClips = DetectionClipDataset
 
 
 def check_leakage(rows: list[dict[str, Any]]) -> None:
@@ -80,7 +73,7 @@ def first_sources(rows: list[dict[str, Any]], count: int, where: Path) -> list[d
     return chosen + clean[:clean_count]
 
 
-class AdversarialDataModule(LitAppDataModule):
+class AdversarialDataModule(DetectionDataModule):
     """Detection data from adversarial corpora, built or resumed before use.
 
     Args:
@@ -121,12 +114,11 @@ class AdversarialDataModule(LitAppDataModule):
         log_pairs: int = 4,
         train_sources: int | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers)
         if not train_sets:
             raise ValueError("give at least one adversarial corpus in train_sets")
         self.train_sets = list(train_sets)
         self.test_sets = list(test_sets) if test_sets else list(train_sets)
-        self.batch_size = batch_size
         self.include_failed = include_failed
         self.balance_classes = balance_classes
         self.noise_label = noise_label
@@ -134,14 +126,11 @@ class AdversarialDataModule(LitAppDataModule):
         if not self.kinds:
             raise ValueError("kinds is empty: name at least one of clean, adversarial, noise (or leave it out for all)")
         self.seed = seed
-        self.num_workers = num_workers
         self.cache_audio = cache_audio
         self.log_pairs = log_pairs
         if train_sources is not None and train_sources < 1:
             raise ValueError(f"train_sources must be at least 1 (or left out for every source), got {train_sources}")
         self.train_sources = train_sources
-        self.labels = list(DETECTION_LABELS)
-        self.datasets: dict[str, DetectionClipDataset] = {}
         self.rows: dict[Path, list[dict[str, Any]]] = {}
         self._logged = False
 
@@ -243,12 +232,3 @@ class AdversarialDataModule(LitAppDataModule):
             if isinstance(logger, WandbLogger):
                 log_corpora(logger, {c.root: self.corpus_rows(c) for c in self.corpora()}, self.log_pairs)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            collate_fn=collate_detection,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )

@@ -7,8 +7,8 @@ folder or CSV layouts) yields batches made by :func:`collate_detection`:
 - ``lengths``: int64 ``[batch]``, the true number of samples of each clip;
 - ``labels``: int64 ``[batch]``, ``0`` normal, ``1`` adversarial.
 
-Both detection data modules serve their clips through :class:`DetectionClipDataset` and even out the classes
-with :func:`balance`.
+The detection data modules derive from :class:`DetectionDataModule` (their loaders), serve their clips through
+:class:`DetectionClipDataset` and even out the classes with :func:`balance`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from lit_app.audio.io import STRICT, AudioError, AudioPolicy, read_audio
 from lit_app.audio.pcm import pcm16_to_float, to_pcm16
+from lit_app.base import LitAppDataModule
 
 ItemT = TypeVar("ItemT")
 
@@ -46,6 +47,23 @@ def collate_detection(examples: list[tuple[torch.Tensor, int]]) -> DetectionBatc
         audio[row, : wave.numel()] = wave.float()
     labels = torch.tensor([label for _, label in examples], dtype=torch.long)
     return DetectionBatch(audio, lengths, labels)
+
+
+class DetectionDataModule(LitAppDataModule):
+    """A data module serving detection batches: subclasses fill ``datasets`` (one per split) in ``setup``; the
+    loaders batch them with :func:`collate_detection`."""
+
+    def __init__(self, batch_size: int, num_workers: int) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.labels = list(DETECTION_LABELS)
+        self.datasets: dict[str, Dataset] = {}
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
+                          collate_fn=collate_detection, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
 
 
 def balance(items: Sequence[ItemT], rng: random.Random, label_of: Callable[[ItemT], int] = itemgetter(1)) -> list[ItemT]:

@@ -42,18 +42,16 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from torch.utils.data import DataLoader
 
 from lit_app.advsets.detection import (
     ADVERSARIAL,
     DETECTION_LABELS,
     NORMAL,
     DetectionClipDataset,
+    DetectionDataModule,
     balance,
-    collate_detection,
 )
 from lit_app.audio.io import STRICT
-from lit_app.base import LitAppDataModule
 from lit_app.paths import inside_base
 from lit_app.splits import SPLITS, STAGE_SPLITS
 
@@ -342,7 +340,7 @@ def split_by_group(
 
 
 # ------------------------------------------------------------------------------------------------ serving
-class ExternalDetectionDataModule(LitAppDataModule):
+class ExternalDetectionDataModule(DetectionDataModule):
     """Normal and adversarial clips from a dataset on disk, split by group, as detection batches.
 
     Args:
@@ -383,7 +381,7 @@ class ExternalDetectionDataModule(LitAppDataModule):
         seed: int = 42,
         num_workers: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers)
         self.root = Path(root)
         self.base_dir = Path(base_dir) if base_dir is not None else None
         self.layout = layout
@@ -393,14 +391,10 @@ class ExternalDetectionDataModule(LitAppDataModule):
         self.split_fractions = tuple(split_fractions)
         self.balance = balance
         self.max_samples = int(max_seconds * STRICT.sample_rate) if max_seconds else None
-        self.batch_size = batch_size
         self.cache = cache
         self.skip_bad_files = skip_bad_files
         self.seed = seed
-        self.num_workers = num_workers
-        self.labels = list(DETECTION_LABELS)
         self.clips: dict[str, list[DetectionClip]] = {}
-        self.datasets: dict[str, DetectionClipDataset] = {}
 
     def split_clips(self) -> dict[str, list[DetectionClip]]:
         """The clips of each split (read, filtered, split and balanced; no audio is loaded)."""
@@ -436,7 +430,3 @@ class ExternalDetectionDataModule(LitAppDataModule):
                 log.warning("skipped %d bad clips in %s:\n  %s", len(dataset.skipped), self.root, "\n  ".join(dataset.skipped))
             self.datasets[split] = dataset
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
-                          collate_fn=collate_detection, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader
 
-from lit_app.advsets.detection import DETECTION_LABELS, collate_detection
+from lit_app.advsets.detection import DetectionDataModule
 from lit_app.base import LitAppDataModule
 from lit_app.splits import STAGE_SPLITS
 
 
-class DetectionMixture(LitAppDataModule):
+class DetectionMixture(DetectionDataModule):
     """The union of the splits of detection data modules (each one keeps its own split by source clip).
 
     Any data module whose loaders batch ``(waveform, label)`` pairs with
@@ -24,14 +24,10 @@ class DetectionMixture(LitAppDataModule):
     """
 
     def __init__(self, sources: list[LitAppDataModule], batch_size: int = 32, num_workers: int = 0) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers)
         if not sources:
             raise ValueError("a DetectionMixture needs at least one source")
         self.sources = list(sources)
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.labels = list(DETECTION_LABELS)
-        self.datasets: dict[str, Dataset] = {}
 
     def prepare_data(self) -> None:
         for source in self.sources:
@@ -52,7 +48,3 @@ class DetectionMixture(LitAppDataModule):
             raise TypeError(f"{type(source).__name__}.{split} loader is a {type(loader).__name__}, not a single DataLoader")
         return loader
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
-                          collate_fn=collate_detection, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)

@@ -22,13 +22,18 @@ def check_curves(curves: Mapping[str, list[str]], train: Mapping[str, list[str]]
             raise ValueError(f"learning curve {name!r} names unknown train conditions {unknown} (have {sorted(train)})")
 
 
+def curve_tests(table: ResultsTable, conditions: list[str]) -> list[str]:
+    """The test conditions a curve's train conditions were tested on, in the table's row order."""
+    return list(dict.fromkeys(test for train, test in table.rows if train in conditions))
+
+
 def curve_markdown(table: ResultsTable, curves: Mapping[str, list[str]], clips: Mapping[str, dict[str, int]]) -> str:
     """``learning_curve.md``: per curve and feature, ROC-AUC by training size (rows) and test condition (columns)."""
     auc = table.values("test/auroc")
     parts = ["# Learning curves", "", "ROC-AUC, mean ± sample std over seeds, against the clips each detector trained "
              "on (successful adversarial examples, and the normal clips beside them).", ""]
     for name, conditions in curves.items():
-        tests = list(dict.fromkeys(c for t, c in table.rows if t in conditions))
+        tests = curve_tests(table, conditions)
         for feature in table.features:
             parts += [f"## {name}, {feature}", "",
                       "| train condition | adversarial clips | normal clips | " + " | ".join(
@@ -51,7 +56,7 @@ def save_curve_figure(table: ResultsTable, curves: Mapping[str, list[str]], clip
     fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4), squeeze=False, sharey=True)
     for axis, (name, conditions) in zip(axes[0], curves.items()):
         sizes: set[int] = set()
-        for test in dict.fromkeys(c for t, c in table.rows if t in conditions):
+        for test in curve_tests(table, conditions):
             points = [(clips[t]["adversarial"], *mean_std(auc[(t, test, feature)])) for t in conditions
                       if t in clips and auc.get((t, test, feature))]
             if points:

@@ -38,8 +38,7 @@ from torch.utils.data import DataLoader
 from torchmetrics.classification import BinaryROC
 from torchmetrics.functional.classification import binary_auroc
 
-from lit_app.advsets.datamodule import DetectionClips
-from lit_app.advsets.detection import collate_detection
+from lit_app.advsets.detection import DetectionClipDataset, collate_detection
 from lit_app.attacks.victims import Victim, load_victim
 from lit_app.checkpoints import load_module
 from lit_app.defences import NoiseFlooding
@@ -103,7 +102,7 @@ def score_clips(
     """Scores (on the CPU; ``score`` may give several per clip, ``[..., batch]``) and labels of ``(path, label)``
     clips, read and scored ``batch_size`` at a time."""
     scores, labels = [], []
-    for batch in DataLoader(DetectionClips(items), batch_size=batch_size, collate_fn=collate_detection):
+    for batch in DataLoader(DetectionClipDataset(items), batch_size=batch_size, collate_fn=collate_detection):
         scores.append(score(batch.audio, batch.lengths).cpu())
         labels.append(batch.labels)
     return torch.cat(scores, -1), torch.cat(labels)

@@ -7,7 +7,6 @@ cnn-trad-fpool3 without a second pool. Where we differ and why: ``docs/departure
 
 from __future__ import annotations
 
-import os
 from typing import Any, Literal
 
 import torch
@@ -19,7 +18,6 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from lit_app.audio.features import MFCC
 from lit_app.base import LitAppModule
-from lit_app.checkpoints import read_checkpoint
 from lit_app.data.vocab import task_labels
 from lit_app.nets.kws_cnn import CnnTradFpool3
 from lit_app.run_folder import run_folder
@@ -59,6 +57,9 @@ class KWSModule(LitAppModule):
         label_smoothing: label smoothing of the cross-entropy loss.
         **optimizer_settings: optimiser and schedule settings of :class:`~lit_app.base.LitAppModule`.
     """
+
+    #: A checkpoint from before the TensorFlow-faithful settings is rebuilt as the network it was.
+    legacy_hparams = LEGACY_SETTINGS
 
     def __init__(
         self,
@@ -168,15 +169,6 @@ class KWSModule(LitAppModule):
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         audio = batch[0] if isinstance(batch, (list, tuple)) else batch
         return self(audio).softmax(-1)
-
-    @classmethod
-    def load_from_checkpoint(cls, checkpoint_path: str | os.PathLike, *args: Any, **kwargs: Any) -> KWSModule:
-        """Lightning's loader, except that a checkpoint from before the TensorFlow-faithful settings is rebuilt
-        as the network it was (:data:`LEGACY_SETTINGS`) rather than failing on mismatched weights."""
-        if isinstance(checkpoint_path, (str, os.PathLike)):
-            saved = read_checkpoint(checkpoint_path).get("hyper_parameters", {})
-            kwargs = {**{k: v for k, v in LEGACY_SETTINGS.items() if k not in saved}, **kwargs}
-        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         hparams = checkpoint.get("hyper_parameters", {})

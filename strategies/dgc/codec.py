@@ -103,12 +103,14 @@ def decode_indices(encoded: torch.Tensor, k: int, space: int, coding: IndexCodin
     split = blocks * count_dtype.itemsize
     counts = _reinterpret(encoded[:, :split], count_dtype).to(torch.int64)
     offsets = _reinterpret(encoded[:, split:], torch.uint16).to(torch.int64)
-    block_of = torch.repeat_interleave(torch.arange(blocks, device=encoded.device).repeat(rows), counts.reshape(-1))
+    block_of = torch.repeat_interleave(torch.arange(blocks, device=encoded.device).repeat(rows), counts.reshape(-1),
+                                       output_size=rows * k)  # known: no device sync to count it
     return (block_of.view(rows, k) << BLOCK_BITS) | offsets
 
 
 def _segment_ids(lengths: Sequence[int], device: torch.device) -> torch.Tensor:
-    return torch.repeat_interleave(torch.arange(len(lengths), device=device), torch.tensor(list(lengths), device=device))
+    return torch.repeat_interleave(torch.arange(len(lengths), device=device), torch.tensor(list(lengths), device=device),
+                                   output_size=sum(lengths))
 
 
 def encode_values(

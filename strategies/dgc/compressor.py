@@ -443,12 +443,12 @@ class DGCCompressor:
         """The whole residual, pre-divided by N so that the all-reduce's sum is the average."""
         share = layout.v / world_size
         dtype = codec.summable_dtype(self.settings.value_dtype)
-        _, sent = codec.encode_values(share.unsqueeze(0), dtype)
+        code, sent = codec.encode_values(share.unsqueeze(0), dtype)
         if dtype == layout.dtype:
             layout.v.zero_()
         else:
             layout.v.sub_(sent[0] * world_size)
-        return sent[0].to(dtype)
+        return code[0].view(dtype)  # the values as sent, without casting the decoded copy back
 
 
 def _check_numel(name: str, restored: Mapping[str, torch.Tensor], numel: int) -> None:
