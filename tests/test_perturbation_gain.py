@@ -61,6 +61,13 @@ def test_a_corpus_without_clean_clips_or_attacks_is_refused_by_name(tmp_path):
         perturbation_gain.perturbation_pairs(tiny_corpus(tmp_path / "set"), "val")
 
 
+def test_band_shares_split_a_clip_energy_by_frequency():
+    time = torch.arange(SECOND) / SECOND
+    assert perturbation_gain.band_shares([torch.sin(2 * torch.pi * 300 * time)])[0] > 0.99
+    white = perturbation_gain.band_shares([torch.randn(4 * SECOND, generator=torch.Generator().manual_seed(0))])
+    assert white == pytest.approx([1 / 8, 1 / 8, 1 / 4, 1 / 2], abs=0.01)  # 0-1, 1-2, 2-4, 4-8 kHz
+
+
 def test_auroc_ranks_each_detector_separately():
     normal = torch.tensor([[0.1, 0.2], [0.9, 0.8]])
     flagged = torch.tensor([[0.5, 0.6], [0.1, 0.2]])
@@ -80,12 +87,15 @@ def test_the_job_scores_every_gain_and_writes_its_tables(tmp_path):
     assert [row["gain_db"] for row in rows] == [-200.0, 0.0, 40.0]
     assert all(len(row["attack_auroc"]) == 2 and len(row["noise_auroc"]) == 2 for row in rows)
     # A perturbation scaled below one int16 step leaves every clip as it was: nothing to rank.
-    assert rows[0]["attack_auroc"] == [0.5, 0.5] and rows[0]["noise_auroc"] == [0.5, 0.5]
+    assert rows[0]["attack_auroc"] == pytest.approx([0.5, 0.5]) and rows[0]["noise_auroc"] == pytest.approx([0.5, 0.5])
     assert rows[0]["adversarial_clips"] == 5 and rows[0]["sources"] == 3
     saved = json.loads((out / "perturbation_gain.json").read_text())
     assert saved["rows"] == rows
     table = (out / "perturbation_gain.md").read_text()
     assert "## untrained detector on tones (5 attacks, 3 clean sources)" in table and "| +40 |" in table
+    assert rows[0]["band_shares"]["perturbation"] == pytest.approx([1 / 8, 1 / 8, 1 / 4, 1 / 2], abs=0.02)
+    assert rows[0]["band_shares"]["clean"][0] > 0.99  # tones of 200-400 Hz
+    assert "Energy by band, perturbations: 0-1 kHz 1" in table and "; clean clips: 0-1 kHz 100%" in table
     assert (out / "perturbation_gain.png").stat().st_size > 0
     with pytest.raises(FileNotFoundError, match="missing.ckpt"):
         perturbation_gain.run_perturbation_gain(corpora={"tones": str(corpus)},

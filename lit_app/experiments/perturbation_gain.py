@@ -30,7 +30,7 @@ from torchmetrics.functional.classification import binary_auroc
 
 from lit_app.advsets.detection import collate_detection
 from lit_app.advsets.manifest import read_manifest
-from lit_app.audio.io import STRICT, read_audio
+from lit_app.audio.io import SAMPLE_RATE, STRICT, read_audio
 from lit_app.audio.pcm import quantize
 from lit_app.device import resolve_device
 from lit_app.experiments.figures import pyplot, save_png
@@ -38,6 +38,9 @@ from lit_app.experiments.noise_flooding import load_detectors
 from lit_app.experiments.results_table import format_cell
 from lit_app.folders import write_json_atomic
 from lit_app.splits import SPLITS
+
+#: bands of :func:`band_shares`, Hz (the last edge includes Nyquist)
+BAND_EDGES_HZ = (0.0, 1000.0, 2000.0, 4000.0, SAMPLE_RATE / 2 + 1)
 
 
 class Pair(NamedTuple):
@@ -91,6 +94,20 @@ def median_snr_db(pairs: list[Pair], gain_db: float) -> float:
     """Median SNR (clean clip against the scaled perturbation) over the clips."""
     snr = [20 * torch.log10(clean.norm() / delta.norm()).item() - gain_db for _, clean, delta in pairs]
     return float(torch.tensor(snr).median())
+
+
+def band_shares(waves: list[torch.Tensor], edges_hz: tuple[float, ...] = BAND_EDGES_HZ) -> list[float]:
+    """Share of the clips' energy in each band between ``edges_hz`` (each clip weighs the same), from a 512-point STFT."""
+    import torchaudio
+
+    spectrogram = torchaudio.transforms.Spectrogram(n_fft=512, hop_length=256, power=2.0)
+    freqs = torch.linspace(0, SAMPLE_RATE / 2, 257)
+    total = torch.zeros(257)
+    for wave in waves:
+        power = spectrogram(wave).sum(-1)
+        total += power / power.sum().clamp_min(1e-20)
+    return [float(total[(freqs >= low) & (freqs < high)].sum() / total.sum())
+            for low, high in zip(edges_hz[:-1], edges_hz[1:])]
 
 
 def auroc_per_detector(normal: torch.Tensor, flagged: torch.Tensor) -> list[float]:
@@ -147,12 +164,14 @@ def run_perturbation_gain(
     for corpus_name, folder in corpora.items():
         pairs = perturbation_pairs(Path(folder), split)
         normal = scores([pair.clean for pair in pairs])
+        spectrum = {"perturbation": band_shares([pair.delta for pair in pairs]),
+                    "clean": band_shares([pair.clean for pair in pairs])}
         for gain in gains_db:
             attack, noise = scores(amplified(pairs, gain)), scores(same_energy_noise(pairs, gain, noise_seed))
             for name in detectors:
                 rows.append({"corpus": corpus_name, "detector": name, "gain_db": gain,
                              "median_snr_db": median_snr_db(pairs, gain),
-                             "adversarial_clips": len(pairs), "sources": len({pair.source_id for pair in pairs}),
+                             "adversarial_clips": len(pairs), "sources": len({pair.source_id for pair in pairs}), "band_shares": spectrum,
                              "attack_auroc": auroc_per_detector(normal[name], attack[name]),
                              "noise_auroc": auroc_per_detector(normal[name], noise[name])})
             print(f"{corpus_name}, gain {gain:+g} dB: " + ", ".join(
@@ -177,11 +196,19 @@ def gain_markdown(rows: list[dict[str, Any]], split: str) -> str:
         chosen = [r for r in rows if (r["corpus"], r["detector"]) == (corpus, detector)]
         parts += [f"## {detector} detector on {corpus} ({chosen[0]['adversarial_clips']} attacks, "
                   f"{chosen[0]['sources']} clean sources)", "",
+                  "Energy by band, perturbations: " + bands_text(chosen[0]["band_shares"]["perturbation"])
+                  + "; clean clips: " + bands_text(chosen[0]["band_shares"]["clean"]) + ".", "",
                   "| gain (dB) | median SNR (dB) | scaled attack | same-energy noise |", "|---|---|---|---|"]
         parts += [f"| {r['gain_db']:+g} | {r['median_snr_db']:.1f} | {format_cell(r['attack_auroc'])} | "
                   f"{format_cell(r['noise_auroc'])} |" for r in chosen]
         parts.append("")
     return "\n".join(parts)
+
+
+def bands_text(shares: list[float]) -> str:
+    names = [f"{low / 1000:g}-{min(high, SAMPLE_RATE / 2) / 1000:g} kHz"
+             for low, high in zip(BAND_EDGES_HZ[:-1], BAND_EDGES_HZ[1:])]
+    return ", ".join(f"{name} {100 * share:.0f}%" for name, share in zip(names, shares))
 
 
 def save_gain_figure(rows: list[dict[str, Any]], path: Path) -> Path:
@@ -199,7 +226,7 @@ def save_gain_figure(rows: list[dict[str, Any]], path: Path) -> Path:
                       color=line.get_color(), label=f"{detector}: same-energy noise")
         axis.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
         axis.invert_xaxis()  # louder to the right
-        axis.set(title=f"{corpus}", xlabel="median SNR of the scaled perturbation (dB)", ylim=(0, 1.02))
+        axis.set(title=f"tested on {corpus}", xlabel="median SNR of the scaled perturbation (dB)", ylim=(0, 1.02))
         axis.legend(title="detector trained on", fontsize="small")
     axes[0][0].set_ylabel("ROC-AUC")
     return save_png(fig, path)
