@@ -17,9 +17,10 @@ from tests.conftest import CONFIGS
 from tests.detector_helpers import detection_sets  # noqa: F401  (fixture)
 
 DETECTOR_CONFIGS = sorted((CONFIGS / "detector").glob("*.yaml"))
-# grid_*.yaml drive lit_app.experiments.grid, adaptive_*.yaml and noise_flooding_*.yaml the experiments of those
-# names (tested there).
-LIGHTNING_CONFIGS = [p for p in DETECTOR_CONFIGS if not p.name.startswith(("grid", "adaptive", "noise_flooding"))]
+# grid_*.yaml drive lit_app.experiments.grid; adaptive_*.yaml, noise_flooding_*.yaml and perturbation_gain_*.yaml the
+# experiments of those names (tested there).
+LIGHTNING_CONFIGS = [p for p in DETECTOR_CONFIGS
+                     if not p.name.startswith(("grid", "adaptive", "noise_flooding", "perturbation_gain"))]
 GRID_CONFIGS = [p for p in DETECTOR_CONFIGS if p.name.startswith("grid")]
 DATA_CONFIGS = sorted((CONFIGS / "adversarial").glob("*.yaml"))
 OVERLAYS = sorted((CONFIGS / "detector" / "grid_overlays").glob("*.yaml"))
