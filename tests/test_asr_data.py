@@ -8,6 +8,7 @@ from lit_app.audio.io import AudioError, AudioPolicy
 from lit_app.data import commonvoice, librispeech
 from lit_app.data.asr import ASRBatch, ASRDataModule, BucketBatchSampler, UtteranceDataset, collate
 from lit_app.data.utterances import Utterance
+from lit_app.paths import ListedPathError
 from lit_app.text import Alphabet, TranscriptError
 from tests import asr_helpers
 from tests.asr_helpers import make_commonvoice, make_librispeech
@@ -34,6 +35,16 @@ def test_commonvoice_reader_and_mp3_resampling(tmp_path):
     assert train[0].speaker == "client0" and train[0].path.parent.name == "clips"
     with pytest.raises(FileNotFoundError, match="no such Common Voice listing"):
         commonvoice.read_split(root, "validated")
+    # Each split checks the other two for shared clips; still, the three splits read each listing once.
+    commonvoice._listing_rows.cache_clear()
+    for split in ("train", "dev", "test"):
+        commonvoice.read_split(root, split)
+    assert commonvoice._listing_rows.cache_info().misses == 3
+    # An edited listing is read again: a clip of train added to test is a leak.
+    with (root / "test.tsv").open("a") as listing:
+        listing.write(f"client9\t{train[0].path.name}\tsid9\tleak\t2\t0\t\t\t\n")
+    with pytest.raises(ListedPathError, match="listed in both test.tsv and train.tsv"):
+        commonvoice.read_split(root, "test")
     (root / "dev.tsv").write_text("path\tsentence\nx.mp3\thi\n")
     with pytest.raises(ValueError, match=r"dev\.tsv: missing column\(s\) \['client_id'\]"):
         commonvoice.read_split(root, "dev")

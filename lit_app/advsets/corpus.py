@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from lit_app import folders
 from lit_app.advsets import card, manifest
@@ -345,9 +346,7 @@ class AdversarialCorpus:
         policy = STRICT if self.match is not None else AudioPolicy()
         waves = [victim.prepare(read_audio(job["source_path"], policy)) for job in jobs]
         lengths = torch.tensor([w.numel() for w in waves])
-        batch = torch.zeros(len(waves), int(lengths.max()))
-        for row, wave in enumerate(waves):
-            batch[row, : wave.numel()] = wave
+        batch = pad_sequence(waves, batch_first=True)
         attack_name, settings = "", ""
         if jobs[0]["kind"] == "clean":
             clips = quantize(batch)

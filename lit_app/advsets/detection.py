@@ -21,6 +21,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset
 
 from lit_app.audio.io import STRICT, AudioError, AudioPolicy, read_audio
@@ -42,9 +43,7 @@ class DetectionBatch(NamedTuple):
 def collate_detection(examples: list[tuple[torch.Tensor, int]]) -> DetectionBatch:
     """Pad ``(waveform, label)`` pairs (1-D float waveforms) into a :class:`DetectionBatch`."""
     lengths = torch.tensor([wave.numel() for wave, _ in examples], dtype=torch.long)
-    audio = torch.zeros(len(examples), int(lengths.max()), dtype=torch.float32)
-    for row, (wave, _) in enumerate(examples):
-        audio[row, : wave.numel()] = wave.float()
+    audio = pad_sequence([wave.float() for wave, _ in examples], batch_first=True)
     labels = torch.tensor([label for _, label in examples], dtype=torch.long)
     return DetectionBatch(audio, lengths, labels)
 

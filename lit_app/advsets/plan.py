@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from lit_app.advsets import manifest
 from lit_app.attacks.victims import ClassifierVictim, Victim
@@ -166,8 +167,6 @@ def screen(victim: Victim, clips: list[SourceClip], require_correct: bool) -> li
     if not require_correct:
         return audible
     lengths = torch.tensor([w.numel() for w in waves])
-    batch = torch.zeros(len(waves), int(lengths.max()))
-    for row, wave in enumerate(waves):
-        batch[row, : wave.numel()] = wave
+    batch = pad_sequence(waves, batch_first=True)
     predictions = victim.predict(quantize(batch).to(victim.device), lengths.to(victim.device))
     return [ok and p == clip.label for ok, p, clip in zip(audible, predictions, clips)]

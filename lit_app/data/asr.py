@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lit_app.audio.io import AudioPolicy, read_audio
@@ -66,11 +67,8 @@ class UtteranceDataset(Dataset):
 def collate(items: list[tuple[torch.Tensor, torch.Tensor, str]]) -> ASRBatch:
     lengths = torch.tensor([audio.numel() for audio, _, _ in items])
     target_lengths = torch.tensor([target.numel() for _, target, _ in items])
-    waveforms = torch.zeros(len(items), int(lengths.max()))
-    targets = torch.zeros(len(items), int(target_lengths.max()), dtype=torch.long)
-    for row, (audio, target, _) in enumerate(items):
-        waveforms[row, : audio.numel()] = audio
-        targets[row, : target.numel()] = target
+    waveforms = pad_sequence([audio for audio, _, _ in items], batch_first=True)
+    targets = pad_sequence([target for _, target, _ in items], batch_first=True)
     return ASRBatch(waveforms, lengths, targets, target_lengths, [item_id for _, _, item_id in items])
 
 

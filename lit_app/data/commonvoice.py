@@ -11,6 +11,7 @@ splits (``train``, ``dev``, ``test``) share no clip; anything else is an error n
 from __future__ import annotations
 
 import csv
+import functools
 import sys
 from pathlib import Path
 
@@ -62,11 +63,19 @@ def read_split(root: str | Path, split: str) -> list[Utterance]:
 
 
 def read_rows(listing: Path) -> list[tuple[str, dict[str, str]]]:
-    """The rows of a listing, each with its ``file:line`` for messages.
+    """The rows of a listing, each with its ``file:line`` for messages. Reading the three splits reads each listing
+    once: the disjointness check of every split reads the other two, and a listing's rows are kept while the file is
+    unchanged (same size and modification time).
 
     Raises:
         ValueError: a required column is missing.
     """
+    status = listing.stat()
+    return list(_listing_rows(str(listing), status.st_mtime_ns, status.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _listing_rows(listing: str, mtime_ns: int, size: int) -> tuple[tuple[str, dict[str, str]], ...]:
     csv.field_size_limit(sys.maxsize)
     with open(listing, newline="", encoding="utf-8") as handle:
         # Sentences contain quotes that are not CSV quoting: read fields verbatim.
@@ -76,7 +85,7 @@ def read_rows(listing: Path) -> list[tuple[str, dict[str, str]]]:
             raise ValueError(
                 f"{listing}: missing column(s) {missing} (header: {reader.fieldnames}). Is this a Common Voice listing?"
             )
-        return [(f"{listing}:{reader.line_num}", row) for row in reader]
+        return tuple((f"{listing}:{reader.line_num}", row) for row in reader)
 
 
 def check_not_in_other_splits(root: Path, split: str, listed: dict[Path, str]) -> None:
