@@ -36,6 +36,16 @@ def test_report_shows_victims_corpora_grid_and_missing_parts(tmp_path, monkeypat
     assert "runs/detector-grid-demo/results.csv is missing" in text.split("## Victims")[0]
 
 
+def test_stage_times_add_up_the_runs_of_a_resumed_job():
+    log = ("2026-12-05T10:00:00Z demo kws-victim 832 s\n2026-12-05T10:20:00Z demo attack:blackbox 600 s\n"
+           "2026-12-05T16:00:00Z demo kws-victim 3 s\n2026-12-05T16:30:00Z demo attack:blackbox 1200 s\n"
+           "2026-12-05T17:00:00Z quick kws-victim 99 s\n")
+    lines = demo_summary.stage_time_lines(log, "demo")
+    assert "| kws-victim | 2 | 835 | 3 |" in lines and "| attack:blackbox | 2 | 1800 | 1200 |" in lines
+    assert lines[-1] == "| all stages | | 2635 | |"  # the quick run's line is another job's
+    assert demo_summary.stage_time_lines("", "demo") == ["No demo stage has finished yet."]
+
+
 def test_the_report_leads_with_the_cnn_alone_beside_the_papers_numbers_then_our_fusion(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     header = "train,test,kind,feature,metric,mean,std,n\n"

@@ -155,8 +155,25 @@ def report(scale: Scale) -> str:
                      curves)
     parts += section("Adaptive attacker", f"runs/detector-adaptive-{scale}/adaptive.md", ["adaptive.png"])
     if TIMES.is_file():
-        parts += ["## Stage wall times (every run, in order)", "```", TIMES.read_text().strip(), "```"]
+        parts += ["## Stage wall times", "", *stage_time_lines(TIMES.read_text(), scale), "",
+                  "Every run, in order:", "```", TIMES.read_text().strip(), "```"]
     return "\n".join(parts)
+
+
+def stage_time_lines(log: str, scale: str) -> list[str]:
+    """A table of this scale's stages from the stage log: runs of each, their total and the last run's seconds. An
+    interrupted job that was resumed ran some stages more than once (a resumed stage logs only its own run)."""
+    runs: dict[str, list[int]] = {}
+    for line in log.splitlines():
+        fields = line.split()
+        if len(fields) == 5 and fields[1] == scale and fields[4] == "s" and fields[3].isdigit():
+            runs.setdefault(fields[2], []).append(int(fields[3]))
+    if not runs:
+        return [f"No {scale} stage has finished yet."]
+    lines = ["| stage | runs | total s | last run s |", "|---|---|---|---|"]
+    lines += [f"| {name} | {len(seconds)} | {sum(seconds)} | {seconds[-1]} |" for name, seconds in runs.items()]
+    total = sum(sum(seconds) for seconds in runs.values())
+    return lines + [f"| all stages | | {total} | |"]
 
 
 def summarise(scale: Scale = "demo", victims: list[Literal["kws", "asr"]] | None = None) -> None:
