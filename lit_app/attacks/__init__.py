@@ -3,6 +3,8 @@
 - :class:`CarliniWagner`: white-box, targeted, shrinking L-infinity bound (CTC or classifier victims).
 - :class:`PGD` / :class:`FGSM`: white-box, targeted, fixed L-infinity bound.
 - :class:`GeneticAttack`: black-box (output probabilities only), targeted, for classifiers.
+- :class:`SquareAttack`: black-box (output probabilities only), targeted random search in an L-infinity ball, for
+  classifiers.
 - :class:`NoiseControl`: random noise at a given SNR, the control for "is it just noise?".
 """
 
@@ -12,6 +14,7 @@ from lit_app.attacks.genetic import GeneticAttack
 from lit_app.attacks.gradient import FGSM, PGD
 from lit_app.attacks.noise import NoiseControl
 from lit_app.attacks.query import QueryAccessError, QueryOnlyView
+from lit_app.attacks.square import SquareAttack
 from lit_app.attacks.victims import ClassifierVictim, CTCVictim, Victim, checkpoint_sha256, load_victim
 
 __all__ = [
@@ -28,6 +31,7 @@ __all__ = [
     "PGD",
     "QueryAccessError",
     "QueryOnlyView",
+    "SquareAttack",
     "Victim",
     "checkpoint_sha256",
     "load_victim",
