@@ -5,6 +5,7 @@
 - :class:`GeneticAttack`: black-box (output probabilities only), targeted, for classifiers.
 - :class:`SquareAttack`: black-box (output probabilities only), targeted random search in an L-infinity ball, for
   classifiers.
+- :class:`HopSkipJump`: black-box decision-based (top label only), targeted, minimal L2 norm, for classifiers.
 - :class:`NoiseControl`: random noise at a given SNR, the control for "is it just noise?".
 """
 
@@ -12,6 +13,7 @@ from lit_app.attacks.base import Attack, AttackBatch, AttackOutput, AttackResult
 from lit_app.attacks.carlini_wagner import CarliniWagner
 from lit_app.attacks.genetic import GeneticAttack
 from lit_app.attacks.gradient import FGSM, PGD
+from lit_app.attacks.hop_skip_jump import HopSkipJump
 from lit_app.attacks.noise import NoiseControl
 from lit_app.attacks.query import QueryAccessError, QueryOnlyView
 from lit_app.attacks.square import SquareAttack
@@ -27,6 +29,7 @@ __all__ = [
     "CTCVictim",
     "FGSM",
     "GeneticAttack",
+    "HopSkipJump",
     "NoiseControl",
     "PGD",
     "QueryAccessError",
