@@ -182,8 +182,13 @@ def test_a_source_that_names_no_victim_is_refused_clearly(detection_sets, tmp_pa
         run_noise_flooding(grid=[str(grid), str(tmp_path / "missing.yaml")], out_dir=str(tmp_path / "out"))
 
 
-def test_demo_config_parses(monkeypatch):
+@pytest.mark.parametrize("overlay", [[], ["-c", str(CONFIGS / "detector" / "noise_flooding_held_out_demo.yaml")]],
+                         ids=["demo", "held_out_demo"])
+def test_demo_configs_parse_and_name_grid_conditions(overlay, monkeypatch, capsys):
     monkeypatch.chdir(CONFIGS.parent)
     with pytest.raises(SystemExit) as stop:
-        noise_flooding.main(["-c", str(CONFIGS / "detector" / "noise_flooding_demo.yaml"), "--print_config"])
+        noise_flooding.main(["-c", str(CONFIGS / "detector" / "noise_flooding_demo.yaml"), *overlay, "--print_config"])
     assert stop.value.code == 0
+    settings = yaml.safe_load(capsys.readouterr().out)
+    conditions = noise_flooding.read_grid(settings["grid"] if isinstance(settings["grid"], list) else [settings["grid"]])
+    assert set(settings["tests"] or []) <= set(conditions["test"])
