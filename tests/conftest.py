@@ -29,6 +29,18 @@ def save_checkpoint(model, path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: two threads on a shared 2-core machine run small convolutions several
+    times slower. A test module opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _wandb_isolation(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))

@@ -36,6 +36,13 @@ def tones(freqs: tuple[float, ...], samples: int = SAMPLES) -> torch.Tensor:
     return torch.stack([0.3 * torch.sin(2 * math.pi * f * t) * window for f in freqs])
 
 
+def padded_tones() -> tuple[torch.Tensor, torch.Tensor]:
+    """Two tones of the full length and one of 3,000 samples, zero-padded."""
+    x = torch.zeros(3, SAMPLES)
+    x[:2], x[2, :3000] = tones((300.0, 500.0)), tones((900.0,), samples=3000)[0]
+    return x, torch.tensor([SAMPLES, SAMPLES, 3000])
+
+
 def tiny_kws(seed: int = 0) -> ClassifierVictim:
     """An untrained keyword spotter on 0.25 s clips: random, but its outputs respond to its input."""
     torch.manual_seed(seed)

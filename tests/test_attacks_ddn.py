@@ -8,13 +8,7 @@ import torch
 from lit_app.attacks import DDN, PGD, CTCVictim, metrics
 from tests.test_attacks import SAMPLES, TinyCTC, on_grid, ranked_targets, tiny_kws, tones
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def l2_int16(clean: torch.Tensor, adversarial: torch.Tensor) -> torch.Tensor:

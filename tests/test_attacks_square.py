@@ -7,22 +7,10 @@ import torch
 
 from lit_app.attacks import QueryOnlyView, SquareAttack, metrics
 from lit_app.attacks.square import margin_loss
-from tests.test_attacks import SAMPLES, on_grid, ranked_targets, tiny_kws, tones
+from tests.test_attacks import SAMPLES, on_grid, padded_tones, ranked_targets, tiny_kws, tones
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def padded_tones() -> tuple[torch.Tensor, torch.Tensor]:
-    """Two tones of the full length and one of 3,000 samples, zero-padded."""
-    x = torch.zeros(3, SAMPLES)
-    x[:2], x[2, :3000] = tones((300.0, 500.0)), tones((900.0,), samples=3000)[0]
-    return x, torch.tensor([SAMPLES, SAMPLES, 3000])
 
 
 def test_square_attack_reaches_easy_targets_on_the_vertices_of_its_bound():

@@ -24,12 +24,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DETECTOR = {"backbone": "paper", "input_mode": "blocks", "n_coefficients": 20, "win_ms": 32, "hop_ms": 16, "lr": 0.003}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def printed_config(capsys, args: list[str], path: Path) -> Path:

@@ -17,12 +17,7 @@ from tests.conftest import QUIET_TRAINER
 SAMPLES = 4000
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def tones(count: int, seed: int) -> torch.Tensor:

@@ -19,13 +19,7 @@ from tests.conftest import QUIET_TRAINER
 BLOCKS = dict(n_coefficients=20, win_ms=32.0, hop_ms=16.0, input_mode="blocks")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two threads on a shared 2-core machine run these small convolutions several times slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def test_paper_cnn_parameter_count_and_layers():

@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from lit_app.cli import main as lit_app_main
@@ -26,12 +25,7 @@ DATA_CONFIGS = sorted((CONFIGS / "adversarial").glob("*.yaml"))
 OVERLAYS = sorted((CONFIGS / "detector" / "grid_overlays").glob("*.yaml"))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def source(root):

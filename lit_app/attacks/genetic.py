@@ -34,17 +34,15 @@ waiting costs nothing, the default keeps the draws of the published corpora.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
-from lit_app.attacks.base import Attack, AttackBatch
-from lit_app.attacks.query import QueryOnlyView
-from lit_app.attacks.victims import ClassifierVictim, Victim
+from lit_app.attacks.query import QueryAttack, QueryOnlyView
 from lit_app.audio.pcm import FULL_SCALE
 
 
-class GeneticAttack(Attack):
+class GeneticAttack(QueryAttack):
     """Targeted black-box genetic attack.
 
     Args:
@@ -106,16 +104,6 @@ class GeneticAttack(Attack):
         self.queue_ahead = queue_ahead
         self.fitness = fitness
         self.stop = stop
-
-    def run(self, victim: Victim, batch: AttackBatch, **conditions: Any) -> torch.Tensor:
-        if not isinstance(victim, ClassifierVictim):
-            raise TypeError("the genetic attack needs a classifier victim (class probabilities)")
-        # The encoded targets are class indices (the view's label order): all the attack knows besides the view.
-        with torch.no_grad():
-            adversarial, batch.queries, batch.iterations = self.search(
-                QueryOnlyView(victim), batch.clean, batch.lengths, batch.encoded[0], batch.generator
-            )
-        return adversarial
 
     def search(
         self,

@@ -43,14 +43,11 @@ has no decision-based attack.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 
-from lit_app.attacks.base import Attack, AttackBatch
 from lit_app.attacks.metrics import valid_mask
-from lit_app.attacks.query import QueryOnlyView
-from lit_app.attacks.victims import ClassifierVictim, Victim
+from lit_app.attacks.query import QueryAttack, QueryOnlyView
 from lit_app.audio.io import SAMPLE_RATE
 from lit_app.audio.pcm import FULL_SCALE, INT16_MAX, INT16_MIN
 
@@ -86,7 +83,7 @@ class LabelOracle:
         return self.max_queries - self.queries[rows]
 
 
-class HopSkipJump(Attack):
+class HopSkipJump(QueryAttack):
     """Targeted decision-based (top label only) L2 attack.
 
     Args:
@@ -118,15 +115,6 @@ class HopSkipJump(Attack):
         self.max_probes = max_probes
         self.start_queries = start_queries
         self.batch_starts = batch_starts
-
-    def run(self, victim: Victim, batch: AttackBatch, **conditions: Any) -> torch.Tensor:
-        if not isinstance(victim, ClassifierVictim):
-            raise TypeError("HopSkipJump needs a classifier victim (a top label per clip)")
-        with torch.no_grad():
-            adversarial, batch.queries, batch.iterations = self.search(
-                QueryOnlyView(victim), batch.clean, batch.lengths, batch.encoded[0], batch.generator
-            )
-        return adversarial
 
     def search(
         self,

@@ -9,11 +9,13 @@ white-box access in our own code; it is not a sandbox against deliberate introsp
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
 import torch
 
-from lit_app.attacks.victims import ClassifierVictim, answer_in_passes
+from lit_app.attacks.base import Attack, AttackBatch
+from lit_app.attacks.victims import ClassifierVictim, Victim, answer_in_passes
 
 
 class QueryAccessError(RuntimeError):
@@ -72,3 +74,27 @@ class QueryOnlyView:
 
     def __reduce__(self) -> Any:
         raise QueryAccessError("the query-only view cannot be pickled (that would expose the model)")
+
+
+class QueryAttack(Attack):
+    """Base of the black-box attacks on a classifier: :meth:`search` sees the victim only through a
+    :class:`QueryOnlyView`, with the targets as class indices in the view's label order."""
+
+    def run(self, victim: Victim, batch: AttackBatch, **conditions: Any) -> torch.Tensor:
+        if not isinstance(victim, ClassifierVictim):
+            raise TypeError(f"{type(self).__name__} is a black-box attack on classifiers: it needs a classifier "
+                            f"victim (class probabilities), not a {type(victim).__name__}")
+        with torch.no_grad():
+            adversarial, batch.queries, batch.iterations = self.search(
+                QueryOnlyView(victim), batch.clean, batch.lengths, batch.encoded[0], batch.generator
+            )
+        return adversarial
+
+    @abstractmethod
+    def search(self, view: QueryOnlyView, clean: torch.Tensor, lengths: torch.Tensor, target_index: torch.Tensor,
+               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Attack ``clean`` (``[batch, samples]`` on the 16-bit grid, zero-padded) through ``view`` only.
+
+        Returns:
+            The adversarial clips (float, on the 16-bit grid), and the queries and iterations spent per clip.
+        """

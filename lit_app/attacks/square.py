@@ -25,14 +25,10 @@ the one wandb installs here); foolbox 3.3.4 has no Square Attack.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from lit_app.attacks.base import Attack, AttackBatch
 from lit_app.attacks.metrics import valid_mask
-from lit_app.attacks.query import QueryOnlyView
-from lit_app.attacks.victims import ClassifierVictim, Victim
+from lit_app.attacks.query import QueryAttack, QueryOnlyView
 from lit_app.audio.pcm import FULL_SCALE, INT16_MAX, INT16_MIN
 
 #: The paper's schedule: at iteration ``i`` of 10,000, ``p`` is ``p_init`` divided by the factor of the first bound
@@ -41,7 +37,7 @@ P_SCHEDULE = ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (400
               (10000, 512))
 
 
-class SquareAttack(Attack):
+class SquareAttack(QueryAttack):
     """Targeted score-based random search inside an L-infinity ball.
 
     Args:
@@ -64,15 +60,6 @@ class SquareAttack(Attack):
         self.epsilon = epsilon
         self.max_queries = max_queries
         self.p_init = p_init
-
-    def run(self, victim: Victim, batch: AttackBatch, **conditions: Any) -> torch.Tensor:
-        if not isinstance(victim, ClassifierVictim):
-            raise TypeError("the Square Attack needs a classifier victim (class probabilities)")
-        with torch.no_grad():
-            adversarial, batch.queries, batch.iterations = self.search(
-                QueryOnlyView(victim), batch.clean, batch.lengths, batch.encoded[0], batch.generator
-            )
-        return adversarial
 
     def window_fraction(self, iteration: int) -> float:
         """``p`` at ``iteration`` (1-based) of ``max_queries``, on the paper's schedule for 10,000 iterations."""
