@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -182,8 +183,8 @@ def test_a_source_that_names_no_victim_is_refused_clearly(detection_sets, tmp_pa
         run_noise_flooding(grid=[str(grid), str(tmp_path / "missing.yaml")], out_dir=str(tmp_path / "out"))
 
 
-@pytest.mark.parametrize("overlay", [[], ["-c", str(CONFIGS / "detector" / "noise_flooding_held_out_demo.yaml")]],
-                         ids=["demo", "held_out_demo"])
+@pytest.mark.parametrize("overlay", [[], *(["-c", str(path)] for path in sorted(
+    (CONFIGS / "detector" / "noise_flooding_overlays").glob("*.yaml")))], ids=lambda args: Path(args[-1]).stem if args else "demo")
 def test_demo_configs_parse_and_name_grid_conditions(overlay, monkeypatch, capsys):
     monkeypatch.chdir(CONFIGS.parent)
     with pytest.raises(SystemExit) as stop:
