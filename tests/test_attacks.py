@@ -16,9 +16,11 @@ from lit_app.attacks import (
     ClassifierVictim,
     CTCVictim,
     GeneticAttack,
+    HopSkipJump,
     NoiseControl,
     QueryAccessError,
     QueryOnlyView,
+    SquareAttack,
     metrics,
 )
 from lit_app.attacks.genetic import PopulationBuffers
@@ -131,6 +133,18 @@ def test_genetic_attack_is_deterministic_for_a_seed():
     first = attack(victim, x, torch.full((2,), SAMPLES), targets, seed=3)
     again = attack(victim, x, torch.full((2,), SAMPLES), targets, seed=3)
     other = attack(victim, x, torch.full((2,), SAMPLES), targets, seed=4)
+    assert torch.equal(first.adversarial, again.adversarial) and first.results == again.results
+    assert not torch.equal(first.adversarial, other.adversarial)
+
+
+@pytest.mark.parametrize(("attack", "rank"), [(SquareAttack(epsilon=256, max_queries=60), 3),
+                                              (HopSkipJump(max_queries=250, start_queries=100), 2)],
+                         ids=["square", "hop_skip_jump"])
+def test_random_search_attacks_are_deterministic_for_a_seed_on_padded_clips(attack, rank: int):
+    victim = tiny_kws()
+    x, lengths = padded_tones()
+    targets = ranked_targets(victim, x, rank)
+    first, again, other = (attack(victim, x, lengths, targets, seed=s) for s in (3, 3, 4))
     assert torch.equal(first.adversarial, again.adversarial) and first.results == again.results
     assert not torch.equal(first.adversarial, other.adversarial)
 
