@@ -42,6 +42,7 @@ has no decision-based attack.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -146,9 +147,7 @@ class HopSkipJump(QueryAttack):
         best[rows] = point
         best_distance = (point - x).norm(dim=1)
         active = torch.arange(rows.numel(), device=clean.device)
-        step = 0
-        while True:
-            step += 1
+        for step in itertools.count(1):
             # A clip goes on while it can afford a gradient estimate and has a perturbation left to shrink.
             probes = ask.left(rows[active]) - RESERVE
             going = (probes >= 1) & (best_distance[active] > 0)
