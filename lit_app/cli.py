@@ -49,6 +49,8 @@ JOBS: dict[str, tuple[str, str]] = {
                        "Score a grid's test sets with noise flooding, alone and fused with trained detectors."),
     "adaptive": ("lit_app.experiments.adaptive:run_adaptive", "Attack a victim and a detector at once (adaptive attacker)."),
     "score": ("lit_app.experiments.score:score", "Is this clip adversarial? Score WAVs with a trained detector."),
+    "engine-transfer": ("lit_app.experiments.engine_transfer:run_engine_transfer",
+                        "Leave one speech engine out: train keyword victims without it, test them on it."),
     "perturbation-gain": ("lit_app.experiments.perturbation_gain:run_perturbation_gain",
                           "Score trained detectors on attacks made louder and quieter, beside same-energy noise."),
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepares everything the app needs, once: a virtual environment with the pinned packages (.venv) and,
-# where apt is usable, the Debian TTS tools (flite adds voices; espeak-ng itself comes from pip).
+# where apt is usable, the Debian TTS tools (flite and festival add voices; espeak-ng itself comes from pip).
 # Sourced by scripts/demo.sh and scripts/test.sh; safe to run again (it only redoes what changed).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -32,14 +32,17 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-if ! command -v flite >/dev/null 2>&1; then
+# festival and its three English voices are a third engine (the leave-one-engine-out victims use it).
+tts_packages="espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"
+if ! command -v flite >/dev/null 2>&1 || ! [ -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    echo "[setup] installing the Debian TTS tools (espeak-ng, flite)"
-    if ! { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq espeak-ng flite >/dev/null 2>&1; }; then
-      echo "[setup] could not install flite with apt: synthetic corpora will use espeak-ng voices only"
+    echo "[setup] installing the Debian TTS tools ($tts_packages)"
+    if ! { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $tts_packages >/dev/null 2>&1; }; then
+      echo "[setup] could not install the TTS tools with apt: synthetic corpora will use espeak-ng voices only," \
+           "and corpora that list flite or festival will stop with the command that installs them"
     fi
   else
-    echo "[setup] flite is not installed and apt is not usable here (need root): synthetic corpora will use" \
-         "espeak-ng voices only. Install flite (e.g. 'sudo apt-get install flite') for more voices."
+    echo "[setup] flite or festival is not installed and apt is not usable here (need root): synthetic corpora" \
+         "will use espeak-ng voices only. Install them (e.g. 'sudo apt-get install $tts_packages') for more voices."
   fi
 fi

@@ -6,12 +6,22 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 
+import numpy as np
 import pytest
 import soundfile as sf
 
+from lit_app.data.synth.corpus import speaking_turns
 from lit_app.data.synth.keywords import SyntheticKeywordCorpus
-from lit_app.data.synth.tts import FliteEngine, flite_available
+from lit_app.data.synth.tts import (
+    FestivalEngine,
+    FliteEngine,
+    TTSError,
+    Voice,
+    festival_voices,
+    flite_available,
+)
 from lit_app.data.vocab import KEYWORDS_10, OTHER_WORDS
 from lit_app.folders import CorpusError
 from tests.conftest import TINY_CORPUS
@@ -124,3 +134,62 @@ def test_two_builders_of_one_corpus_take_turns(tmp_path):
         return hashlib.sha256(b"".join(str(p.relative_to(root)).encode() + p.read_bytes() for p in files)).hexdigest()
 
     assert digest(tmp_path / "shared") == digest(alone)
+
+
+def test_engines_take_equal_turns_per_engine_not_per_voice():
+    pool = [Voice("espeak", f"v{i}") for i in range(40)] + [Voice("flite", "a"), Voice("flite", "b")]
+    per_voice = Counter(v.engine for v in speaking_turns(pool, 100, np.random.default_rng(0), "per_voice"))
+    per_engine = speaking_turns(pool, 100, np.random.default_rng(0), "per_engine")
+    assert per_voice["flite"] <= 6
+    assert Counter(v.engine for v in per_engine) == {"espeak": 50, "flite": 50}
+    assert Counter(v for v in per_engine if v.engine == "flite") == {Voice("flite", "a"): 25, Voice("flite", "b"): 25}
+
+
+def test_a_test_only_corpus_puts_every_voice_in_the_test_split():
+    corpus = SyntheticKeywordCorpus(**{**TINY_CORPUS, "clips_per_other_word": 0, "val_voice_fraction": 0.0,
+                                       "test_voice_fraction": 1.0})
+    specs, voices = corpus.plan()
+    assert voices["train"] == voices["validation"] == [] and len(voices["testing"]) > 100
+    assert {s["split"] for s in specs} == {"testing"} and len(specs) == 10 * len(KEYWORDS_10)
+    with pytest.raises(ValueError, match="val_voice_fraction: 0"):
+        SyntheticKeywordCorpus(**{**TINY_CORPUS, "test_voice_fraction": 1.0}).plan()
+
+
+def test_default_engine_shares_leave_existing_corpora_settings_unchanged():
+    assert "engine_shares" not in SyntheticKeywordCorpus(**TINY_CORPUS).settings
+    assert SyntheticKeywordCorpus(**TINY_CORPUS, engine_shares="per_engine").settings["engine_shares"] == "per_engine"
+
+
+@pytest.mark.skipif(not flite_available(), reason="flite is not installed")
+def test_per_engine_shares_give_flite_half_the_clips():
+    corpus = SyntheticKeywordCorpus(**{**TINY_CORPUS, "engines": ["espeak", "flite"], "engine_shares": "per_engine"})
+    counts = Counter((s["split"], s["voice"].split(":")[0]) for s in corpus.plan()[0])
+    for split in ("train", "validation", "testing"):
+        assert abs(counts[split, "espeak"] - counts[split, "flite"]) <= len(KEYWORDS_10) + len(OTHER_WORDS)
+
+
+FESTIVAL = pytest.mark.skipif(len(festival_voices()) < 3, reason="festival or its three English voices are missing")
+
+
+@FESTIVAL
+def test_festival_speaks_every_voice_and_names_what_fails():
+    engine = FestivalEngine()
+    try:
+        for voice in festival_voices():
+            samples, rate = engine.synthesise('say "yes" \\ now', voice, 1.1)
+            assert rate in (16000, 32000) and samples.size > rate // 4 and np.abs(samples).max() > 1000
+        with pytest.raises(TTSError, match="nonexistent"):
+            engine.synthesise("yes", "nonexistent")
+        assert engine.synthesise("go", "kal_diphone")[0].size > 0  # still answering after an error
+    finally:
+        engine.close()
+
+
+@FESTIVAL
+def test_festival_joins_a_corpus_only_when_listed(tmp_path):
+    assert "festival" not in SyntheticKeywordCorpus(**{**TINY_CORPUS, "engines": None}).resolved_settings()["engines"]
+    corpus = SyntheticKeywordCorpus(**{**TINY_CORPUS, "clips_per_keyword": 3, "clips_per_other_word": 0,
+                                       "engines": ["festival"], "val_voice_fraction": 0.0, "test_voice_fraction": 1.0})
+    root = corpus.build(tmp_path / "festival", show_progress=False)
+    rows = manifest(root)
+    assert len(rows) == 3 * len(KEYWORDS_10) and {r["voice"].split(":")[0] for r in rows} == {"festival"}

@@ -161,3 +161,20 @@ def test_resuming_a_checkpoint_of_another_network_names_the_settings(tmp_path):
     path = save_checkpoint(KWSModule(padding="valid", second_pool=True), tmp_path / "kws.ckpt")
     with pytest.raises(ValueError, match=r"padding='valid' \(this run: 'same'\), second_pool=True \(this run: False\)"):
         KWSModule().on_load_checkpoint(torch.load(path, weights_only=True))
+
+
+def test_spec_augment_masks_training_features_only(monkeypatch):
+    torch.manual_seed(0)
+    module = KWSModule(freq_mask=7, time_mask=20, dropout=0.0)
+    monkeypatch.setattr(module, "log", lambda *args, **kwargs: None)
+    seen = []
+    monkeypatch.setattr(module.net, "forward", lambda features: seen.append(features) or features.sum((1, 2))[:, None]
+                        .expand(-1, 12))
+    audio = torch.randn(16, 16000) * 0.1
+    module.training_step((audio, torch.zeros(16, dtype=torch.long)), 0)
+    module.eval()
+    unmasked = module.features(audio)
+    masked = seen[0]
+    zeroed = (masked == 0) & (unmasked != 0)
+    assert zeroed.any(2).any(1).float().mean() > 0.5  # most clips lose whole coefficients or frames
+    assert torch.equal(module(audio), unmasked.sum((1, 2))[:, None].expand(-1, 12))  # no masks outside training

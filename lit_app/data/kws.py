@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lit_app.audio.augment import TimeShiftAndNoise
 from lit_app.audio.io import AudioPolicy
 from lit_app.audio.pcm import pcm16_to_float
+from lit_app.audio.voice_augment import VoiceAugment
 from lit_app.base import LitAppDataModule
 from lit_app.data import speech_commands as sc
 from lit_app.data.source_clip import SourceClip
@@ -28,7 +29,7 @@ class KWSDataModule(LitAppDataModule):
 
     Clips are checked and loaded into memory once (a bad file stops the run with its name, or is skipped
     and reported with ``skip_bad_files``). Training batches get time-shift and background-noise
-    augmentation on the device.
+    augmentation on the device, and with ``voice_augment`` speed, colour, room and codec changes first.
 
     Args:
         root: corpus folder in the Speech Commands layout.
@@ -38,6 +39,8 @@ class KWSDataModule(LitAppDataModule):
         silence_percentage: silence clips per split, in percent of that split's keyword clips.
         unknown_percentage: unknown-word clips per split, in percent of that split's keyword clips.
         augment: time shift and background noise on training batches.
+        voice_augment: speed, spectral colour, room and codec perturbation of training batches (before the time
+            shift and noise), so that a victim trained on a few engines hears more voices; none by default.
         max_shift_ms: largest time shift in milliseconds.
         noise_probability: share of training clips that get background noise.
         snr_db_range: signal-to-noise ratio range of that noise, dB.
@@ -57,6 +60,7 @@ class KWSDataModule(LitAppDataModule):
         silence_percentage: float = 10.0,
         unknown_percentage: float = 10.0,
         augment: bool = True,
+        voice_augment: VoiceAugment | None = None,
         max_shift_ms: float = 100.0,
         noise_probability: float = 0.8,
         snr_db_range: tuple[float, float] = (5.0, 30.0),
@@ -77,6 +81,7 @@ class KWSDataModule(LitAppDataModule):
         self.labels = task_labels(task)
         self.policy = AudioPolicy()
         self.augmenter = TimeShiftAndNoise(int(max_shift_ms * 16), noise_probability, snr_db_range) if augment else None
+        self.voice_augment = voice_augment if augment else None
         self.datasets: dict[str, TensorDataset] = {}
         self.paths: dict[str, list[str]] = {}
         self.skipped: list[str] = []
@@ -133,6 +138,8 @@ class KWSDataModule(LitAppDataModule):
     def waveforms(self, audio: torch.Tensor, augment: bool) -> torch.Tensor:
         """Float waveforms in [-1, 1] of an int16 batch, augmented when ``augment`` (and augmentation is on)."""
         audio = pcm16_to_float(audio)
+        if augment and self.voice_augment is not None:
+            audio = self.voice_augment(audio)
         if augment and self.augmenter is not None:
             audio = self.augmenter.to(audio.device)(audio)
         return audio

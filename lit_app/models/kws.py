@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+import torchaudio.transforms as T
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
@@ -55,6 +56,8 @@ class KWSModule(LitAppModule):
         feature_norm: standardise each coefficient with running batch statistics before the CNN (not in
             TensorFlow's model, whose training recipe is far longer).
         label_smoothing: label smoothing of the cross-entropy loss.
+        freq_mask: SpecAugment in training: widest band of coefficients masked per clip (0: none).
+        time_mask: SpecAugment in training: longest run of frames masked per clip (0: none).
         **optimizer_settings: optimiser and schedule settings of :class:`~lit_app.base.LitAppModule`.
     """
 
@@ -79,6 +82,8 @@ class KWSModule(LitAppModule):
         second_pool: bool = False,
         feature_norm: bool = True,
         label_smoothing: float = 0.0,
+        freq_mask: int = 0,
+        time_mask: int = 0,
         **optimizer_settings: Any,
     ) -> None:
         super().__init__(**optimizer_settings)
@@ -92,6 +97,11 @@ class KWSModule(LitAppModule):
         self.net = CnnTradFpool3(num_classes, self.front_end.num_frames(clip_samples), n_mfcc, dropout, padding,
                                  batch_norm, second_pool)
         self.label_smoothing = label_smoothing
+        # Masks over [batch, coefficients, frames], drawn per clip.
+        self.spec_augment = nn.Sequential(
+            *([T.FrequencyMasking(freq_mask, iid_masks=True)] if freq_mask else []),
+            *([T.TimeMasking(time_mask, iid_masks=True)] if time_mask else []),
+        )
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -117,7 +127,10 @@ class KWSModule(LitAppModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         audio, target = batch
-        logits = self(audio)
+        features = self.features(audio)
+        # The masks take [batch, channel, frequency, time]; our features are [batch, frames, coefficients].
+        masked = self.spec_augment(features.transpose(1, 2).unsqueeze(1)).squeeze(1).transpose(1, 2)
+        logits = self.net(masked)
         loss = F.cross_entropy(logits, target, label_smoothing=self.label_smoothing)
         self.train_acc(logits, target)
         self.log("train/loss", loss, prog_bar=True)

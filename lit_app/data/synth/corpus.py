@@ -13,7 +13,7 @@ import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -24,22 +24,51 @@ from lit_app.data.synth.tts import Voice, available_engines
 from lit_app.data.vocab import BACKGROUND_NOISE_FOLDER
 from lit_app.splits import SPEECH_COMMANDS_SPLITS as SPLITS
 
+EngineShares = Literal["per_voice", "per_engine"]
+
 
 def split_voices(voices: list[Voice], val_fraction: float, test_fraction: float, rng: np.random.Generator) -> dict[str, list[Voice]]:
-    """Disjoint voice sets per split, drawn per engine so every split hears every engine."""
+    """Disjoint voice sets per split, drawn per engine so every split hears every engine.
+
+    ``test_fraction=1`` with ``val_fraction=0`` puts every voice in the test split: a test-only corpus, for
+    measuring a victim on an engine it never heard.
+    """
+    if test_fraction >= 1 and val_fraction > 0:
+        raise ValueError("a test-only corpus (test_voice_fraction: 1) has no validation voices: set val_voice_fraction: 0")
     splits: dict[str, list[Voice]] = {split: [] for split in SPLITS}
     for engine in sorted({v.engine for v in voices}):
         pool = [v for v in voices if v.engine == engine]
         order = rng.permutation(len(pool))
-        n_test = max(1, round(test_fraction * len(pool)))
-        n_val = max(1, round(val_fraction * len(pool)))
-        if n_test + n_val >= len(pool):
+        n_test = len(pool) if test_fraction >= 1 else max(1, round(test_fraction * len(pool)))
+        n_val = 0 if val_fraction == 0 else max(1, round(val_fraction * len(pool)))
+        if n_test < len(pool) and n_test + n_val >= len(pool):
             raise folders.CorpusError(f"{engine} has only {len(pool)} voices: too few to hold out validation and test voices")
         picked = [pool[i] for i in order]
         splits["testing"] += picked[:n_test]
         splits["validation"] += picked[n_test : n_test + n_val]
         splits["train"] += picked[n_test + n_val :]
     return {split: sorted(vs) for split, vs in splits.items()}
+
+
+def speaking_turns(pool: list[Voice], count: int, rng: np.random.Generator, shares: EngineShares) -> list[Voice]:
+    """The voices that speak ``count`` clips, in turns from a random start.
+
+    ``per_voice``: every voice of ``pool`` speaks about equally often, so an engine's share of the clips is its
+    share of the voices (espeak-ng's hundreds of variants drown flite's four). ``per_engine``: the engines take
+    turns, then their voices do, so each engine speaks about ``count / engines`` clips however few voices it has.
+    """
+    if shares == "per_voice":
+        start = int(rng.integers(len(pool)))
+        return [pool[(start + i) % len(pool)] for i in range(count)]
+    by_engine = [[v for v in pool if v.engine == engine] for engine in sorted({v.engine for v in pool})]
+    starts = [int(rng.integers(len(voices))) for voices in by_engine]
+    first = int(rng.integers(len(by_engine)))
+    turns = []
+    for i in range(count):
+        engine, turn = (first + i) % len(by_engine), i // len(by_engine)  # turn: the engine's clips before this one
+        voices = by_engine[engine]
+        turns.append(voices[(starts[engine] + turn) % len(voices)])
+    return turns
 
 
 def voicing(rng: np.random.Generator, settings: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,15 @@ import numpy as np
 
 from lit_app import folders
 from lit_app.data.synth import build
-from lit_app.data.synth.corpus import SPLITS, SyntheticCorpus, background, split_voices, voicing
+from lit_app.data.synth.corpus import (
+    SPLITS,
+    EngineShares,
+    SyntheticCorpus,
+    background,
+    speaking_turns,
+    split_voices,
+    voicing,
+)
 from lit_app.data.synth.noise import noise_bank, noise_gain
 from lit_app.data.synth.tts import Speaker, Voice, voice_catalogue
 from lit_app.data.vocab import KEYWORDS_10, OTHER_WORDS
@@ -35,12 +43,15 @@ class SyntheticKeywordCorpus(SyntheticCorpus):
         clips_per_other_word: clips of each other word (the ``_unknown_`` class of the 12-label task).
         keywords: the words spoken ``clips_per_keyword`` times.
         other_words: the words spoken ``clips_per_other_word`` times.
-        engines: TTS engines to use; ``None`` takes every installed one (espeak, and flite when present).
+        engines: TTS engines to use (``espeak``, ``flite``, ``festival``); ``None``: espeak, and flite when present.
+        engine_shares: how each word's clips are shared: ``per_voice`` (every voice equally, so espeak-ng's
+            hundreds of voices speak almost all of them) or ``per_engine`` (every engine equally).
         val_voice_fraction: share of each engine's voices (and of each word's clips) for validation.
-        test_voice_fraction: share of each engine's voices (and of each word's clips) for testing.
+        test_voice_fraction: share of each engine's voices (and of each word's clips) for testing; 1 (with
+            ``val_voice_fraction: 0``) makes a test-only corpus, to measure a victim on engines it never heard.
         rate_range: espeak-ng speaking rate range, words per minute.
         pitch_range: espeak-ng base pitch range (0-99).
-        stretch_range: flite duration stretch range.
+        stretch_range: flite and festival duration stretch range.
         level_db_range: peak level of the speech, dB below full scale.
         noise_probability: chance that a clip gets background noise.
         snr_db_range: signal-to-noise ratio range of that noise, dB.
@@ -59,6 +70,7 @@ class SyntheticKeywordCorpus(SyntheticCorpus):
         keywords: list[str] = list(KEYWORDS_10),
         other_words: list[str] = list(OTHER_WORDS),
         engines: list[str] | None = None,
+        engine_shares: EngineShares = "per_voice",
         val_voice_fraction: float = 0.1,
         test_voice_fraction: float = 0.1,
         rate_range: tuple[int, int] = (120, 220),
@@ -91,6 +103,8 @@ class SyntheticKeywordCorpus(SyntheticCorpus):
             "noise_seconds": noise_seconds,
             "seed": seed,
         }
+        if engine_shares != "per_voice":  # recorded only when set, so corpora built before it still match
+            self.settings["engine_shares"] = engine_shares
         self.num_workers = num_workers
 
     def plan(self) -> tuple[list[dict[str, Any]], dict[str, list[Voice]]]:
@@ -106,11 +120,10 @@ class SyntheticKeywordCorpus(SyntheticCorpus):
             n_val = round(counts[word] * s["val_voice_fraction"])
             per_split = {"train": counts[word] - n_test - n_val, "validation": n_val, "testing": n_test}
             for split in SPLITS:
-                pool = voices[split]
-                start = int(rng.integers(len(pool)))
+                if not per_split[split]:  # a test-only corpus (drawing nothing keeps other corpora's draws)
+                    continue
                 takes: Counter[Voice] = Counter()
-                for i in range(per_split[split]):
-                    voice = pool[(start + i) % len(pool)]
+                for voice in speaking_turns(voices[split], per_split[split], rng, s.get("engine_shares", "per_voice")):
                     take = takes[voice]
                     takes[voice] += 1
                     noisy = rng.random() < s["noise_probability"]

@@ -1,8 +1,10 @@
 """Offline text-to-speech engines and their voice catalogue.
 
 espeak-ng always works (its library and voice data come with the ``espeakng-loader`` wheel); flite adds
-voices when the Debian ``flite`` program is installed. A :class:`Voice` is one speaker identity: the unit
-that corpora split on, so test voices are never heard in training.
+voices when the Debian ``flite`` program is installed. Festival (Debian ``festival`` and its ``festvox-*`` voices)
+is a third engine, used only where a corpus lists it: the default corpora were built from espeak-ng and flite,
+and a festival installed later must not change them. A :class:`Voice` is one speaker identity: the unit that
+corpora split on, so test voices are never heard in training.
 """
 
 from __future__ import annotations
@@ -26,7 +28,14 @@ ESPEAK_ACCENTS = (
     "en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc",
 )
 FLITE_VOICES = ("kal16", "awb", "rms", "slt")
-ENGINES = ("espeak", "flite")
+#: Festival's English voices in Debian, and the package of each.
+FESTIVAL_VOICES = {
+    "cmu_us_slt_arctic_hts": "festvox-us-slt-hts",
+    "kal_diphone": "festvox-kallpc16k",
+    "ked_diphone": "festvox-kdlpc16k",
+}
+FESTIVAL_VOICE_FOLDER = Path("/usr/share/festival/voices")
+ENGINES = ("espeak", "flite", "festival")
 
 
 class TTSError(RuntimeError):
@@ -63,7 +72,15 @@ def flite_available() -> bool:
     return shutil.which("flite") is not None
 
 
+def festival_voices() -> tuple[str, ...]:
+    """The festival voices of :data:`FESTIVAL_VOICES` installed here (none without festival's ``text2wave``)."""
+    if shutil.which("text2wave") is None:
+        return ()
+    return tuple(name for name in FESTIVAL_VOICES if any(FESTIVAL_VOICE_FOLDER.glob(f"*/{name}")))
+
+
 def available_engines() -> tuple[str, ...]:
+    """The engines a corpus uses when it names none: espeak, and flite when installed (never festival, see above)."""
     return ("espeak", "flite") if flite_available() else ("espeak",)
 
 
@@ -79,6 +96,14 @@ def voice_catalogue(engines: tuple[str, ...] | list[str]) -> list[Voice]:
                     "flite is not installed. Install it (`apt-get install flite`) or drop 'flite' from engines."
                 )
             voices += [Voice("flite", name) for name in FLITE_VOICES]
+        elif engine == "festival":
+            missing = [f"{name} ({package})" for name, package in FESTIVAL_VOICES.items() if name not in festival_voices()]
+            if missing:
+                raise TTSError(
+                    f"festival voices not installed: {', '.join(missing)}. Install them (`apt-get install festival "
+                    f"{' '.join(FESTIVAL_VOICES.values())}`) or drop 'festival' from engines."
+                )
+            voices += [Voice("festival", name) for name in FESTIVAL_VOICES]
         else:
             raise TTSError(f"unknown TTS engine {engine!r}; choose from {ENGINES}")
     return sorted(voices)
@@ -153,6 +178,60 @@ class FliteEngine:
         """Nothing to release (the interface of the engines)."""
 
 
+class FestivalEngine:
+    """Festival (Debian ``festival`` and ``festvox-*`` voices) as one ``festival --pipe`` process per engine.
+
+    Starting festival costs 0.2 s and an utterance a few milliseconds, so the process stays up and reads one Scheme
+    request per utterance; each request ends by printing a marker, which is how we know the utterance is written.
+    """
+
+    def __init__(self) -> None:
+        if shutil.which("festival") is None:
+            raise TTSError("festival is not installed. Install it (`apt-get install festival festvox-kallpc16k`) "
+                           "or drop 'festival' from engines.")
+        self.errors = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(["festival", "--pipe"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=self.errors)
+        self.requests = 0
+
+    def synthesise(self, text: str, voice: str, duration_stretch: float = 1.0) -> tuple[np.ndarray, int]:
+        """Speak ``text``; returns int16 samples and their sample rate (16 kHz diphone, 32 kHz HTS voices)."""
+        self.requests += 1
+        marker = f"lit-app-done-{self.requests}"
+        quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+        # A folder per utterance, gone when it is read (as for flite).
+        with tempfile.TemporaryDirectory(prefix="lit-app-festival-") as folder:
+            out = os.path.join(folder, "utterance.wav")
+            request = (f"(begin (voice_{voice}) (Parameter.set 'Duration_Stretch {duration_stretch:.3f})"
+                       f' (utt.save.wave (utt.synth (Utterance Text "{quoted}")) "{out}" \'riff))'
+                       f'(format t "{marker}\\n")(fflush nil)\n')
+            try:
+                self.process.stdin.write(request.encode())
+                self.process.stdin.flush()
+                answer = self.process.stdout.readline().decode().strip()
+            except BrokenPipeError:
+                answer = ""
+            # An error (an unknown voice) skips the rest of the ``begin``, the wave included, but not the marker.
+            if answer != marker or not os.path.exists(out):
+                self.errors.seek(0)
+                message = self.errors.read().decode(errors="replace").strip().splitlines()[-1:] or ["festival exited"]
+                raise TTSError(f"festival failed for {text!r} with voice {voice!r}: {message[0]}")
+            samples, rate = sf.read(out, dtype="int16")
+        return samples, rate
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            self.process.wait(timeout=10)
+        self.errors.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
 def trim_silence(samples: np.ndarray, threshold_db: float = -40.0, margin: int = 160) -> np.ndarray:
     """Cut leading and trailing samples quieter than ``threshold_db`` below the peak (keeps ``margin``)."""
     peak = np.abs(samples).max() if samples.size else 0.0
@@ -172,6 +251,7 @@ class Speaker:
         self.sample_rate = sample_rate
         self._espeak: EspeakEngine | None = None
         self._flite: FliteEngine | None = None
+        self._festival: FestivalEngine | None = None
 
     def speak(self, text: str, voice: Voice, rate: int = 175, pitch: int = 50, stretch: float = 1.0) -> np.ndarray:
         import torchaudio.functional as AF
@@ -184,6 +264,9 @@ class Speaker:
         elif voice.engine == "flite":
             self._flite = self._flite or FliteEngine()
             samples, source_rate = self._flite.synthesise(text, voice.name, stretch)
+        elif voice.engine == "festival":
+            self._festival = self._festival or FestivalEngine()
+            samples, source_rate = self._festival.synthesise(text, voice.name, stretch)
         else:
             raise TTSError(f"unknown TTS engine {voice.engine!r}; choose from {ENGINES}")
         audio = pcm16_to_float(samples)
@@ -195,6 +278,6 @@ class Speaker:
         return trimmed
 
     def close(self) -> None:
-        for engine in (self._espeak, self._flite):
+        for engine in (self._espeak, self._flite, self._festival):
             if engine is not None:
                 engine.close()

@@ -1,0 +1,159 @@
+"""Leave one engine out: does a keyword victim understand a speech engine it never heard?
+
+For each engine of the synthetic corpus, a victim is trained on the others (their clips shared equally between the
+engines, not between their voices, or espeak-ng's hundreds of voices would speak nearly every clip) and tested
+twice: on its own corpus's unseen voices, and on every voice of the engine it never heard, keywords only. Each
+variant (overlays on the victim config: augmentation, SpecAugment, ...) trains its own victims, so the table shows
+what each change does to the held-out engines.
+
+Every run is ``lit-app fit`` and ``lit-app test`` on the victim config plus a generated overlay kept in the run
+folder, so each number can be reproduced with the app's own commands. Finished runs are skipped and an interrupted
+fit resumes from its last checkpoint: run the same command again to continue.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lit_app.data.synth.tts import ENGINES
+
+TRAINED = "results.json"  # the victim's test on its own unseen voices: written after fit and test
+HELD_OUT = "held_out.json"  # its test on the engine it never heard
+
+
+def run_engine_transfer(
+    victim_config: str = "configs/kws/demo.yaml",
+    engines: list[str] = ["espeak", "flite", "festival"],
+    variants: dict[str, list[str]] = {"plain": []},
+    seeds: list[int] = [0],
+    held_out_clips_per_keyword: int = 100,
+    trainer_configs: list[str] = ["configs/trainer/cpu.yaml", "configs/logger/csv.yaml"],
+    data_dir: str = "data/engine-transfer",
+    out_dir: str = "runs/engine-transfer-demo",
+) -> list[dict[str, Any]]:
+    """Train a keyword victim without each engine in turn and test it on that engine.
+
+    Args:
+        victim_config: the keyword victim's config (model, trainer, corpus sizes); its corpus is rebuilt without
+            the held-out engine, in ``data_dir``.
+        engines: the corpus's engines; each one is held out in turn (``espeak``, ``flite``, ``festival``).
+        variants: name -> config overlays applied after ``victim_config`` (``[]``: the victim as configured).
+        seeds: training seeds (``seed_everything``); each cell is the mean and spread over them.
+        held_out_clips_per_keyword: clips of each keyword in a held-out engine's test corpus (every voice of it).
+        trainer_configs: presets applied to every fit and test (CPU trainer, CSV logger).
+        data_dir: where the training corpora (named by their engines, ``espeak-flite``) and the held-out test
+            corpora (``test-<engine>``) go.
+        out_dir: run folders (``runs/<variant>/without-<engine>/seed<k>``), ``engine_transfer.md`` and ``.json``.
+    """
+    unknown = sorted(set(engines) - set(ENGINES))
+    if unknown or len(engines) < 2:
+        raise ValueError(f"engines must be two or more of {ENGINES}, got {engines}")
+    if not variants or not seeds:
+        raise ValueError("give at least one variant and one seed")
+    for path in [victim_config, *trainer_configs, *(p for overlays in variants.values() for p in overlays)]:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: no such config (run lit-app from the repository root)")
+    rows = []
+    for variant, overlays in variants.items():
+        for engine in engines:
+            others = [e for e in engines if e != engine]
+            for seed in seeds:
+                run = Path(out_dir) / "runs" / variant / f"without-{engine}" / f"seed{seed}"
+                configs = [victim_config, *overlays, *trainer_configs]
+                own, held_out = train_and_test(run, configs, others, engine, seed, data_dir, held_out_clips_per_keyword)
+                rows.append({"variant": variant, "held_out": engine, "trained_on": others, "seed": seed,
+                             "own_voices_acc": own, "held_out_keyword_acc": held_out, "run": str(run)})
+                print(f"{variant}, without {engine}, seed {seed}: own unseen voices {own:.2%}, "
+                      f"{engine} keywords {held_out:.2%}", flush=True)
+    write_tables(Path(out_dir), rows, variants, engines)
+    return rows
+
+
+def train_and_test(run: Path, configs: list[str], others: list[str], engine: str, seed: int, data_dir: str,
+                   held_out_clips: int) -> tuple[float, float]:
+    """Fit (or resume) one victim, test it on its own unseen voices and on ``engine``; both accuracies."""
+    from lit_app.cli import main
+
+    run.mkdir(parents=True, exist_ok=True)
+    training = write_overlay(run / "train.yaml", training_overlay(run, others, seed, data_dir))
+    held_out = write_overlay(run / "held_out.yaml", held_out_overlay(run, engine, data_dir, held_out_clips))
+    args = [arg for config in configs for arg in ("-c", config)]
+    best = run / "checkpoints" / "best.ckpt"
+    if not (run / TRAINED).exists():
+        last = run / "checkpoints" / "last.ckpt"
+        if not (best.exists() and not last.exists()):
+            main(["fit", *args, "-c", str(training), *([f"--ckpt_path={last}"] if last.exists() else [])])
+        (run / "checkpoints" / "last.ckpt").unlink(missing_ok=True)  # fit is done: a rerun must not resume it
+        main(["test", *args, "-c", str(training), f"--ckpt_path={best}"])
+    if not (run / HELD_OUT).exists():
+        main(["test", *args, "-c", str(training), "-c", str(held_out), f"--ckpt_path={best}"])
+    return accuracy(run / TRAINED), accuracy(run / HELD_OUT)
+
+
+def training_overlay(run: Path, engines: list[str], seed: int, data_dir: str) -> dict[str, Any]:
+    """The fit's changes to the victim config: a corpus of ``engines`` shared per engine, and this run's folders."""
+    return {
+        "seed_everything": seed,
+        "trainer": {"default_root_dir": str(run), "callbacks": [
+            {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
+             "init_args": {"dirpath": str(run / "checkpoints"), "filename": "best", "monitor": "val/acc", "mode": "max",
+                           "save_last": True, "enable_version_counter": False}},
+            {"class_path": "callbacks.ResultsFile", "init_args": {"path": str(run / TRAINED)}},
+        ]},
+        "data": {"init_args": {
+            "root": f"{data_dir}/{'-'.join(sorted(engines))}",
+            "synthesize": {"init_args": {"engines": sorted(engines), "engine_shares": "per_engine"}},
+        }},
+    }
+
+
+def held_out_overlay(run: Path, engine: str, data_dir: str, clips_per_keyword: int) -> dict[str, Any]:
+    """The held-out test's changes: every voice of ``engine`` speaking the keywords, nothing else."""
+    return {
+        "trainer": {"callbacks": [{"class_path": "callbacks.ResultsFile",
+                                   "init_args": {"path": str(run / HELD_OUT)}}]},
+        "data": {"init_args": {
+            "root": f"{data_dir}/test-{engine}",
+            "silence_percentage": 0.0,
+            "unknown_percentage": 0.0,
+            "synthesize": {"init_args": {"engines": [engine], "engine_shares": "per_voice",
+                                         "clips_per_keyword": clips_per_keyword, "clips_per_other_word": 0,
+                                         "val_voice_fraction": 0.0, "test_voice_fraction": 1.0}},
+        }},
+    }
+
+
+def write_overlay(path: Path, overlay: dict[str, Any]) -> Path:
+    path.write_text("# Written by lit-app engine-transfer; applied after the victim config and its variant.\n"
+                    + yaml.safe_dump(overlay, sort_keys=False))
+    return path
+
+
+def accuracy(results: Path) -> float:
+    return float(json.loads(results.read_text())["metrics"]["test/acc"])
+
+
+def write_tables(out: Path, rows: list[dict[str, Any]], variants: dict[str, list[str]], engines: list[str]) -> None:
+    """``engine_transfer.json`` (every run) and ``engine_transfer.md`` (mean ± std per variant and held-out engine)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "engine_transfer.json").write_text(json.dumps(rows, indent=2) + "\n")
+    lines = ["| variant (overlays) | held-out engine | trained on | seeds | own unseen voices | held-out engine's "
+             "keywords |", "|---|---|---|---|---|---|"]
+    for variant, overlays in variants.items():
+        for engine in engines:
+            cell = [r for r in rows if r["variant"] == variant and r["held_out"] == engine]
+            lines.append(f"| {variant} ({', '.join(overlays) or 'none'}) | {engine} | {', '.join(cell[0]['trained_on'])} "
+                         f"| {len(cell)} | {spread([r['own_voices_acc'] for r in cell])} "
+                         f"| {spread([r['held_out_keyword_acc'] for r in cell])} |")
+    (out / "engine_transfer.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)
+
+
+def spread(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    return f"{mean:.2%}" if len(values) == 1 else f"{mean:.2%} ± {statistics.stdev(values):.2%}"

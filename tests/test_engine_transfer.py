@@ -1,0 +1,74 @@
+"""`lit-app engine-transfer`: victims trained without an engine, tested on it; resumable; clear errors."""
+
+import csv
+import json
+
+import pytest
+import yaml
+
+from lit_app.cli import main
+from lit_app.data.synth.tts import flite_available
+from lit_app.experiments.engine_transfer import run_engine_transfer
+from tests.conftest import CONFIGS
+
+pytestmark = [pytest.mark.usefixtures("one_thread"),
+              pytest.mark.skipif(not flite_available(), reason="flite is not installed")]
+
+TINY = {
+    "seed_everything": 0,
+    "trainer": {"max_epochs": 1, "limit_train_batches": 2, "limit_val_batches": 1, "enable_progress_bar": False},
+    "data": {"init_args": {"batch_size": 8, "synthesize": {"init_args": {
+        "clips_per_keyword": 10, "clips_per_other_word": 1, "noise_seconds": 3.0, "num_workers": 0}}}},
+}
+
+
+def voices_of(root):
+    with open(root / "manifest.csv") as handle:
+        return {row["voice"].split(":")[0] for row in csv.DictReader(handle)}
+
+
+def test_each_engine_is_held_out_and_a_rerun_resumes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text(yaml.safe_dump(TINY))
+    settings = dict(victim_config=str(CONFIGS / "kws" / "demo.yaml"), engines=["espeak", "flite"],
+                    variants={"tiny": [str(tiny)]}, held_out_clips_per_keyword=2,
+                    trainer_configs=[str(CONFIGS / "trainer" / "cpu.yaml"), str(CONFIGS / "logger" / "csv.yaml")],
+                    data_dir="data", out_dir="out")
+    rows = run_engine_transfer(**settings)
+    assert [(r["held_out"], r["trained_on"]) for r in rows] == [("espeak", ["flite"]), ("flite", ["espeak"])]
+    assert all(0.0 <= r[key] <= 1.0 for r in rows for key in ("own_voices_acc", "held_out_keyword_acc"))
+    assert voices_of(tmp_path / "data" / "flite") == {"flite"} and voices_of(tmp_path / "data" / "test-espeak") == {"espeak"}
+    held_out = json.loads((tmp_path / rows[0]["run"] / "held_out.json").read_text())
+    assert held_out["stage"] == "test" and held_out["ckpt_path"].endswith("best.ckpt")
+    table = (tmp_path / "out" / "engine_transfer.md").read_text()
+    assert "| tiny (" in table and "| espeak | flite | 1 |" in table and "| flite | espeak | 1 |" in table
+    assert json.loads((tmp_path / "out" / "engine_transfer.json").read_text()) == rows
+
+    def no_training(args):
+        raise AssertionError(f"a finished run was run again: {args[:1]}")
+
+    monkeypatch.setattr("lit_app.cli.main", no_training)
+    assert run_engine_transfer(**settings) == rows
+
+
+def test_bad_settings_are_named(tmp_path):
+    with pytest.raises(ValueError, match="two or more of"):
+        run_engine_transfer(engines=["espeak", "mbrola"])
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        run_engine_transfer(victim_config=str(tmp_path / "missing.yaml"))
+
+
+def test_the_demo_config_and_the_augmentation_overlay_parse(capsys):
+    with pytest.raises(SystemExit):
+        main(["engine-transfer", "-c", str(CONFIGS / "kws" / "engine_transfer" / "demo.yaml"), "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["engines"] == ["espeak", "flite", "festival"]
+    for overlays in printed["variants"].values():
+        assert all((CONFIGS.parent / path).is_file() for path in overlays)
+    with pytest.raises(SystemExit):
+        main(["fit", "-c", str(CONFIGS / "kws" / "demo.yaml"), "-c", str(CONFIGS / "kws" / "overlays" / "voice_augment.yaml"),
+              "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["data"]["init_args"]["voice_augment"]["class_path"] == "lit_app.audio.voice_augment.VoiceAugment"
+    assert printed["model"]["init_args"]["freq_mask"] > 0 and printed["model"]["init_args"]["time_mask"] > 0
