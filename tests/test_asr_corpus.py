@@ -149,3 +149,13 @@ def test_a_manifest_row_leading_out_of_the_corpus_is_refused(tiny_sentences, tmp
         writer.writerows(rows)
     with pytest.raises(ListedPathError, match=r"manifest.csv:2: '../../etc/passwd' lies outside"):
         read_corpus(copy)
+
+
+def test_a_test_only_sentence_corpus_holds_every_sentence_and_voice_in_testing():
+    settings = {**TINY_SENTENCES, "val_sentence_fraction": 0.0, "test_sentence_fraction": 1.0,
+                "val_voice_fraction": 0.0, "test_voice_fraction": 1.0}
+    specs, voices = SyntheticSentenceCorpus(**settings).plan()
+    assert {spec["split"] for spec in specs} == {"testing"} and len(specs) == TINY_SENTENCES["num_sentences"]
+    assert voices["train"] == voices["validation"] == []
+    with pytest.raises(ValueError, match="val_sentence_fraction: 0"):
+        SyntheticSentenceCorpus(**{**settings, "val_sentence_fraction": 0.1}).plan()

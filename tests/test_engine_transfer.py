@@ -8,7 +8,7 @@ import yaml
 
 from lit_app.cli import main
 from lit_app.data.synth.tts import flite_available
-from lit_app.experiments.engine_transfer import run_engine_transfer
+from lit_app.experiments.engine_transfer import keyword_accuracy, run_engine_transfer
 from tests.conftest import CONFIGS
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
@@ -37,7 +37,8 @@ def test_each_engine_is_held_out_and_a_rerun_resumes(tmp_path, monkeypatch):
                     data_dir="data", out_dir="out")
     rows = run_engine_transfer(**settings)
     assert [(r["held_out"], r["trained_on"]) for r in rows] == [("espeak", ["flite"]), ("flite", ["espeak"])]
-    assert all(0.0 <= r[key] <= 1.0 for r in rows for key in ("own_voices_acc", "held_out_keyword_acc"))
+    keys = ("own_voices_acc", "own_voices_keyword_acc", "held_out_keyword_acc")
+    assert all(0.0 <= r[key] <= 1.0 for r in rows for key in keys)
     assert voices_of(tmp_path / "data" / "flite") == {"flite"} and voices_of(tmp_path / "data" / "test-espeak") == {"espeak"}
     held_out = json.loads((tmp_path / rows[0]["run"] / "held_out.json").read_text())
     assert held_out["stage"] == "test" and held_out["ckpt_path"].endswith("best.ckpt")
@@ -50,6 +51,12 @@ def test_each_engine_is_held_out_and_a_rerun_resumes(tmp_path, monkeypatch):
 
     monkeypatch.setattr("lit_app.cli.main", no_training)
     assert run_engine_transfer(**settings) == rows
+
+
+def test_keyword_accuracy_leaves_out_silence_and_unknown():
+    metrics = {"test/acc": 0.5, "test/acc__silence_": 1.0, "test/acc__unknown_": 0.0, "test/acc_yes": 0.75,
+               "test/acc_no": 0.25, "test/loss": 3.0}
+    assert keyword_accuracy(metrics) == 0.5
 
 
 def test_bad_settings_are_named(tmp_path):

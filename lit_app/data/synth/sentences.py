@@ -41,14 +41,15 @@ class SyntheticSentenceCorpus(SyntheticCorpus):
         num_sentences: distinct sentences over all splits.
         speakers_per_sentence: voices that speak each sentence (from that sentence's split).
         val_sentence_fraction: share of the sentences held out for validation.
-        test_sentence_fraction: share of the sentences held out for testing.
+        test_sentence_fraction: share of the sentences held out for testing; 1 (with ``val_sentence_fraction: 0``,
+            ``val_voice_fraction: 0`` and ``test_voice_fraction: 1``) makes a test-only corpus.
         val_voice_fraction: share of each engine's voices held out for validation.
         test_voice_fraction: share of each engine's voices held out for testing.
-        engines: TTS engines; ``None`` takes every installed one (espeak, and flite when present).
+        engines: TTS engines (``espeak``, ``flite``, ``festival``); ``None``: espeak, and flite when present.
         max_words: longest sentence in words.
         rate_range: espeak-ng speaking rate range, words per minute.
         pitch_range: espeak-ng base pitch range (0-99).
-        stretch_range: flite duration stretch range.
+        stretch_range: flite and festival duration stretch range.
         level_db_range: peak level of the speech, dB below full scale.
         silence_range: silence before and after the speech, seconds (each drawn separately).
         noise_probability: chance that a clip gets background noise.
@@ -111,16 +112,22 @@ class SyntheticSentenceCorpus(SyntheticCorpus):
         rng = np.random.default_rng(s["seed"])
         voices = split_voices(voice_catalogue(s["engines"]), s["val_voice_fraction"], s["test_voice_fraction"], rng)
         sentences = generate_sentences(s["num_sentences"], rng, s["max_words"])
-        n_test = max(1, round(s["test_sentence_fraction"] * len(sentences)))
-        n_val = max(1, round(s["val_sentence_fraction"] * len(sentences)))
-        if n_test + n_val >= len(sentences):
+        if s["test_sentence_fraction"] >= 1:  # a test-only corpus (see test_voice_fraction)
+            if s["val_sentence_fraction"] > 0:
+                raise ValueError("a test-only corpus (test_sentence_fraction: 1) has no validation sentences: set "
+                                 "val_sentence_fraction: 0")
+            n_test, n_val = len(sentences), 0
+        else:
+            n_test = max(1, round(s["test_sentence_fraction"] * len(sentences)))
+            n_val = max(1, round(s["val_sentence_fraction"] * len(sentences)))
+        if n_test < len(sentences) and n_test + n_val >= len(sentences):
             raise folders.CorpusError(f"{len(sentences)} sentences are too few to hold out validation and test sentences")
         order = rng.permutation(len(sentences))
         sentence_split = {}
         for rank, index in enumerate(order):
             sentence_split[int(index)] = "testing" if rank < n_test else "validation" if rank < n_test + n_val else "train"
         specs = []
-        turn = {split: int(rng.integers(len(voices[split]))) for split in SPLITS}
+        turn = {split: int(rng.integers(len(voices[split]))) for split in SPLITS if voices[split]}
         for index, text in enumerate(sentences):
             split = sentence_split[index]
             pool = voices[split]
