@@ -79,3 +79,13 @@ def test_the_demo_config_and_the_augmentation_overlay_parse(capsys):
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["data"]["init_args"]["voice_augment"]["class_path"] == "lit_app.audio.voice_augment.VoiceAugment"
     assert printed["model"]["init_args"]["freq_mask"] > 0 and printed["model"]["init_args"]["time_mask"] > 0
+
+
+@pytest.mark.parametrize("victim", ["kws", "asr"])
+def test_the_held_out_engine_overlays_make_a_test_only_festival_corpus(victim, capsys):
+    with pytest.raises(SystemExit):
+        main(["test", "-c", str(CONFIGS / victim / "demo.yaml"), "-c", str(CONFIGS / victim / "overlays" /
+              "test_on_festival.yaml"), "--print_config"])
+    corpus = yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]["synthesize"]["init_args"]
+    assert corpus["engines"] == ["festival"] and corpus["test_voice_fraction"] == 1.0
+    assert corpus["val_voice_fraction"] == 0.0
