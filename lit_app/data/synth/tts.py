@@ -73,8 +73,8 @@ def flite_available() -> bool:
 
 
 def festival_voices() -> tuple[str, ...]:
-    """The festival voices of :data:`FESTIVAL_VOICES` installed here (none without festival's ``text2wave``)."""
-    if shutil.which("text2wave") is None:
+    """The festival voices of :data:`FESTIVAL_VOICES` installed here (none without the ``festival`` program)."""
+    if shutil.which("festival") is None:
         return ()
     return tuple(name for name in FESTIVAL_VOICES if any(FESTIVAL_VOICE_FOLDER.glob(f"*/{name}")))
 
@@ -97,7 +97,8 @@ def voice_catalogue(engines: tuple[str, ...] | list[str]) -> list[Voice]:
                 )
             voices += [Voice("flite", name) for name in FLITE_VOICES]
         elif engine == "festival":
-            missing = [f"{name} ({package})" for name, package in FESTIVAL_VOICES.items() if name not in festival_voices()]
+            installed = festival_voices()
+            missing = [f"{name} ({package})" for name, package in FESTIVAL_VOICES.items() if name not in installed]
             if missing:
                 raise TTSError(
                     f"festival voices not installed: {', '.join(missing)}. Install them (`apt-get install festival "
