@@ -89,3 +89,11 @@ def test_the_held_out_engine_overlays_make_a_test_only_festival_corpus(victim, c
     corpus = yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]["synthesize"]["init_args"]
     assert corpus["engines"] == ["festival"] and corpus["test_voice_fraction"] == 1.0
     assert corpus["val_voice_fraction"] == 0.0
+
+
+def test_the_batch_norm_overlay_switches_on_batch_norm_only(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "-c", str(CONFIGS / "kws" / "demo.yaml"), "-c", str(CONFIGS / "kws" / "overlays" / "batch_norm.yaml"),
+              "--print_config"])
+    model = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
+    assert model["batch_norm"] is True and model["padding"] == "same" and model["second_pool"] is False
