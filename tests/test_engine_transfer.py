@@ -62,6 +62,8 @@ def test_keyword_accuracy_leaves_out_silence_and_unknown():
 def test_bad_settings_are_named(tmp_path):
     with pytest.raises(ValueError, match="two or more of"):
         run_engine_transfer(engines=["espeak", "mbrola"])
+    with pytest.raises(ValueError, match="hold_out must name some of engines"):
+        run_engine_transfer(engines=["espeak", "flite"], hold_out=["festival"])
     with pytest.raises(FileNotFoundError, match="missing.yaml"):
         run_engine_transfer(victim_config=str(tmp_path / "missing.yaml"))
 

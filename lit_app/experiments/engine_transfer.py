@@ -30,6 +30,7 @@ HELD_OUT = "held_out.json"  # its test on the engine it never heard
 def run_engine_transfer(
     victim_config: str = "configs/kws/demo.yaml",
     engines: list[str] = ["espeak", "flite", "festival"],
+    hold_out: list[str] | None = None,
     variants: dict[str, list[str]] = {"plain": []},
     seeds: list[int] = [0],
     held_out_clips_per_keyword: int = 100,
@@ -42,7 +43,8 @@ def run_engine_transfer(
     Args:
         victim_config: the keyword victim's config (model, trainer, corpus sizes); its corpus is rebuilt without
             the held-out engine, in ``data_dir``.
-        engines: the corpus's engines; each one is held out in turn (``espeak``, ``flite``, ``festival``).
+        engines: the corpus's engines (``espeak``, ``flite``, ``festival``).
+        hold_out: the engines held out in turn, each by its own victims; ``None``: every one of ``engines``.
         variants: name -> config overlays applied after ``victim_config`` (``[]``: the victim as configured).
         seeds: training seeds (``seed_everything``); each cell is the mean and spread over them.
         held_out_clips_per_keyword: clips of each keyword in a held-out engine's test corpus (every voice of it).
@@ -56,12 +58,15 @@ def run_engine_transfer(
         raise ValueError(f"engines must be two or more of {ENGINES}, got {engines}")
     if not variants or not seeds:
         raise ValueError("give at least one variant and one seed")
+    hold_out = list(engines) if hold_out is None else hold_out
+    if not hold_out or not set(hold_out) <= set(engines):
+        raise ValueError(f"hold_out must name some of engines {engines}, got {hold_out}")
     for path in [victim_config, *trainer_configs, *(p for overlays in variants.values() for p in overlays)]:
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such config (run lit-app from the repository root)")
     rows = []
     for variant, overlays in variants.items():
-        for engine in engines:
+        for engine in hold_out:
             others = [e for e in engines if e != engine]
             for seed in seeds:
                 run = Path(out_dir) / "runs" / variant / f"without-{engine}" / f"seed{seed}"
@@ -75,7 +80,7 @@ def run_engine_transfer(
                 print(f"{variant}, without {engine}, seed {seed}: own unseen voices {own['test/acc']:.2%} "
                       f"(keywords {rows[-1]['own_voices_keyword_acc']:.2%}), {engine} keywords {held_out:.2%}",
                       flush=True)
-    write_tables(Path(out_dir), rows, variants, engines)
+    write_tables(Path(out_dir), rows, variants, hold_out)
     return rows
 
 
@@ -147,14 +152,14 @@ def keyword_accuracy(metrics: dict[str, float]) -> float:
     return statistics.fmean(keywords)
 
 
-def write_tables(out: Path, rows: list[dict[str, Any]], variants: dict[str, list[str]], engines: list[str]) -> None:
+def write_tables(out: Path, rows: list[dict[str, Any]], variants: dict[str, list[str]], held_out: list[str]) -> None:
     """``engine_transfer.json`` (every run) and ``engine_transfer.md`` (mean ± std per variant and held-out engine)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "engine_transfer.json").write_text(json.dumps(rows, indent=2) + "\n")
     lines = ["| variant (overlays) | held-out engine | trained on | seeds | own unseen voices, 12 labels | their "
              "keywords | held-out engine's keywords |", "|---|---|---|---|---|---|---|"]
     for variant, overlays in variants.items():
-        for engine in engines:
+        for engine in held_out:
             cell = [r for r in rows if r["variant"] == variant and r["held_out"] == engine]
             lines.append(f"| {variant} ({', '.join(overlays) or 'none'}) | {engine} | {', '.join(cell[0]['trained_on'])} "
                          f"| {len(cell)} | {spread([r['own_voices_acc'] for r in cell])} "
