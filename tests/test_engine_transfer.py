@@ -99,3 +99,11 @@ def test_the_batch_norm_overlay_switches_on_batch_norm_only(capsys):
               "--print_config"])
     model = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
     assert model["batch_norm"] is True and model["padding"] == "same" and model["second_pool"] is False
+
+
+def test_the_train_longer_overlay_changes_the_epochs_only(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "-c", str(CONFIGS / "kws" / "demo.yaml"), "-c", str(CONFIGS / "kws" / "overlays" / "train_longer.yaml"),
+              "--print_config"])
+    trainer = yaml.safe_load(capsys.readouterr().out)["trainer"]
+    assert trainer["max_epochs"] == 12 and trainer["default_root_dir"] == "runs/kws-demo"
