@@ -72,16 +72,16 @@ class VoiceAugment(nn.Module):
         self.sample_rate = sample_rate
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        chosen = [self.chosen(clips, p) for p in (self.speed_probability, self.colour_probability,
-                                                  self.reverb_probability, self.codec_probability)]
-        touched = torch.stack(chosen).any(0)
+        speed, colour, reverb, codec = (self.chosen(clips, p) for p in (
+            self.speed_probability, self.colour_probability, self.reverb_probability, self.codec_probability))
+        touched = speed | colour | reverb | codec
         if not touched.any():
             return clips
         peak = clips.abs().amax(1, keepdim=True)
-        out = self.reverb(self.colour(self.speed(clips, chosen[0]), chosen[1]), chosen[2])
-        if chosen[3].any():
+        out = self.reverb(self.colour(self.speed(clips, speed), colour), reverb)
+        if codec.any():
             out = out.clone() if out is clips else out
-            out[chosen[3]] = AF.mu_law_decoding(AF.mu_law_encoding(out[chosen[3]].clamp(-1.0, 1.0), 256), 256)
+            out[codec] = AF.mu_law_decoding(AF.mu_law_encoding(out[codec].clamp(-1.0, 1.0), 256), 256)
         # Back to the clip's own peak: every change above may move the level, which other augmentation sets.
         level = peak / out.abs().amax(1, keepdim=True).clamp_min(1e-8)
         return torch.where(touched.unsqueeze(1), (out * level).clamp(-1.0, 1.0), clips)
