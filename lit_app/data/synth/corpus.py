@@ -27,22 +27,32 @@ from lit_app.splits import SPEECH_COMMANDS_SPLITS as SPLITS
 EngineShares = Literal["per_voice", "per_engine"]
 
 
+def held_out_counts(total: int, val_fraction: float, test_fraction: float, what: str, fractions: str) -> tuple[int, int]:
+    """How many of ``total`` items (voices, sentences) go to testing and to validation: at least one each (none for
+    a zero fraction), always leaving some to train, except in a test-only corpus (``test_fraction`` 1, validation 0),
+    which puts them all in testing. ``what`` names the items and ``fractions`` the settings, for the errors."""
+    if test_fraction >= 1:
+        if val_fraction > 0:
+            raise ValueError(f"a test-only corpus (test_{fractions}: 1) has no validation {what}: set val_{fractions}: 0")
+        return total, 0
+    n_test = max(1, round(test_fraction * total))
+    n_val = 0 if val_fraction == 0 else max(1, round(val_fraction * total))
+    if n_test + n_val >= total:
+        raise folders.CorpusError(f"{what}: only {total}, too few to hold out validation and test ones")
+    return n_test, n_val
+
+
 def split_voices(voices: list[Voice], val_fraction: float, test_fraction: float, rng: np.random.Generator) -> dict[str, list[Voice]]:
     """Disjoint voice sets per split, drawn per engine so every split hears every engine.
 
     ``test_fraction=1`` with ``val_fraction=0`` puts every voice in the test split: a test-only corpus, for
     measuring a victim on an engine it never heard.
     """
-    if test_fraction >= 1 and val_fraction > 0:
-        raise ValueError("a test-only corpus (test_voice_fraction: 1) has no validation voices: set val_voice_fraction: 0")
     splits: dict[str, list[Voice]] = {split: [] for split in SPLITS}
     for engine in sorted({v.engine for v in voices}):
         pool = [v for v in voices if v.engine == engine]
         order = rng.permutation(len(pool))
-        n_test = len(pool) if test_fraction >= 1 else max(1, round(test_fraction * len(pool)))
-        n_val = 0 if val_fraction == 0 else max(1, round(val_fraction * len(pool)))
-        if n_test < len(pool) and n_test + n_val >= len(pool):
-            raise folders.CorpusError(f"{engine} has only {len(pool)} voices: too few to hold out validation and test voices")
+        n_test, n_val = held_out_counts(len(pool), val_fraction, test_fraction, f"{engine} voices", "voice_fraction")
         picked = [pool[i] for i in order]
         splits["testing"] += picked[:n_test]
         splits["validation"] += picked[n_test : n_test + n_val]

@@ -23,7 +23,14 @@ import numpy as np
 
 from lit_app import folders
 from lit_app.data.synth import build
-from lit_app.data.synth.corpus import SPLITS, SyntheticCorpus, background, split_voices, voicing
+from lit_app.data.synth.corpus import (
+    SPLITS,
+    SyntheticCorpus,
+    background,
+    held_out_counts,
+    split_voices,
+    voicing,
+)
 from lit_app.data.synth.noise import noise_bank, noise_gain
 from lit_app.data.synth.phrases import generate_sentences, vocabulary
 from lit_app.data.synth.tts import Speaker, Voice, voice_catalogue
@@ -112,16 +119,8 @@ class SyntheticSentenceCorpus(SyntheticCorpus):
         rng = np.random.default_rng(s["seed"])
         voices = split_voices(voice_catalogue(s["engines"]), s["val_voice_fraction"], s["test_voice_fraction"], rng)
         sentences = generate_sentences(s["num_sentences"], rng, s["max_words"])
-        if s["test_sentence_fraction"] >= 1:  # a test-only corpus (see test_voice_fraction)
-            if s["val_sentence_fraction"] > 0:
-                raise ValueError("a test-only corpus (test_sentence_fraction: 1) has no validation sentences: set "
-                                 "val_sentence_fraction: 0")
-            n_test, n_val = len(sentences), 0
-        else:
-            n_test = max(1, round(s["test_sentence_fraction"] * len(sentences)))
-            n_val = max(1, round(s["val_sentence_fraction"] * len(sentences)))
-        if n_test < len(sentences) and n_test + n_val >= len(sentences):
-            raise folders.CorpusError(f"{len(sentences)} sentences are too few to hold out validation and test sentences")
+        n_test, n_val = held_out_counts(len(sentences), s["val_sentence_fraction"], s["test_sentence_fraction"],
+                                        "sentences", "sentence_fraction")
         order = rng.permutation(len(sentences))
         sentence_split = {}
         for rank, index in enumerate(order):
