@@ -19,6 +19,7 @@ import math
 
 import torch
 import torchaudio.functional as AF
+import torchaudio.transforms as T
 from torch import nn
 
 #: Speed ratios as (original, new) sample counts: small integers keep torchaudio's resampling kernels short.
@@ -70,6 +71,9 @@ class VoiceAugment(nn.Module):
         self.rt60_range = rt60_range
         self.codec_probability = codec_probability
         self.sample_rate = sample_rate
+        # Each ratio's resampling kernel, made once rather than per batch (ratio 1: no change).
+        self.resamplers = nn.ModuleList(T.Resample(original, new) if original != new else nn.Identity()
+                                        for original, new in SPEED_RATIOS)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         speed, colour, reverb, codec = (self.chosen(clips, p) for p in (
@@ -97,12 +101,10 @@ class VoiceAugment(nn.Module):
         clips = clips.clone()
         length = clips.shape[1]
         ratio = torch.randint(len(SPEED_RATIOS), (clips.shape[0],), device=clips.device)
-        for index, (original, new) in enumerate(SPEED_RATIOS):
+        for index, resample in enumerate(self.resamplers):
             rows = (chosen & (ratio == index)).nonzero().squeeze(1)
-            if rows.numel() == 0 or original == new:
-                continue
-            changed = AF.resample(clips[rows], original, new)
-            clips[rows] = centred(changed, length)
+            if rows.numel() and not isinstance(resample, nn.Identity):
+                clips[rows] = centred(resample(clips[rows]), length)
         return clips
 
     def colour(self, clips: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
@@ -113,7 +115,7 @@ class VoiceAugment(nn.Module):
         spectrum = torch.fft.rfft(clips[rows])
         count, bins = spectrum.shape
         device = clips.device
-        frequency = torch.linspace(0.0, self.sample_rate / 2, bins, device=device)
+        frequency = torch.fft.rfftfreq(clips.shape[1], 1.0 / self.sample_rate, device=device)
         # Control points an octave apart from 125 Hz, gains interpolated over log frequency: a smooth envelope.
         octaves = torch.log2(frequency.clamp_min(125.0) / 125.0)
         points = math.ceil(math.log2(self.sample_rate / 2 / 125.0)) + 1

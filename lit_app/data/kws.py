@@ -139,7 +139,7 @@ class KWSDataModule(LitAppDataModule):
         """Float waveforms in [-1, 1] of an int16 batch, augmented when ``augment`` (and augmentation is on)."""
         audio = pcm16_to_float(audio)
         if augment and self.voice_augment is not None:
-            audio = self.voice_augment(audio)
+            audio = self.voice_augment.to(audio.device)(audio)
         if augment and self.augmenter is not None:
             audio = self.augmenter.to(audio.device)(audio)
         return audio
