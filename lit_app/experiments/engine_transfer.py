@@ -22,6 +22,7 @@ import yaml
 
 from lit_app.data.synth.tts import ENGINES
 from lit_app.data.vocab import SILENCE, UNKNOWN
+from lit_app.experiments.results_table import mean_std
 
 TRAINED = "results.json"  # the victim's test on its own unseen voices: written after fit and test
 HELD_OUT = "held_out.json"  # its test on the engine it never heard
@@ -99,7 +100,7 @@ def train_and_test(run: Path, configs: list[str], others: list[str], engine: str
         last = run / "checkpoints" / "last.ckpt"
         if not (best.exists() and not last.exists()):
             main(["fit", *args, "-c", str(training), *([f"--ckpt_path={last}"] if last.exists() else [])])
-        (run / "checkpoints" / "last.ckpt").unlink(missing_ok=True)  # fit is done: a rerun must not resume it
+        last.unlink(missing_ok=True)  # fit is done: a rerun must not resume it
         main(["test", *args, "-c", str(training), f"--ckpt_path={best}"])
     if not (run / HELD_OUT).exists():
         main(["test", *args, "-c", str(training), "-c", str(held_out), f"--ckpt_path={best}"])
@@ -170,5 +171,6 @@ def write_tables(out: Path, rows: list[dict[str, Any]], variants: dict[str, list
 
 
 def spread(values: list[float]) -> str:
-    mean = statistics.fmean(values)
-    return f"{mean:.2%}" if len(values) == 1 else f"{mean:.2%} ± {statistics.stdev(values):.2%}"
+    """Mean ± sample standard deviation, in percent (the mean alone for one value)."""
+    mean, std = mean_std(values)
+    return f"{mean:.2%}" if len(values) == 1 else f"{mean:.2%} ± {std:.2%}"
