@@ -15,25 +15,42 @@ import torch
 from lit_app.attacks.base import Attack, AttackBatch
 from lit_app.attacks.metrics import valid_mask
 from lit_app.attacks.victims import Victim
-from lit_app.audio.noise import snr_gain
+from lit_app.audio.noise import coloured_noise, snr_gain
 from lit_app.audio.pcm import quantize
 
 
 class NoiseControl(Attack):
-    """White or uniform noise scaled to an SNR per clip.
+    """White, uniform or coloured noise scaled to an SNR per clip.
 
     Args:
         snr_db: signal-to-noise ratio of the added noise, dB, used when a call gives no per-clip ``snr_db``.
-        distribution: ``gaussian`` or ``uniform`` white noise.
+        distribution: ``gaussian`` or ``uniform`` white noise, or ``coloured``: Gaussian noise whose power
+            spectral density falls as ``f ** -slope``, the slope drawn per clip from ``slopes``.
+        slopes: range of the ``coloured`` noise's spectral slopes (0 white, 1 pink, 2 brown, -1 blue).
+        min_abs_slope: slopes nearer 0 than this are left out of the range (uniform over what remains), so that
+            white noise stays unseen by a detector trained on these clips.
     """
 
     name = "noise"
 
-    def __init__(self, snr_db: float = 30.0, distribution: Literal["gaussian", "uniform"] = "gaussian") -> None:
-        if distribution not in ("gaussian", "uniform"):
-            raise ValueError(f"distribution must be 'gaussian' or 'uniform', got {distribution!r}")
+    def __init__(
+        self,
+        snr_db: float = 30.0,
+        distribution: Literal["gaussian", "uniform", "coloured"] = "gaussian",
+        slopes: tuple[float, float] = (-1.0, 2.0),
+        min_abs_slope: float = 0.0,
+    ) -> None:
+        if distribution not in ("gaussian", "uniform", "coloured"):
+            raise ValueError(f"distribution must be 'gaussian', 'uniform' or 'coloured', got {distribution!r}")
+        low, high = slopes
+        if low > high:
+            raise ValueError(f"slopes must be a (low, high) range, got {slopes}")
+        if min_abs_slope < 0 or (min_abs_slope > 0 and -min_abs_slope <= low and high <= min_abs_slope):
+            raise ValueError(f"min_abs_slope {min_abs_slope} leaves nothing of slopes {slopes}")
         self.snr_db = snr_db
         self.distribution = distribution
+        self.slopes = slopes
+        self.min_abs_slope = min_abs_slope
 
     def prepare(
         self, victim: Victim, clean: torch.Tensor, lengths: torch.Tensor, targets: list[str], generator: torch.Generator
@@ -47,6 +64,14 @@ class NoiseControl(Attack):
     ) -> torch.Tensor:
         """``snr_db`` gives each clip its own SNR (e.g. that of the adversarial example it controls for)."""
         return self.add_noise(batch.clean, batch.lengths, batch.generator, snr_db)
+
+    def draw_slopes(self, batch: int, device: torch.device, generator: torch.Generator) -> torch.Tensor:
+        """``[batch]`` slopes, uniform over ``slopes`` without ``(-min_abs_slope, min_abs_slope)``."""
+        low, high = self.slopes
+        gap_low, gap_high = max(low, -self.min_abs_slope), min(high, self.min_abs_slope)
+        gap = max(gap_high - gap_low, 0.0)
+        drawn = low + (high - low - gap) * torch.rand(batch, device=device, generator=generator)
+        return torch.where(drawn < gap_low, drawn, drawn + gap)
 
     def add_noise(
         self,
@@ -65,6 +90,8 @@ class NoiseControl(Attack):
             wanted = torch.as_tensor(snr_db, dtype=torch.float32, device=device).reshape(batch)
         if self.distribution == "gaussian":
             noise = torch.randn(clean.shape, device=device, generator=generator)
+        elif self.distribution == "coloured":
+            noise = coloured_noise(clean.shape, self.draw_slopes(batch, device, generator), generator)
         else:
             noise = torch.rand(clean.shape, device=device, generator=generator) * 2 - 1
         noise = noise * mask

@@ -28,3 +28,23 @@ def add_white_noise_at_snr(audio: torch.Tensor, lengths: torch.Tensor, snr_db: t
     signal_power = (audio * inside).pow(2).sum(1) / count
     noise_power = noise.pow(2).sum(1).clamp(min=1e-12) / count
     return (audio + snr_gain(signal_power, noise_power, snr_db)[:, None] * noise).clamp(-1.0, 1.0)
+
+
+def coloured_noise(shape: tuple[int, int], slopes: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Gaussian noise whose power spectral density falls as ``f ** -slope``, one slope per row of ``shape``.
+
+    Slope 0 is white, 1 pink, 2 brown (red), -1 blue. Rows have unit mean power; the DC bin is removed.
+
+    Args:
+        shape: ``(batch, samples)``.
+        slopes: ``[batch]`` spectral slopes.
+        generator: random source (on the slopes' device).
+    """
+    batch, samples = shape
+    white = torch.randn(shape, device=slopes.device, generator=generator)
+    spectrum = torch.fft.rfft(white, dim=1)
+    bins = torch.arange(spectrum.shape[1], device=slopes.device, dtype=white.dtype).clamp(min=1.0)
+    spectrum = spectrum * bins[None, :] ** (-slopes.to(white.dtype)[:, None] / 2)
+    spectrum[:, 0] = 0
+    noise = torch.fft.irfft(spectrum, n=samples, dim=1)
+    return noise / noise.pow(2).mean(1, keepdim=True).sqrt().clamp(min=1e-12)
