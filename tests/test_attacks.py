@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -526,6 +527,12 @@ def test_coloured_noise_control_hits_the_snr_and_draws_its_slopes_from_the_range
         NoiseControl(distribution="coloured", slopes=(2.0, 1.0))
     with pytest.raises(ValueError, match="leaves nothing"):
         NoiseControl(distribution="coloured", slopes=(-0.5, 0.5), min_abs_slope=0.5)
+
+
+def test_noise_settings_survive_a_json_manifest_and_white_noise_records_no_colour():
+    assert NoiseControl().settings() == {"snr_db": 30.0, "distribution": "gaussian"}  # as the built sets recorded
+    coloured = NoiseControl(distribution="coloured", slopes=[-2, 1.5], min_abs_slope=0.5)
+    assert json.loads(json.dumps(coloured.settings())) == coloured.settings()
 
 
 def test_coloured_noise_slopes_skip_the_white_gap_uniformly():

@@ -121,8 +121,10 @@ class Attack(ABC):
     def settings(self) -> dict[str, Any]:
         """The constructor arguments, for manifests and dataset cards."""
         names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
-        return {n: getattr(self, n) for n in names
-                if n not in self.recorded_unless or getattr(self, n) != self.recorded_unless[n]}
+        recorded = {n: getattr(self, n) for n in names
+                    if n not in self.recorded_unless or getattr(self, n) != self.recorded_unless[n]}
+        # Tuples as lists: a manifest stores JSON, and a rebuilt attack must compare equal to it.
+        return {n: list(v) if isinstance(v, tuple) else v for n, v in recorded.items()}
 
     def __call__(
         self,
