@@ -40,11 +40,10 @@ def coloured_noise(shape: tuple[int, int], slopes: torch.Tensor, generator: torc
         slopes: ``[batch]`` spectral slopes.
         generator: random source (on the slopes' device).
     """
-    batch, samples = shape
     white = torch.randn(shape, device=slopes.device, generator=generator)
     spectrum = torch.fft.rfft(white, dim=1)
     bins = torch.arange(spectrum.shape[1], device=slopes.device, dtype=white.dtype).clamp(min=1.0)
     spectrum = spectrum * bins[None, :] ** (-slopes.to(white.dtype)[:, None] / 2)
     spectrum[:, 0] = 0
-    noise = torch.fft.irfft(spectrum, n=samples, dim=1)
+    noise = torch.fft.irfft(spectrum, n=shape[1], dim=1)
     return noise / noise.pow(2).mean(1, keepdim=True).sqrt().clamp(min=1e-12)
