@@ -11,15 +11,17 @@ at ``clip / sqrt(N)``, as the paper prescribes; the KWS network needs it (withou
 chance in the first sparse steps; ``dgc_density_probe.py`` shows the curves).
 
     flock /tmp/cpu.lock python benchmarks/dgc_accuracy.py                  # KWS, about 25 minutes on 2 cores
-    flock /tmp/cpu.lock python benchmarks/dgc_accuracy.py --methods ddp dgc --config configs/kws/quick.yaml \
+    flock /tmp/cpu.lock python benchmarks/dgc_accuracy.py --methods dgc --lr 0.03 \
+        --value-dtype fp8 --index-coding block16 --seed 0     # the compact all-gather at DGC's lr (dense: 0.01)
+    flock /tmp/cpu.lock python benchmarks/dgc_accuracy.py --methods dgc --lr 0.03 \
         --aggregation reduce_scatter --value-dtype fp8 --index-coding block16 --seed 0    # the compact global top-k
     flock /tmp/cpu.lock python benchmarks/dgc_accuracy.py --victim asr --methods ddp dgc   # DeepSpeech demo model
     python benchmarks/dgc_accuracy.py --methods ddp dgc --epochs 1         # a quicker look
 
 Each victim has its own SGD recipe (``VICTIMS``): the keyword spotter lr 0.01 with clipping at 5 (TensorFlow's conv
 model, the default victim since 2026-12-05, learns nothing at 0.03: 9.1% after 3 epochs; the earlier victim with a
-second pool and batch norm took 0.03); DeepSpeech
-Nesterov momentum, lr 0.3, clipping at 1 (``asr_sgd_probe.py`` found it: plain momentum at lr 0.05-0.2 stays on
+second pool and batch norm took 0.03). DGC's sparse steps want a larger lr on it: give ``--lr 0.03`` to its runs
+(docs/dgc.md). DeepSpeech: Nesterov momentum, lr 0.3, clipping at 1 (``asr_sgd_probe.py`` found it: plain momentum at lr 0.05-0.2 stays on
 the CTC plateau for hundreds of steps).
 """
 
