@@ -21,8 +21,8 @@ chance in the first sparse steps; ``dgc_density_probe.py`` shows the curves).
 Each victim has its own SGD recipe (``VICTIMS``): the keyword spotter lr 0.01 with clipping at 5 (TensorFlow's conv
 model, the default victim since 2026-12-05, learns nothing at 0.03: 9.1% after 3 epochs; the earlier victim with a
 second pool and batch norm took 0.03). DGC's sparse steps want a larger lr on it: give ``--lr 0.03`` to its runs
-(docs/dgc.md). DeepSpeech: Nesterov momentum, lr 0.3, clipping at 1 (``asr_sgd_probe.py`` found it: plain momentum at lr 0.05-0.2 stays on
-the CTC plateau for hundreds of steps).
+(docs/dgc.md). DeepSpeech: Nesterov momentum, lr 0.3, clipping at 1 (``asr_sgd_probe.py`` found it: plain
+momentum at lr 0.05-0.2 stays on the CTC plateau for hundreds of steps).
 """
 
 from __future__ import annotations
