@@ -26,7 +26,7 @@ from lit_app.attacks import (
 )
 from lit_app.attacks.genetic import PopulationBuffers
 from lit_app.attacks.victims import CPU_CLIPS_PER_PASS, answer_in_passes
-from lit_app.audio.noise import coloured_noise
+from lit_app.audio.noise import spectral_slope_noise
 from lit_app.models.kws import KWSModule
 from lit_app.text import Alphabet, greedy_decode
 from tests.conftest import save_checkpoint
@@ -502,13 +502,13 @@ def test_noise_control_hits_the_requested_snr_per_clip():
 
 
 def test_coloured_noise_has_the_requested_spectral_slope():
-    slopes = torch.tensor([-1.0, 0.0, 1.0, 2.0])
-    noise = coloured_noise((4, 32000), slopes, torch.Generator().manual_seed(0))
+    slopes = torch.tensor([1.0, 0.0, -1.0, -2.0])
+    noise = spectral_slope_noise((4, 32000), slopes, torch.Generator().manual_seed(0))
     assert noise.pow(2).mean(1) == pytest.approx(torch.ones(4), rel=1e-4)
     power = torch.fft.rfft(noise, dim=1).abs().pow(2)[:, 1:]
     bands = power.reshape(4, 16, -1).mean(2)  # 16 equal bands; the slope from the 2nd to the 16th
     centres = torch.arange(16) + 0.5
-    fitted = -torch.log(bands[:, 15] / bands[:, 1]) / math.log(centres[15] / centres[1])
+    fitted = torch.log(bands[:, 15] / bands[:, 1]) / math.log(centres[15] / centres[1])
     assert fitted.tolist() == pytest.approx(slopes.tolist(), abs=0.15)
 
 
@@ -517,7 +517,7 @@ def test_coloured_noise_control_hits_the_snr_and_draws_its_slopes_from_the_range
     x = tones((300.0, 500.0, 700.0))
     lengths = torch.tensor([SAMPLES, SAMPLES, 3000])
     x = x * metrics.valid_mask(lengths, SAMPLES)
-    out = NoiseControl(distribution="coloured", slopes=(1.0, 2.0))(victim, x, lengths, ["yes", "no", "up"], seed=0,
+    out = NoiseControl(distribution="coloured", slopes=(-2.0, -1.0))(victim, x, lengths, ["yes", "no", "up"], seed=0,
                                                                     snr_db=[10.0, 20.0, 35.0])
     assert [r.snr_db for r in out.results] == pytest.approx([10.0, 20.0, 35.0], abs=0.2)
     assert torch.all(out.adversarial[2, 3000:] == 0)
@@ -536,10 +536,10 @@ def test_noise_settings_survive_a_json_manifest_and_white_noise_records_no_colou
 
 
 def test_coloured_noise_slopes_skip_the_white_gap_uniformly():
-    control = NoiseControl(distribution="coloured", slopes=(-1.0, 2.0), min_abs_slope=0.5)
+    control = NoiseControl(distribution="coloured", slopes=(-2.0, 1.0), min_abs_slope=0.5)
     slopes = control.draw_slopes(20000, torch.device("cpu"), torch.Generator().manual_seed(0))
-    assert slopes.abs().min() >= 0.5 and slopes.min() >= -1.0 and slopes.max() <= 2.0
-    assert (slopes < 0).float().mean().item() == pytest.approx(0.25, abs=0.02)  # 0.5 of the 2.0 left is blue
+    assert slopes.abs().min() >= 0.5 and slopes.min() >= -2.0 and slopes.max() <= 1.0
+    assert (slopes > 0).float().mean().item() == pytest.approx(0.25, abs=0.02)  # 0.5 of the 2.0 left is blue
 
 
 def test_genetic_mutation_keeps_both_bounds_and_the_int16_range():

@@ -15,7 +15,7 @@ import torch
 from lit_app.attacks.base import Attack, AttackBatch
 from lit_app.attacks.metrics import valid_mask
 from lit_app.attacks.victims import Victim
-from lit_app.audio.noise import coloured_noise, snr_gain
+from lit_app.audio.noise import snr_gain, spectral_slope_noise
 from lit_app.audio.pcm import quantize
 
 
@@ -25,21 +25,22 @@ class NoiseControl(Attack):
     Args:
         snr_db: signal-to-noise ratio of the added noise, dB, used when a call gives no per-clip ``snr_db``.
         distribution: ``gaussian`` or ``uniform`` white noise, or ``coloured``: Gaussian noise whose power
-            spectral density falls as ``f ** -slope``, the slope drawn per clip from ``slopes``.
-        slopes: range of the ``coloured`` noise's spectral slopes (0 white, 1 pink, 2 brown, -1 blue).
+            spectrum goes as ``f ** slope``, the slope drawn per clip from ``slopes``.
+        slopes: range of the ``coloured`` noise's spectral slopes (0 white, -1 pink, -2 brown, +1 blue, as the
+            synthetic corpora's background noise).
         min_abs_slope: slopes nearer 0 than this are left out of the range (uniform over what remains), so that
             white noise stays unseen by a detector trained on these clips.
     """
 
     name = "noise"
     # White noise's sets were built before the colours existed; their manifests must still match.
-    recorded_unless = {"slopes": (-1.0, 2.0), "min_abs_slope": 0.0}
+    recorded_unless = {"slopes": (-2.0, 1.0), "min_abs_slope": 0.0}
 
     def __init__(
         self,
         snr_db: float = 30.0,
         distribution: Literal["gaussian", "uniform", "coloured"] = "gaussian",
-        slopes: tuple[float, float] = (-1.0, 2.0),
+        slopes: tuple[float, float] = (-2.0, 1.0),
         min_abs_slope: float = 0.0,
     ) -> None:
         if distribution not in ("gaussian", "uniform", "coloured"):
@@ -93,7 +94,7 @@ class NoiseControl(Attack):
         if self.distribution == "gaussian":
             noise = torch.randn(clean.shape, device=device, generator=generator)
         elif self.distribution == "coloured":
-            noise = coloured_noise(clean.shape, self.draw_slopes(batch, device, generator), generator)
+            noise = spectral_slope_noise(clean.shape, self.draw_slopes(batch, device, generator), generator)
         else:
             noise = torch.rand(clean.shape, device=device, generator=generator) * 2 - 1
         noise = noise * mask

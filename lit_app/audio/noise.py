@@ -30,10 +30,12 @@ def add_white_noise_at_snr(audio: torch.Tensor, lengths: torch.Tensor, snr_db: t
     return (audio + snr_gain(signal_power, noise_power, snr_db)[:, None] * noise).clamp(-1.0, 1.0)
 
 
-def coloured_noise(shape: tuple[int, int], slopes: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Gaussian noise whose power spectral density falls as ``f ** -slope``, one slope per row of ``shape``.
+def spectral_slope_noise(shape: tuple[int, int], slopes: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Gaussian noise whose power spectrum goes as ``f ** slope``, one slope per row of ``shape``.
 
-    Slope 0 is white, 1 pink, 2 brown (red), -1 blue. Rows have unit mean power; the DC bin is removed.
+    The slopes of the synthetic corpora's background noise (``lit_app.data.synth.noise.coloured_noise``): 0 white,
+    -1 pink, -2 brown, +1 blue, here any value and a batch at a time from a torch generator. Rows have unit mean
+    power; the DC bin is removed.
 
     Args:
         shape: ``(batch, samples)``.
@@ -43,7 +45,7 @@ def coloured_noise(shape: tuple[int, int], slopes: torch.Tensor, generator: torc
     white = torch.randn(shape, device=slopes.device, generator=generator)
     spectrum = torch.fft.rfft(white, dim=1)
     bins = torch.arange(spectrum.shape[1], device=slopes.device, dtype=white.dtype).clamp(min=1.0)
-    spectrum = spectrum * bins[None, :] ** (-slopes.to(white.dtype)[:, None] / 2)
+    spectrum = spectrum * bins[None, :] ** (slopes.to(white.dtype)[:, None] / 2)
     spectrum[:, 0] = 0
     noise = torch.fft.irfft(spectrum, n=shape[1], dim=1)
     return noise / noise.pow(2).mean(1, keepdim=True).sqrt().clamp(min=1e-12)
