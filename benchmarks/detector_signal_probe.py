@@ -22,7 +22,6 @@ clips (0.5: no signal; below 0.5: the signal points the other way):
 from __future__ import annotations
 
 import argparse
-import csv
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import torchaudio.transforms as T
 from torchmetrics.functional.classification import binary_auroc
 
 from lit_app.advsets.detection import DetectionClipDataset, collate_detection
+from lit_app.advsets.manifest import read_manifest
 from lit_app.attacks import load_victim
 from lit_app.attacks.victims import ClassifierVictim
 from lit_app.audio.noise import add_white_noise_at_snr
@@ -43,8 +43,8 @@ N_FFT, HOP = 512, 128
 
 def read_clips(root: Path, kind: str, splits: set[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Zero-padded ``[clips, samples]`` audio and lengths of the ``kind`` clips (clean, adversarial, noise) of a set."""
-    with open(root / "manifest.csv", newline="") as f:
-        paths = [str(root / r["path"]) for r in csv.DictReader(f) if r["kind"] == kind and r["split"] in splits]
+    paths = [str(root / row["path"]) for row in read_manifest(root, check_audio=False)
+             if row["kind"] == kind and row["split"] in splits]
     if not paths:
         return torch.zeros(0, SAMPLE_RATE), torch.zeros(0, dtype=torch.long)
     dataset = DetectionClipDataset([(path, 0) for path in paths])
@@ -74,17 +74,27 @@ def transformations() -> dict[str, Callable[[torch.Tensor, torch.Tensor], torch.
     }
 
 
-def victim_signals(victim: ClassifierVictim, audio: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+def logit_margin(logits: torch.Tensor) -> torch.Tensor:
+    """Top-1 minus top-2 logit per clip."""
+    top2 = logits.topk(2, -1).values
+    return top2[:, 0] - top2[:, 1]
+
+
+def victim_signals(
+    victim: ClassifierVictim,
+    audio: torch.Tensor,
+    lengths: torch.Tensor,
+    transforms: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]],
+) -> dict[str, torch.Tensor]:
     """Every signal but flooding, per clip; higher means more suspicious."""
     audio = audio.clone().requires_grad_(True)
     logits = victim.logits(audio)
     answer = logits.argmax(-1)
     (gradient,) = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, answer, reduction="sum"), audio)
-    top2 = logits.detach().topk(2, -1).values
     probability = logits.detach().softmax(-1).gather(1, answer[:, None])[:, 0]
-    signals = {"margin": top2[:, 0] - top2[:, 1], "small grad": -gradient.norm(dim=-1)}
+    signals = {"margin": logit_margin(logits.detach()), "small grad": -gradient.norm(dim=-1)}
     with torch.no_grad():
-        for name, transform in transformations().items():
+        for name, transform in transforms.items():
             torch.manual_seed(0)
             after = victim.logits(transform(audio.detach(), lengths)).softmax(-1).gather(1, answer[:, None])[:, 0]
             signals[f"drop {name}"] = probability - after
@@ -116,13 +126,15 @@ def main() -> None:
         raise SystemExit(f"{args.victim}: the probe needs a keyword victim (a classifier)")
     flooding = NoiseFlooding(victim, 20.0, 8, args.seed)
     calibration = [torch.cat(parts) for parts in zip(*(read_clips(s, "clean", {"val"}) for s in args.sets))]
-    reference = {"flooding": flooding.score(*calibration), "margin": victim_signals(victim, *calibration)["margin"]}
+    with torch.no_grad():
+        reference = {"flooding": flooding.score(*calibration), "margin": logit_margin(victim.logits(calibration[0]))}
+    transforms = transformations()
     header = None
     for root in args.sets:
         kind = "noise" if "noise" in root.name else "adversarial"
         scored = {}
         for label, clips in (("attacked", read_clips(root, kind, {args.split})), ("clean", read_clips(root, "clean", {args.split}))):
-            signals = victim_signals(victim, *clips)
+            signals = victim_signals(victim, *clips, transforms)
             signals["flooding"] = flooding.score(*clips)
             signals["fused"] = torch.maximum(empirical_cdf(reference["flooding"], signals["flooding"]),
                                              empirical_cdf(reference["margin"], signals["margin"]))
