@@ -13,7 +13,12 @@ clips (0.5: no signal; below 0.5: the signal points the other way):
   a 5-tap moving average): the input-transformation detectors of WaveGuard (Hussain et al. 2021);
 - ``flooding``: noise flooding at 20 dB, 8 draws (``lit_app.defences.noise_flooding``);
 - ``fused``: the larger of flooding's and the margin's empirical CDF over the clean ``val`` clips of every set
-  given (a calibration that sees no attack).
+  given (a calibration that sees no attack);
+- ``z max``: the larger of flooding's and the log-margin's z-scores over those clips (unlike a CDF, it keeps
+  ranking clips beyond the calibration's range);
+- ``joint``: how far a clip's (flooding, margin) pair lies from those clips' pairs, a Mahalanobis distance after
+  mapping each signal through its empirical CDF to a normal quantile (a Gaussian copula: the two signals are
+  correlated in clean speech, confident clips resisting the noise).
 
     python benchmarks/detector_signal_probe.py data/adversarial/kws-pgd-demo data/adversarial/blackbox-demo \
         data/adversarial/blackbox-noise-demo data/adversarial/kws-square-demo     # about 4 minutes on 2 cores
@@ -107,6 +112,31 @@ def empirical_cdf(reference: torch.Tensor, scores: torch.Tensor) -> torch.Tensor
     return below + 0.5 * (reference[None, :] == scores[:, None]).float().mean(1)
 
 
+class CleanReference:
+    """Clean ``val`` clips' flooding scores and margins, and the calibrated scores built on them."""
+
+    def __init__(self, flooding: torch.Tensor, margin: torch.Tensor) -> None:
+        self.margin = margin
+        self.signals = torch.stack([flooding, margin.clamp(min=1e-3).log()], 1)
+        self.mean, self.std = self.signals.mean(0), self.signals.std(0)
+        normal = self.normal_quantiles(self.signals)
+        self.centre, self.precision = normal.mean(0), torch.linalg.inv(torch.cov(normal.T))
+
+    def normal_quantiles(self, signals: torch.Tensor) -> torch.Tensor:
+        count = len(self.signals)
+        cdf = torch.stack([empirical_cdf(self.signals[:, j], signals[:, j]) for j in range(2)], 1)
+        return torch.distributions.Normal(0.0, 1.0).icdf((cdf * count + 0.5) / (count + 1))
+
+    def scores(self, flooding: torch.Tensor, margin: torch.Tensor) -> dict[str, torch.Tensor]:
+        signals = torch.stack([flooding, margin.clamp(min=1e-3).log()], 1)
+        centred = self.normal_quantiles(signals) - self.centre
+        return {
+            "fused": torch.maximum(empirical_cdf(self.signals[:, 0], flooding), empirical_cdf(self.margin, margin)),
+            "z max": ((signals - self.mean) / self.std).max(1).values,
+            "joint": (centred @ self.precision * centred).sum(1),
+        }
+
+
 def auroc(positive: torch.Tensor, negative: torch.Tensor) -> float:
     labels = torch.cat([torch.ones(len(positive)), torch.zeros(len(negative))]).long()
     return float(binary_auroc(torch.cat([positive, negative]).float(), labels))
@@ -127,7 +157,7 @@ def main() -> None:
     flooding = NoiseFlooding(victim, 20.0, 8, args.seed)
     calibration = [torch.cat(parts) for parts in zip(*(read_clips(s, "clean", {"val"}) for s in args.sets))]
     with torch.no_grad():
-        reference = {"flooding": flooding.score(*calibration), "margin": logit_margin(victim.logits(calibration[0]))}
+        reference = CleanReference(flooding.score(*calibration), logit_margin(victim.logits(calibration[0])))
     transforms = transformations()
     header = None
     for root in args.sets:
@@ -136,8 +166,7 @@ def main() -> None:
         for label, clips in (("attacked", read_clips(root, kind, {args.split})), ("clean", read_clips(root, "clean", {args.split}))):
             signals = victim_signals(victim, *clips, transforms)
             signals["flooding"] = flooding.score(*clips)
-            signals["fused"] = torch.maximum(empirical_cdf(reference["flooding"], signals["flooding"]),
-                                             empirical_cdf(reference["margin"], signals["margin"]))
+            signals.update(reference.scores(signals["flooding"], signals["margin"]))
             scored[label] = signals
         if header is None:
             header = list(scored["clean"])
