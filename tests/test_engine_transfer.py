@@ -93,12 +93,17 @@ def test_the_held_out_engine_overlays_make_a_test_only_festival_corpus(victim, c
     assert corpus["val_voice_fraction"] == 0.0
 
 
-def test_the_batch_norm_overlay_switches_on_batch_norm_only(capsys):
+@pytest.mark.parametrize(("overlay", "changed"), [("batch_norm", {"batch_norm": True}),
+                                                  ("utterance_norm", {"utterance_norm": "mean"})])
+def test_the_network_overlays_change_their_one_setting(overlay, changed, capsys):
     with pytest.raises(SystemExit):
-        main(["fit", "-c", str(CONFIGS / "kws" / "demo.yaml"), "-c", str(CONFIGS / "kws" / "overlays" / "batch_norm.yaml"),
+        main(["fit", "-c", str(CONFIGS / "kws" / "demo.yaml"), "--print_config"])
+    plain = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
+    with pytest.raises(SystemExit):
+        main(["fit", "-c", str(CONFIGS / "kws" / "demo.yaml"), "-c", str(CONFIGS / "kws" / "overlays" / f"{overlay}.yaml"),
               "--print_config"])
     model = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
-    assert model["batch_norm"] is True and model["padding"] == "same" and model["second_pool"] is False
+    assert {key: value for key, value in model.items() if plain.get(key) != value} == changed
 
 
 def test_the_train_longer_overlay_changes_the_epochs_only(capsys):

@@ -63,6 +63,22 @@ def test_energy_above_4_khz_does_not_change_the_victims_features():
     assert (legacy.front_end(clean) - legacy.front_end(loud)).abs().max() > 1.0
 
 
+@pytest.mark.parametrize("utterance_norm", ["mean", "mean_var"])
+def test_per_clip_cepstral_normalisation_removes_a_fixed_gain(utterance_norm):
+    """A quieter copy of a clip (a gain the same in every band, as a channel or level change is) adds a constant to
+    every frame's log-mel energies; per-clip normalisation removes it, plain features keep it."""
+    speech = torch.randn(1, 16000, generator=torch.Generator().manual_seed(0)) * torch.linspace(0.05, 0.3, 16000)
+    plain, normalised = KWSModule().eval(), KWSModule(utterance_norm=utterance_norm).eval()
+    assert (plain.features(speech) - plain.features(0.2 * speech)).abs().max() > 1.0
+    assert torch.allclose(normalised.features(speech), normalised.features(0.2 * speech), atol=1e-3)
+    if utterance_norm == "mean_var":
+        cepstra = normalised.features(speech)  # [batch, frames, coefficients]; feature_norm is the identity at init
+        assert torch.allclose(cepstra.std(1), torch.ones(1, 40), atol=1e-3)
+    assert "per-clip cepstral mean" in normalised.describe()
+    with pytest.raises(ValueError, match="utterance_norm"):
+        KWSModule(utterance_norm="cmvn")
+
+
 @pytest.mark.parametrize("second_pool", [False, True])
 def test_pooling_before_relu_equals_the_reference_order_in_training_too(second_pool):
     """ReLU after max-pooling (cheaper) gives what conv -> ReLU -> dropout -> pool gives, dropout draw included."""

@@ -24,10 +24,11 @@ from lit_app.nets.kws_cnn import CnnTradFpool3
 from lit_app.run_folder import run_folder
 
 # What checkpoints written before these settings existed were built with (they were not yet hparams then).
-LEGACY_SETTINGS: dict[str, Any] = {"f_max": None, "mel_power": 2.0, "centred_frames": True, "second_pool": True}
+LEGACY_SETTINGS: dict[str, Any] = {"f_max": None, "mel_power": 2.0, "centred_frames": True, "second_pool": True,
+                                   "utterance_norm": "none"}
 # The settings that decide the shapes and meaning of the weights: a checkpoint only fits a module built alike.
 ARCHITECTURE = ("n_mfcc", "win_ms", "hop_ms", "sample_rate", "clip_samples", "f_min", "f_max", "mel_power",
-                "centred_frames", "padding", "batch_norm", "second_pool", "feature_norm")
+                "centred_frames", "padding", "batch_norm", "second_pool", "feature_norm", "utterance_norm")
 
 
 class KWSModule(LitAppModule):
@@ -55,6 +56,9 @@ class KWSModule(LitAppModule):
         second_pool: a 2x2 max-pool after the second convolution too (not in TensorFlow's model).
         feature_norm: standardise each coefficient with running batch statistics before the CNN (not in
             TensorFlow's model, whose training recipe is far longer).
+        utterance_norm: each clip's own cepstral mean (``mean``), or mean and variance (``mean_var``), removed
+            per coefficient before that: a fixed channel or spectral envelope adds a constant to every frame's
+            cepstrum, so another microphone or synthesiser moves these features less (not in TensorFlow's model).
         label_smoothing: label smoothing of the cross-entropy loss.
         freq_mask: SpecAugment in training: widest band of coefficients masked per clip (0: none).
         time_mask: SpecAugment in training: longest run of frames masked per clip (0: none).
@@ -81,12 +85,15 @@ class KWSModule(LitAppModule):
         batch_norm: bool = False,
         second_pool: bool = False,
         feature_norm: bool = True,
+        utterance_norm: Literal["none", "mean", "mean_var"] = "none",
         label_smoothing: float = 0.0,
         freq_mask: int = 0,
         time_mask: int = 0,
         **optimizer_settings: Any,
     ) -> None:
         super().__init__(**optimizer_settings)
+        if utterance_norm not in ("none", "mean", "mean_var"):
+            raise ValueError(f"utterance_norm must be 'none', 'mean' or 'mean_var', got {utterance_norm!r}")
         self.save_hyperparameters()
         self.labels = list(labels) if labels else task_labels("keywords12")
         self.hparams["labels"] = self.labels
@@ -112,7 +119,10 @@ class KWSModule(LitAppModule):
         ``keyword spotter: TensorFlow's conv model (12 labels; 40 MFCC, 20-4000 Hz, 30 ms every 10 ms)``."""
         h = self.hparams
         options = [name for name, on in (("batch norm", h.batch_norm), ("valid padding", h.padding == "valid"),
-                                         ("second pool", h.second_pool)) if on]
+                                         ("second pool", h.second_pool),
+                                         ("per-clip cepstral mean removal", h.utterance_norm == "mean"),
+                                         ("per-clip cepstral mean and variance removal", h.utterance_norm == "mean_var"))
+                   if on]
         network = "TensorFlow's conv model" + (f" with {', '.join(options)}" if options else "")
         band = f"{h.f_min:g}-{h.f_max:g} Hz" if h.f_max else f"from {h.f_min:g} Hz"
         return (f"keyword spotter: {network} ({len(self.labels)} labels; {h.n_mfcc} MFCC, {band}, "
@@ -120,7 +130,12 @@ class KWSModule(LitAppModule):
 
     def features(self, waveform: torch.Tensor) -> torch.Tensor:
         """Normalised MFCCs ``[batch, frames, coefficients]`` of ``[batch, samples]`` waveforms."""
-        return self.feature_norm(self.front_end(waveform)).transpose(1, 2)
+        cepstra = self.front_end(waveform)  # [batch, coefficients, frames]
+        if self.hparams.utterance_norm != "none":
+            cepstra = cepstra - cepstra.mean(-1, keepdim=True)
+            if self.hparams.utterance_norm == "mean_var":
+                cepstra = cepstra / cepstra.std(-1, keepdim=True).clamp_min(1e-5)
+        return self.feature_norm(cepstra).transpose(1, 2)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         return self.net(self.features(waveform))
