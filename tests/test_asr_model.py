@@ -6,8 +6,9 @@ import torch
 
 from lit_app.checkpoints import load_module
 from lit_app.data.asr import ASRBatch
-from lit_app.models.asr import DeepSpeechModule, normalise_per_utterance
+from lit_app.models.asr import DeepSpeechModule
 from lit_app.nets.deepspeech import DeepSpeech, DeepSpeech2, stack_context
+from lit_app.nets.feature_norm import standardise_per_clip
 from lit_app.text import Alphabet
 from tests import asr_helpers
 from tests.conftest import QUIET_TRAINER
@@ -65,7 +66,7 @@ def test_module_shapes_and_lengths(architecture):
 
 def test_features_are_normalised_per_utterance_and_masked():
     feats = torch.randn(2, 10, 4) * 5 + 3
-    out = normalise_per_utterance(feats, torch.tensor([10, 6]))
+    out = standardise_per_clip(feats, torch.tensor([10, 6]), frames_dim=1)
     assert torch.allclose(out[0].mean(0), torch.zeros(4), atol=1e-5)
     assert torch.allclose(out[1, :6].std(0, unbiased=False), torch.ones(4), atol=1e-3)
     assert out[1, 6:].abs().max() == 0

@@ -15,6 +15,7 @@ from torchmetrics.text import CharErrorRate, WordErrorRate
 from lit_app.audio.features import MFCC, LogMelSpectrogram
 from lit_app.base import LitAppModule
 from lit_app.nets.deepspeech import DeepSpeech, DeepSpeech2, MozillaDeepSpeech, RNNType
+from lit_app.nets.feature_norm import standardise_per_clip
 from lit_app.text import Alphabet, BeamSearchDecoder, ctc_frames_needed, greedy_decode
 
 STAGES = ("train", "val", "test")
@@ -22,19 +23,6 @@ Architecture = Literal["deepspeech", "deepspeech2", "mozilla_0.1"]
 #: What Mozilla DeepSpeech 0.1 hears: 26 MFCCs from 26 mel filters over 25 ms windows, every second 10 ms frame
 #: (the same frames as a 20 ms hop), with 9 frames of context on each side.
 MOZILLA_0_1_FRONT_END = {"features": "mfcc", "n_mfcc": 26, "n_mels": 26, "win_ms": 25.0, "hop_ms": 20.0, "context": 9}
-
-
-def normalise_per_utterance(features: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Standardise each coefficient over the valid frames of each utterance; padding frames become zero.
-
-    Per-utterance statistics (not running batch statistics) make the input independent of the clip's level
-    and of the other clips in the batch, which an attack optimising one clip at a time needs.
-    """
-    mask = (torch.arange(features.shape[1], device=features.device).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1)
-    count = lengths.clamp(min=1).view(-1, 1, 1).to(features.dtype)
-    mean = (features * mask).sum(1, keepdim=True) / count
-    var = (((features - mean) * mask) ** 2).sum(1, keepdim=True) / count
-    return (features - mean) / torch.sqrt(var + eps) * mask
 
 
 class DeepSpeechModule(LitAppModule):
@@ -157,7 +145,9 @@ class DeepSpeechModule(LitAppModule):
             feats = self.front_end(waveforms.float()).transpose(1, 2)
             frames = self.frame_lengths(lengths).clamp(max=feats.shape[1])
             if self.feature_norm == "utterance":
-                return normalise_per_utterance(feats, frames)
+                # Per-utterance statistics: independent of the clip's level and of the other clips in the batch,
+                # which an attack optimising one clip at a time needs.
+                return standardise_per_clip(feats, frames, frames_dim=1)
             mask = torch.arange(feats.shape[1], device=feats.device).unsqueeze(0) < frames.unsqueeze(1)
             return feats * mask.unsqueeze(-1)
 

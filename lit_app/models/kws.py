@@ -20,6 +20,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from lit_app.audio.features import MFCC
 from lit_app.base import LitAppModule
 from lit_app.data.vocab import task_labels
+from lit_app.nets.feature_norm import standardise_per_clip
 from lit_app.nets.kws_cnn import CnnTradFpool3
 from lit_app.run_folder import run_folder
 
@@ -132,9 +133,8 @@ class KWSModule(LitAppModule):
         """Normalised MFCCs ``[batch, frames, coefficients]`` of ``[batch, samples]`` waveforms."""
         cepstra = self.front_end(waveform)  # [batch, coefficients, frames]
         if self.hparams.utterance_norm != "none":
-            cepstra = cepstra - cepstra.mean(-1, keepdim=True)
-            if self.hparams.utterance_norm == "mean_var":
-                cepstra = cepstra / cepstra.std(-1, keepdim=True).clamp_min(1e-5)
+            every_frame = torch.full((cepstra.shape[0],), cepstra.shape[-1], device=cepstra.device)
+            cepstra = standardise_per_clip(cepstra, every_frame, variance=self.hparams.utterance_norm == "mean_var")
         return self.feature_norm(cepstra).transpose(1, 2)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,30 @@ def frame_mask(valid_frames: torch.Tensor, num_frames: int) -> torch.Tensor:
     return (torch.arange(num_frames, device=valid_frames.device)[None, :] < valid_frames[:, None]).unsqueeze(1)
 
 
+def standardise_per_clip(
+    features: torch.Tensor, valid_frames: torch.Tensor, frames_dim: int = -1, variance: bool = True, eps: float = 1e-5
+) -> torch.Tensor:
+    """Each clip's features minus its own mean (and over its own standard deviation) per feature, over its valid
+    frames only; padding frames become zero (cepstral mean and variance normalisation).
+
+    Args:
+        features: ``[batch, ..., frames, ...]`` maps, frames along ``frames_dim`` (1 or 2 of a 3-d tensor).
+        valid_frames: ``[batch]`` frames before each clip's padding.
+        frames_dim: the frames' dimension.
+        variance: divide by the standard deviation too (biased, with ``eps`` added to the variance).
+        eps: variance floor.
+    """
+    mask = frame_mask(valid_frames, features.shape[frames_dim])  # [batch, 1, frames]
+    if frames_dim % features.dim() == 1:
+        mask = mask.transpose(1, 2)
+    count = mask.sum(frames_dim, keepdim=True).clamp(min=1)
+    mean = (features * mask).sum(frames_dim, keepdim=True) / count
+    if not variance:
+        return (features - mean) * mask
+    var = ((features - mean) ** 2 * mask).sum(frames_dim, keepdim=True) / count
+    return (features - mean) / torch.sqrt(var + eps) * mask
+
+
 class MaskedFeatureNorm(nn.Module):
     """Standardise each feature of ``[batch, features, frames]`` maps over valid frames only.
 
@@ -59,14 +83,11 @@ class MaskedFeatureNorm(nn.Module):
         self.frames_seen.copy_(total)
 
     def forward(self, features: torch.Tensor, valid_frames: torch.Tensor) -> torch.Tensor:
+        if self.mode == "instance":
+            return standardise_per_clip(features, valid_frames, eps=self.eps)
         mask = frame_mask(valid_frames, features.shape[-1]).to(features.dtype)
         if self.mode == "none":
             return features * mask
-        if self.mode == "instance":
-            count = mask.sum(-1, keepdim=True).clamp(min=1)
-            mean = (features * mask).sum(-1, keepdim=True) / count
-            var = ((features - mean) ** 2 * mask).sum(-1, keepdim=True) / count
-            return (features - mean) / torch.sqrt(var + self.eps) * mask
         if self.training:
             self.update(features.detach(), mask)
         mean = self.running_mean.to(features.dtype)[None, :, None]
