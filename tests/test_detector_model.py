@@ -27,7 +27,7 @@ def test_paper_cnn_parameter_count_and_layers():
     assert sum(p.numel() for p in net.parameters()) == 7_131_938  # "about 7.1 M", nearly all in Dense 128
     assert net.classifier[0].weight.numel() == 128 * 32 * 347 * 5
     kinds = [type(m).__name__ for m in net.features]
-    assert kinds == ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "UnitMaxPool2d", "Conv2d", "SELU", "MaxPool2d", "Flatten"]
+    assert kinds == ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "UnitMaxPool2d", "Conv2d", "SELU", "MaxPool2d"]  # then Flatten
     convs = [m for m in net.features if isinstance(m, nn.Conv2d)]
     assert [(c.out_channels, c.kernel_size, c.padding) for c in convs] == [(64, (2, 2), (0, 0)), (64, (2, 2), (0, 0)), (32, (2, 2), (0, 0))]
     pools = [m.kernel_size for m in net.features if isinstance(m, nn.MaxPool2d)]
@@ -38,6 +38,42 @@ def test_paper_cnn_parameter_count_and_layers():
     assert net(torch.randn(2, 698, 40)).shape == (2, 2)
     # The follow-up's block input: 31 frames x 20 coefficients.
     assert PaperCNN(31, 20)(torch.randn(2, 31, 20)).shape == (2, 2)
+
+
+@pytest.mark.parametrize("valid_frames", [(97, 60, 30), (96, 1, 0), (0, 0, 0), (694, 3, 3), (698, 698, 10)])
+def test_paper_cnn_computes_the_zero_padding_once_with_the_same_result(valid_frames):
+    torch.manual_seed(0)
+    net = PaperCNN(698, 40)
+    maps = torch.randn(len(valid_frames), 698, 40)
+    for example, frames in enumerate(valid_frames):
+        maps[example, frames:] = 0
+    maps.requires_grad_(True)
+    shortcut = net(maps)
+    whole_map = net.classifier(net.features(maps.unsqueeze(1)).flatten(1))
+    assert torch.allclose(shortcut, whole_map, atol=1e-6)
+    fast = torch.autograd.grad(shortcut.sum(), [maps, *net.parameters()])
+    reference = torch.autograd.grad(whole_map.sum(), [maps, *net.parameters()])
+    # The trailing zero frames are padding, which gets no gradient; every frame up to the last non-zero one does.
+    last = max(valid_frames)
+    fast, reference = [fast[0][:, :last], *fast[1:]], [reference[0][:, :last], *reference[1:]]
+    for ours, theirs in zip(fast, reference):
+        scale = theirs.abs().max().item() if theirs.numel() else 1.0
+        assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_paper_detector_audio_gradient_is_unchanged_by_the_padding_shortcut(monkeypatch):
+    torch.manual_seed(0)
+    detector = DetectorModule(feature="mfcc", feature_norm="none", max_frames=698).eval()
+    audio, lengths = torch.randn(2, 16000) * 0.1, torch.tensor([16000, 9000])
+
+    def audio_gradient() -> torch.Tensor:
+        clips = audio.clone().requires_grad_(True)
+        detector.score(clips, lengths).sum().backward()
+        return clips.grad
+
+    shortcut = audio_gradient()
+    monkeypatch.setattr(detector.net, "feature_maps", detector.net.features)
+    assert torch.allclose(shortcut, audio_gradient(), rtol=1e-4, atol=1e-6 * shortcut.abs().max().item())
 
 
 def test_detector_paper_configuration_holds_the_paper_cnn():

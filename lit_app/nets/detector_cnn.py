@@ -25,6 +25,10 @@ class UnitMaxPool2d(nn.MaxPool2d):
         return x
 
 
+#: frames of the zero map that gives the paper CNN's value for its padding: the fewest that pool to one frame
+ZERO_WINDOW = 5
+
+
 class PaperCNN(nn.Module):
     """The detector CNN of Samizade et al. (ICASSP 2020), layer by layer as in their released Keras model.
 
@@ -51,16 +55,36 @@ class PaperCNN(nn.Module):
             nn.Conv2d(64, 32, kernel_size=2),
             nn.SELU(),
             nn.MaxPool2d(kernel_size=2),
-            nn.Flatten(),
         )
         with torch.no_grad():
-            flat = self.features(torch.zeros(1, 1, num_frames, num_features)).shape[1]
+            maps = self.features(torch.zeros(1, 1, num_frames, num_features))
+        flat, self.pooled_frames = maps.numel(), maps.shape[2]
         if flat == 0:
             raise ValueError(f"input {num_frames}x{num_features} is too small for the paper CNN")
         self.classifier = nn.Sequential(nn.Linear(flat, 128), nn.ReLU(), nn.Linear(128, num_classes))
 
     def forward(self, features: torch.Tensor, valid_frames: torch.Tensor | None = None) -> torch.Tensor:
-        return self.classifier(self.features(features.unsqueeze(1)))
+        return self.classifier(self.feature_maps(features.unsqueeze(1)).flatten(1))
+
+    def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution stack's output ``[batch, 32, frames', features']`` for ``[batch, 1, frames, features]``.
+
+        Every pooled frame whose inputs all lie in the trailing all-zero frames (the zero padding to 698 frames,
+        most of the map for a one-second clip) has the same value, so it is computed once, on a zero map of
+        :data:`ZERO_WINDOW` frames, and repeated: the same numbers as the whole map, several times faster for
+        short clips. Being padding, those frames get no gradient (the detector zeroes them before the CNN, so
+        the gradient with respect to its audio is the whole map's).
+        """
+        nonzero = x.ne(0).any(dim=3).any(dim=1).any(dim=0)  # [frames]
+        last = int(nonzero.nonzero().max()) + 1 if bool(nonzero.any()) else 0
+        # Three 2-frame convolutions and a 2-frame pool: pooled frame u reads input frames 2u to 2u + 4, so with
+        # ``last + 4`` frames every pooled frame that reads a non-zero input is computed from the real map.
+        crop = max(last + 4, ZERO_WINDOW)
+        if crop >= x.shape[2]:
+            return self.features(x)
+        head = self.features(x[:, :, :crop])
+        tail = self.features(x.new_zeros(1, 1, ZERO_WINDOW, x.shape[3]))  # [1, channels, 1, features']
+        return torch.cat([head, tail.expand(x.shape[0], -1, self.pooled_frames - head.shape[2], -1)], dim=2)
 
 
 def time_mask(valid_frames: torch.Tensor, frames: int) -> torch.Tensor:
