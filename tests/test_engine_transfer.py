@@ -95,7 +95,8 @@ def test_the_held_out_engine_overlays_make_a_test_only_festival_corpus(victim, c
 
 @pytest.mark.parametrize(("overlay", "changed"), [("batch_norm", {"batch_norm": True}),
                                                   ("utterance_norm", {"utterance_norm": "mean"}),
-                                                  ("utterance_mean_var", {"utterance_norm": "mean_var"})])
+                                                  ("utterance_mean_var", {"utterance_norm": "mean_var"}),
+                                                  ("cepstral_envelope", {"n_mfcc": 20, "n_mels": 40})])
 def test_the_network_overlays_change_their_one_setting(overlay, changed, capsys):
     with pytest.raises(SystemExit):
         main(["fit", "-c", str(CONFIGS / "kws" / "demo.yaml"), "--print_config"])

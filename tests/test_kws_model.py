@@ -79,6 +79,14 @@ def test_per_clip_cepstral_normalisation_removes_a_fixed_gain(utterance_norm):
         KWSModule(utterance_norm="cmvn")
 
 
+def test_fewer_coefficients_than_mel_bands_keep_the_first_coefficients():
+    speech = torch.randn(2, 16000, generator=torch.Generator().manual_seed(0)) * 0.1
+    envelope, every = KWSModule(n_mfcc=20, n_mels=40, feature_norm=False).eval(), KWSModule(feature_norm=False).eval()
+    assert torch.allclose(envelope.features(speech), every.features(speech)[..., :20], atol=1e-5)
+    assert envelope(speech).shape == (2, 12)
+    assert "20 MFCC of 40 mel bands" in envelope.describe() and "mel bands" not in every.describe()
+
+
 @pytest.mark.parametrize("second_pool", [False, True])
 def test_pooling_before_relu_equals_the_reference_order_in_training_too(second_pool):
     """ReLU after max-pooling (cheaper) gives what conv -> ReLU -> dropout -> pool gives, dropout draw included."""

@@ -26,9 +26,9 @@ from lit_app.run_folder import run_folder
 
 # What checkpoints written before these settings existed were built with (they were not yet hparams then).
 LEGACY_SETTINGS: dict[str, Any] = {"f_max": None, "mel_power": 2.0, "centred_frames": True, "second_pool": True,
-                                   "utterance_norm": "none"}
+                                   "utterance_norm": "none", "n_mels": None}
 # The settings that decide the shapes and meaning of the weights: a checkpoint only fits a module built alike.
-ARCHITECTURE = ("n_mfcc", "win_ms", "hop_ms", "sample_rate", "clip_samples", "f_min", "f_max", "mel_power",
+ARCHITECTURE = ("n_mfcc", "n_mels", "win_ms", "hop_ms", "sample_rate", "clip_samples", "f_min", "f_max", "mel_power",
                 "centred_frames", "padding", "batch_norm", "second_pool", "feature_norm", "utterance_norm")
 
 
@@ -40,7 +40,10 @@ class KWSModule(LitAppModule):
 
     Args:
         labels: class names in index order (the data module provides them); the 12-label task by default.
-        n_mfcc: MFCC coefficients (and mel filters).
+        n_mfcc: MFCC coefficients.
+        n_mels: mel filters; as many as coefficients by default (TensorFlow's 40 and 40). Fewer coefficients
+            than filters keep the spectral envelope and drop the finer detail, pitch harmonics included (not in
+            TensorFlow's model).
         win_ms: analysis window in milliseconds.
         hop_ms: frame hop in milliseconds.
         sample_rate: input sample rate.
@@ -73,6 +76,7 @@ class KWSModule(LitAppModule):
         self,
         labels: list[str] | None = None,
         n_mfcc: int = 40,
+        n_mels: int | None = None,
         win_ms: float = 30.0,
         hop_ms: float = 10.0,
         sample_rate: int = 16000,
@@ -99,7 +103,7 @@ class KWSModule(LitAppModule):
         self.labels = list(labels) if labels else task_labels("keywords12")
         self.hparams["labels"] = self.labels
         num_classes = len(self.labels)
-        self.front_end = MFCC(sample_rate, n_mfcc=n_mfcc, n_mels=n_mfcc, win_ms=win_ms, hop_ms=hop_ms, f_min=f_min,
+        self.front_end = MFCC(sample_rate, n_mfcc=n_mfcc, n_mels=n_mels or n_mfcc, win_ms=win_ms, hop_ms=hop_ms, f_min=f_min,
                               f_max=f_max, power=mel_power, centred=centred_frames)
         self.feature_norm = nn.BatchNorm1d(n_mfcc, affine=False) if feature_norm else nn.Identity()
         self.net = CnnTradFpool3(num_classes, self.front_end.num_frames(clip_samples), n_mfcc, dropout, padding,
@@ -126,7 +130,8 @@ class KWSModule(LitAppModule):
                    if on]
         network = "TensorFlow's conv model" + (f" with {', '.join(options)}" if options else "")
         band = f"{h.f_min:g}-{h.f_max:g} Hz" if h.f_max else f"from {h.f_min:g} Hz"
-        return (f"keyword spotter: {network} ({len(self.labels)} labels; {h.n_mfcc} MFCC, {band}, "
+        filters = f" of {h.n_mels} mel bands" if h.n_mels and h.n_mels != h.n_mfcc else ""
+        return (f"keyword spotter: {network} ({len(self.labels)} labels; {h.n_mfcc} MFCC{filters}, {band}, "
                 f"{h.win_ms:g} ms every {h.hop_ms:g} ms)")
 
     def features(self, waveform: torch.Tensor) -> torch.Tensor:
