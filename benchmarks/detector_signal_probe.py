@@ -18,7 +18,10 @@ clips (0.5: no signal; below 0.5: the signal points the other way):
   ranking clips beyond the calibration's range);
 - ``joint``: how far a clip's (flooding, margin) pair lies from those clips' pairs, a Mahalanobis distance after
   mapping each signal through its empirical CDF to a normal quantile (a Gaussian copula: the two signals are
-  correlated in clean speech, confident clips resisting the noise).
+  correlated in clean speech, confident clips resisting the noise);
+- with ``--second_opinion CKPT``, ``disagree``: one minus a second keyword model's probability of the victim's
+  answer (an attack made for one model rarely fools another the same way: the multiversion detector of Zeng et
+  al. 2019), and ``flooding or disagree``: the larger of the two signals' empirical CDFs over the clean ``val`` clips.
 
     python benchmarks/detector_signal_probe.py data/adversarial/kws-pgd-demo data/adversarial/blackbox-demo \
         data/adversarial/blackbox-noise-demo data/adversarial/kws-square-demo     # about 4 minutes on 2 cores
@@ -85,6 +88,13 @@ def logit_margin(logits: torch.Tensor) -> torch.Tensor:
     return top2[:, 0] - top2[:, 1]
 
 
+def disagreement(victim: ClassifierVictim, second_opinion: ClassifierVictim, audio: torch.Tensor) -> torch.Tensor:
+    """One minus the second model's probability of the victim's answer, per clip."""
+    with torch.no_grad():
+        answer = victim.logits(audio).argmax(-1)
+        return 1 - second_opinion.logits(audio).softmax(-1).gather(1, answer[:, None])[:, 0]
+
+
 def victim_signals(
     victim: ClassifierVictim,
     audio: torch.Tensor,
@@ -149,15 +159,21 @@ def main() -> None:
     parser.add_argument("--victim", default="runs/kws-demo/checkpoints/best.ckpt")
     parser.add_argument("--split", default="test", help="the split scored; calibration uses 'val'")
     parser.add_argument("--seed", type=int, default=0, help="noise flooding's noise seed")
+    parser.add_argument("--second_opinion", help="a second keyword model trained on the victim's training clips")
     args = parser.parse_args()
     torch.set_num_threads(1)
     victim = load_victim(args.victim)
-    if not isinstance(victim, ClassifierVictim):
-        raise SystemExit(f"{args.victim}: the probe needs a keyword victim (a classifier)")
+    second_opinion = load_victim(args.second_opinion) if args.second_opinion else None
+    for path, model in ((args.victim, victim), (args.second_opinion, second_opinion)):
+        if model is not None and not isinstance(model, ClassifierVictim):
+            raise SystemExit(f"{path}: the probe needs keyword models (classifiers)")
     flooding = NoiseFlooding(victim, 20.0, 8, args.seed)
     calibration = [torch.cat(parts) for parts in zip(*(read_clips(s, "clean", {"val"}) for s in args.sets))]
     with torch.no_grad():
-        reference = CleanReference(flooding.score(*calibration), logit_margin(victim.logits(calibration[0])))
+        clean_flooding = flooding.score(*calibration)
+        reference = CleanReference(clean_flooding, logit_margin(victim.logits(calibration[0])))
+    if second_opinion is not None:
+        clean_disagreement = disagreement(victim, second_opinion, calibration[0])
     transforms = transformations()
     header = None
     for root in args.sets:
@@ -167,6 +183,10 @@ def main() -> None:
             signals = victim_signals(victim, *clips, transforms)
             signals["flooding"] = flooding.score(*clips)
             signals.update(reference.scores(signals["flooding"], signals["margin"]))
+            if second_opinion is not None:
+                signals["disagree"] = disagreement(victim, second_opinion, clips[0])
+                signals["flooding or disagree"] = torch.maximum(empirical_cdf(clean_flooding, signals["flooding"]),
+                                                                empirical_cdf(clean_disagreement, signals["disagree"]))
             scored[label] = signals
         if header is None:
             header = list(scored["clean"])
