@@ -1,0 +1,92 @@
+"""Which voices, and which of their words, a keyword victim gets wrong: accuracy per voice and per (voice, word).
+
+    python benchmarks/kws_per_voice.py runs/engine-transfer-demo/runs/<variant>/without-festival/seed0/checkpoints/best.ckpt \
+        data/engine-transfer/test-festival [--split testing] [--confusions 10]
+
+A held-out engine's test corpus has a few voices, each saying each keyword the same way up to rate, pitch and noise,
+so a victim tends to get a (voice, word) pair all right or all wrong: the per-voice table shows where the held-out
+accuracy comes from. The voice is the manifest's ``voice`` column in a synthetic corpus, the speaker id of the file
+name (``<speaker>_nohash_<n>.wav``) in a Speech Commands folder. Keywords only (not ``_unknown_`` or ``_silence_``).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import torch
+from jsonargparse import CLI
+from torchmetrics.functional.classification import multiclass_accuracy
+
+from lit_app.attacks import load_victim
+from lit_app.attacks.victims import ClassifierVictim
+from lit_app.audio.io import AudioPolicy
+from lit_app.audio.pcm import pcm16_to_float
+from lit_app.data.speech_commands import Clip, load_clips, scan
+from lit_app.data.vocab import SILENCE, UNKNOWN
+
+
+def voices_of(root: Path, clips: list[Clip]) -> list[str]:
+    """Each clip's voice: the synthetic manifest's, or the Speech Commands speaker id."""
+    manifest = root / "manifest.csv"
+    if manifest.is_file():
+        with open(manifest, newline="") as handle:
+            voice = {row["path"]: row["voice"] for row in csv.DictReader(handle)}
+        return [voice.get(clip.path, clip.speaker) for clip in clips]
+    return [clip.speaker for clip in clips]
+
+
+def main(checkpoint: str, corpus: str, split: str = "testing", confusions: int = 10, batch_size: int = 128) -> None:
+    """Print the victim's keyword accuracy per voice, per (voice, word), and its most frequent confusions.
+
+    Args:
+        checkpoint: a keyword victim's checkpoint.
+        corpus: a Speech Commands folder (a held-out engine's test corpus, ``data/engine-transfer/test-<engine>``).
+        split: the split scored (``training``, ``validation`` or ``testing``).
+        confusions: how many of the most frequent (voice, word, answer) confusions to list.
+        batch_size: clips per forward pass.
+    """
+    torch.set_num_threads(1)
+    victim = load_victim(checkpoint)
+    if not isinstance(victim, ClassifierVictim):
+        raise SystemExit(f"{checkpoint}: not a keyword victim")
+    root = Path(corpus)
+    index = {label: i for i, label in enumerate(victim.labels)}
+    clips = [clip for clip in scan(root)[split] if clip.word in index and clip.word not in (UNKNOWN, SILENCE)]
+    if not clips:
+        raise SystemExit(f"{root}: no keyword clips in its {split} split")
+    audio, kept, skipped = load_clips(root, clips, AudioPolicy(), skip_bad=True)
+    for message in skipped:
+        print(f"skipped: {message}")
+    clips = [clips[i] for i in kept]
+    voices = voices_of(root, clips)
+    target = torch.tensor([index[clip.word] for clip in clips])
+    with torch.no_grad():
+        answer = torch.cat([victim.logits(pcm16_to_float(audio[i : i + batch_size])).argmax(-1)
+                            for i in range(0, len(audio), batch_size)])
+
+    def accuracy(rows: list[int]) -> float:
+        rows_ = torch.tensor(rows)
+        return float(multiclass_accuracy(answer[rows_], target[rows_], len(index), average="micro"))
+
+    by_voice: dict[str, list[int]] = defaultdict(list)
+    by_pair: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for row, (clip, voice) in enumerate(zip(clips, voices)):
+        by_voice[voice].append(row)
+        by_pair[(voice, clip.word)].append(row)
+    words = sorted({clip.word for clip in clips})
+    print(f"{checkpoint} on {root} ({split}): {accuracy(list(range(len(clips)))):.1%} of {len(clips)} keyword clips")
+    print("| voice | clips | accuracy | " + " | ".join(words) + " |")
+    print("|---" * (len(words) + 3) + "|")
+    for voice in sorted(by_voice):
+        cells = [f"{accuracy(by_pair[(voice, word)]):.2f}" if by_pair[(voice, word)] else "-" for word in words]
+        print(f"| {voice} | {len(by_voice[voice])} | {accuracy(by_voice[voice]):.1%} | " + " | ".join(cells) + " |")
+    wrong = Counter((voices[row], clips[row].word, victim.labels[int(answer[row])])
+                    for row in range(len(clips)) if answer[row] != target[row])
+    print("most frequent confusions (voice, word -> answer, clips): "
+          + "; ".join(f"{v}, {w} -> {a}: {n}" for (v, w, a), n in wrong.most_common(confusions)))
+
+
+if __name__ == "__main__":
+    CLI(main, as_positional=True)
