@@ -88,10 +88,9 @@ def logit_margin(logits: torch.Tensor) -> torch.Tensor:
     return top2[:, 0] - top2[:, 1]
 
 
-def disagreement(victim: ClassifierVictim, second_opinion: ClassifierVictim, audio: torch.Tensor) -> torch.Tensor:
-    """One minus the second model's probability of the victim's answer, per clip."""
+def disagreement(second_opinion: ClassifierVictim, audio: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
+    """One minus the second model's probability of the victim's ``answer``, per clip."""
     with torch.no_grad():
-        answer = victim.logits(audio).argmax(-1)
         return 1 - second_opinion.logits(audio).softmax(-1).gather(1, answer[:, None])[:, 0]
 
 
@@ -100,6 +99,7 @@ def victim_signals(
     audio: torch.Tensor,
     lengths: torch.Tensor,
     transforms: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]],
+    second_opinion: ClassifierVictim | None = None,
 ) -> dict[str, torch.Tensor]:
     """Every signal but flooding, per clip; higher means more suspicious."""
     audio = audio.clone().requires_grad_(True)
@@ -108,6 +108,8 @@ def victim_signals(
     (gradient,) = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, answer, reduction="sum"), audio)
     probability = logits.detach().softmax(-1).gather(1, answer[:, None])[:, 0]
     signals = {"margin": logit_margin(logits.detach()), "small grad": -gradient.norm(dim=-1)}
+    if second_opinion is not None:
+        signals["disagree"] = disagreement(second_opinion, audio.detach(), answer)
     with torch.no_grad():
         for name, transform in transforms.items():
             torch.manual_seed(0)
@@ -120,6 +122,12 @@ def empirical_cdf(reference: torch.Tensor, scores: torch.Tensor) -> torch.Tensor
     """Mid-rank empirical CDF of ``scores`` against ``reference``."""
     below = (reference[None, :] < scores[:, None]).float().mean(1)
     return below + 0.5 * (reference[None, :] == scores[:, None]).float().mean(1)
+
+
+def larger_tail(*pairs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """The larger of several signals' empirical CDFs, each ``(clean reference, scores)``: a clip is as suspicious
+    as its most unusual signal."""
+    return torch.stack([empirical_cdf(reference, scores) for reference, scores in pairs]).amax(0)
 
 
 class CleanReference:
@@ -141,7 +149,7 @@ class CleanReference:
         signals = torch.stack([flooding, margin.clamp(min=1e-3).log()], 1)
         centred = self.normal_quantiles(signals) - self.centre
         return {
-            "fused": torch.maximum(empirical_cdf(self.signals[:, 0], flooding), empirical_cdf(self.margin, margin)),
+            "fused": larger_tail((self.signals[:, 0], flooding), (self.margin, margin)),
             "z max": ((signals - self.mean) / self.std).max(1).values,
             "joint": (centred @ self.precision * centred).sum(1),
         }
@@ -170,23 +178,22 @@ def main() -> None:
     flooding = NoiseFlooding(victim, 20.0, 8, args.seed)
     calibration = [torch.cat(parts) for parts in zip(*(read_clips(s, "clean", {"val"}) for s in args.sets))]
     with torch.no_grad():
-        clean_flooding = flooding.score(*calibration)
-        reference = CleanReference(clean_flooding, logit_margin(victim.logits(calibration[0])))
+        clean_logits = victim.logits(calibration[0])
+        reference = CleanReference(flooding.score(*calibration), logit_margin(clean_logits))
     if second_opinion is not None:
-        clean_disagreement = disagreement(victim, second_opinion, calibration[0])
+        clean_disagreement = disagreement(second_opinion, calibration[0], clean_logits.argmax(-1))
     transforms = transformations()
     header = None
     for root in args.sets:
         kind = "noise" if "noise" in root.name else "adversarial"
         scored = {}
         for label, clips in (("attacked", read_clips(root, kind, {args.split})), ("clean", read_clips(root, "clean", {args.split}))):
-            signals = victim_signals(victim, *clips, transforms)
+            signals = victim_signals(victim, *clips, transforms, second_opinion)
             signals["flooding"] = flooding.score(*clips)
             signals.update(reference.scores(signals["flooding"], signals["margin"]))
             if second_opinion is not None:
-                signals["disagree"] = disagreement(victim, second_opinion, clips[0])
-                signals["flooding or disagree"] = torch.maximum(empirical_cdf(clean_flooding, signals["flooding"]),
-                                                                empirical_cdf(clean_disagreement, signals["disagree"]))
+                signals["flooding or disagree"] = larger_tail((reference.signals[:, 0], signals["flooding"]),
+                                                              (clean_disagreement, signals["disagree"]))
             scored[label] = signals
         if header is None:
             header = list(scored["clean"])

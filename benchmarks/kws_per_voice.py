@@ -67,8 +67,8 @@ def main(checkpoint: str, corpus: str, split: str = "testing", confusions: int =
                             for i in range(0, len(audio), batch_size)])
 
     def accuracy(rows: list[int]) -> float:
-        rows_ = torch.tensor(rows)
-        return float(multiclass_accuracy(answer[rows_], target[rows_], len(index), average="micro"))
+        chosen = torch.tensor(rows)
+        return float(multiclass_accuracy(answer[chosen], target[chosen], len(index), average="micro"))
 
     by_voice: dict[str, list[int]] = defaultdict(list)
     by_pair: dict[tuple[str, str], list[int]] = defaultdict(list)

@@ -138,8 +138,7 @@ class KWSModule(LitAppModule):
         """Normalised MFCCs ``[batch, frames, coefficients]`` of ``[batch, samples]`` waveforms."""
         cepstra = self.front_end(waveform)  # [batch, coefficients, frames]
         if self.hparams.utterance_norm != "none":
-            every_frame = torch.full((cepstra.shape[0],), cepstra.shape[-1], device=cepstra.device)
-            cepstra = standardise_per_clip(cepstra, every_frame, variance=self.hparams.utterance_norm == "mean_var")
+            cepstra = standardise_per_clip(cepstra, None, variance=self.hparams.utterance_norm == "mean_var")
         return self.feature_norm(cepstra).transpose(1, 2)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:

@@ -75,8 +75,8 @@ class PaperCNN(nn.Module):
         short clips. Being padding, those frames get no gradient (the detector zeroes them before the CNN, so
         the gradient with respect to its audio is the whole map's).
         """
-        nonzero = x.ne(0).any(dim=3).any(dim=1).any(dim=0)  # [frames]
-        last = int(nonzero.nonzero().max()) + 1 if bool(nonzero.any()) else 0
+        nonzero_frames = x.ne(0).any(dim=3).any(dim=1).any(dim=0).nonzero()  # one host sync per batch
+        last = int(nonzero_frames[-1]) + 1 if len(nonzero_frames) else 0
         # Three 2-frame convolutions and a 2-frame pool: pooled frame u reads input frames 2u to 2u + 4, so with
         # ``last + 4`` frames every pooled frame that reads a non-zero input is computed from the real map.
         crop = max(last + 4, ZERO_WINDOW)

@@ -16,18 +16,27 @@ def frame_mask(valid_frames: torch.Tensor, num_frames: int) -> torch.Tensor:
 
 
 def standardise_per_clip(
-    features: torch.Tensor, valid_frames: torch.Tensor, frames_dim: int = -1, variance: bool = True, eps: float = 1e-5
+    features: torch.Tensor,
+    valid_frames: torch.Tensor | None,
+    frames_dim: int = -1,
+    variance: bool = True,
+    eps: float = 1e-5,
 ) -> torch.Tensor:
     """Each clip's features minus its own mean (and over its own standard deviation) per feature, over its valid
     frames only; padding frames become zero (cepstral mean and variance normalisation).
 
     Args:
         features: ``[batch, ..., frames, ...]`` maps, frames along ``frames_dim`` (1 or 2 of a 3-d tensor).
-        valid_frames: ``[batch]`` frames before each clip's padding.
+        valid_frames: ``[batch]`` frames before each clip's padding; ``None``: every frame is valid.
         frames_dim: the frames' dimension.
         variance: divide by the standard deviation too (biased, with ``eps`` added to the variance).
         eps: variance floor.
     """
+    if valid_frames is None:
+        mean = features.mean(frames_dim, keepdim=True)
+        if not variance:
+            return features - mean
+        return (features - mean) / torch.sqrt(features.var(frames_dim, unbiased=False, keepdim=True) + eps)
     mask = frame_mask(valid_frames, features.shape[frames_dim])  # [batch, 1, frames]
     if frames_dim % features.dim() == 1:
         mask = mask.transpose(1, 2)
