@@ -68,13 +68,18 @@ def test_bad_settings_are_named(tmp_path):
         run_engine_transfer(victim_config=str(tmp_path / "missing.yaml"))
 
 
-def test_the_demo_config_and_the_augmentation_overlay_parse(capsys):
+@pytest.mark.parametrize(("config", "engines"), [("demo", ["espeak", "flite", "festival"]),
+                                                 ("accented", ["espeak", "flite", "festival", "festival_accented"])])
+def test_the_engine_transfer_configs_parse(config, engines, capsys):
     with pytest.raises(SystemExit):
-        main(["engine-transfer", "-c", str(CONFIGS / "kws" / "engine_transfer" / "demo.yaml"), "--print_config"])
+        main(["engine-transfer", "-c", str(CONFIGS / "kws" / "engine_transfer" / f"{config}.yaml"), "--print_config"])
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["engines"] == ["espeak", "flite", "festival"]
+    assert printed["engines"] == engines
     for overlays in printed["variants"].values():
         assert all((CONFIGS.parent / path).is_file() for path in overlays)
+
+
+def test_the_augmentation_overlay_parses(capsys):
     with pytest.raises(SystemExit):
         main(["fit", "-c", str(CONFIGS / "kws" / "demo.yaml"), "-c", str(CONFIGS / "kws" / "overlays" / "voice_augment.yaml"),
               "--print_config"])

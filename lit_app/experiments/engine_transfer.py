@@ -1,8 +1,8 @@
 """Leave one engine out: does a keyword victim understand a speech engine it never heard?
 
 For each engine of the synthetic corpus, a victim is trained on the others (their clips shared equally between the
-engines, not between their voices, or espeak-ng's hundreds of voices would speak nearly every clip) and tested
-twice: on its own corpus's unseen voices, and on every voice of the engine it never heard, keywords only. Each
+engines, not between their voices, or espeak-ng's hundreds of voices would speak nearly every clip; never on
+another engine of the same program: holding festival out holds out its accented voices too) and tested twice: on its own corpus's unseen voices, and on every voice of the engine it never heard, keywords only. Each
 variant (overlays on the victim config: augmentation, SpecAugment, ...) trains its own victims, so the table shows
 what each change does to the held-out engines.
 
@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from lit_app.data.synth.tts import ENGINES
+from lit_app.data.synth.tts import ENGINE_FAMILY, ENGINES
 from lit_app.data.vocab import SILENCE, UNKNOWN
 from lit_app.experiments.results_table import mean_std
 
@@ -44,8 +44,9 @@ def run_engine_transfer(
     Args:
         victim_config: the keyword victim's config (model, trainer, corpus sizes); its corpus is rebuilt without
             the held-out engine, in ``data_dir``.
-        engines: the corpus's engines (``espeak``, ``flite``, ``festival``).
-        hold_out: the engines held out in turn, each by its own victims; ``None``: every one of ``engines``.
+        engines: the corpus's engines (``espeak``, ``flite``, ``festival``, ``festival_accented``).
+        hold_out: the engines held out in turn, each by its own victims, with every engine of the same program
+            (festival and its accented voices); ``None``: every one of ``engines``.
         variants: name -> config overlays applied after ``victim_config`` (``[]``: the victim as configured).
         seeds: training seeds (``seed_everything``); each cell is the mean and spread over them.
         held_out_clips_per_keyword: clips of each keyword in a held-out engine's test corpus (every voice of it).
@@ -66,9 +67,12 @@ def run_engine_transfer(
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such config (run lit-app from the repository root)")
     rows = []
+    for engine in hold_out:
+        if not heard_without(engines, engine):
+            raise ValueError(f"holding out {engine} (and every engine of its program) leaves nothing of {engines}")
     for variant, overlays in variants.items():
         for engine in hold_out:
-            others = [e for e in engines if e != engine]
+            others = heard_without(engines, engine)
             for seed in seeds:
                 run = Path(out_dir) / "runs" / variant / f"without-{engine}" / f"seed{seed}"
                 configs = [victim_config, *overlays, *trainer_configs]
@@ -83,6 +87,12 @@ def run_engine_transfer(
                       flush=True)
     write_tables(Path(out_dir), rows, variants, hold_out)
     return rows
+
+
+def heard_without(engines: list[str], engine: str) -> list[str]:
+    """The engines a victim trains on when ``engine`` is held out: not it, nor any engine of the same program
+    (festival's accented voices are festival)."""
+    return [e for e in engines if ENGINE_FAMILY[e] != ENGINE_FAMILY[engine]]
 
 
 def train_and_test(run: Path, configs: list[str], others: list[str], engine: str, seed: int, data_dir: str,

@@ -52,7 +52,7 @@ class SyntheticSentenceCorpus(SyntheticCorpus):
             ``val_voice_fraction: 0`` and ``test_voice_fraction: 1``) makes a test-only corpus.
         val_voice_fraction: share of each engine's voices held out for validation.
         test_voice_fraction: share of each engine's voices held out for testing.
-        engines: TTS engines (``espeak``, ``flite``, ``festival``); ``None``: espeak, and flite when present.
+        engines: TTS engines (``espeak``, ``flite``, ``festival``; not ``festival_accented``); ``None``: espeak, and flite when present.
         max_words: longest sentence in words.
         rate_range: espeak-ng speaking rate range, words per minute.
         pitch_range: espeak-ng base pitch range (0-99).
@@ -92,6 +92,9 @@ class SyntheticSentenceCorpus(SyntheticCorpus):
     ) -> None:
         if speakers_per_sentence < 1:
             raise ValueError(f"speakers_per_sentence must be at least 1, got {speakers_per_sentence}")
+        if engines is not None and "festival_accented" in engines:
+            raise ValueError("festival_accented speaks the Speech Commands words only (accents.py respells them), "
+                             "not sentences: drop it from the sentence corpus's engines")
         self.settings = {
             "num_sentences": num_sentences,
             "speakers_per_sentence": speakers_per_sentence,

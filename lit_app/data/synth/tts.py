@@ -3,7 +3,9 @@
 espeak-ng always works (its library and voice data come with the ``espeakng-loader`` wheel); flite adds
 voices when the Debian ``flite`` program is installed. Festival (Debian ``festival`` and its ``festvox-*`` voices)
 is a third engine, used only where a corpus lists it: the default corpora were built from espeak-ng and flite,
-and a festival installed later must not change them. A :class:`Voice` is one speaker identity: the unit that
+and a festival installed later must not change them. ``festival_accented`` is festival's voices of other
+languages reading respelled English words (``accents.py``): keyword corpora only, and never heard by a victim
+that holds festival out (:data:`ENGINE_FAMILY`). A :class:`Voice` is one speaker identity: the unit that
 corpora split on, so test voices are never heard in training.
 """
 
@@ -20,9 +22,12 @@ import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
+
+from lit_app.data.synth.accents import ACCENTED_VOICES, ENCODINGS, SETTINGS, respell
 
 ESPEAK_ACCENTS = (
     "en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc",
@@ -35,7 +40,9 @@ FESTIVAL_VOICES = {
     "ked_diphone": "festvox-kdlpc16k",
 }
 FESTIVAL_VOICE_FOLDER = Path("/usr/share/festival/voices")
-ENGINES = ("espeak", "flite", "festival")
+ENGINES = ("espeak", "flite", "festival", "festival_accented")
+#: The program behind each engine: holding an engine out holds out every engine of its program.
+ENGINE_FAMILY = {"espeak": "espeak", "flite": "flite", "festival": "festival", "festival_accented": "festival"}
 
 
 class TTSError(RuntimeError):
@@ -72,11 +79,11 @@ def flite_available() -> bool:
     return shutil.which("flite") is not None
 
 
-def festival_voices() -> tuple[str, ...]:
-    """The festival voices of :data:`FESTIVAL_VOICES` installed here (none without the ``festival`` program)."""
+def festival_voices(catalogue: dict[str, Any] = FESTIVAL_VOICES) -> tuple[str, ...]:
+    """The festival voices of ``catalogue`` installed here (none without the ``festival`` program)."""
     if shutil.which("festival") is None:
         return ()
-    return tuple(name for name in FESTIVAL_VOICES if any(FESTIVAL_VOICE_FOLDER.glob(f"*/{name}")))
+    return tuple(name for name in catalogue if any(FESTIVAL_VOICE_FOLDER.glob(f"*/{name}")))
 
 
 def available_engines() -> tuple[str, ...]:
@@ -96,15 +103,16 @@ def voice_catalogue(engines: tuple[str, ...] | list[str]) -> list[Voice]:
                     "flite is not installed. Install it (`apt-get install flite`) or drop 'flite' from engines."
                 )
             voices += [Voice("flite", name) for name in FLITE_VOICES]
-        elif engine == "festival":
-            installed = festival_voices()
-            missing = [f"{name} ({package})" for name, package in FESTIVAL_VOICES.items() if name not in installed]
+        elif engine in ("festival", "festival_accented"):
+            packages = FESTIVAL_VOICES if engine == "festival" else {v: p for v, (p, _) in ACCENTED_VOICES.items()}
+            installed = festival_voices(packages)
+            missing = [f"{name} ({package})" for name, package in packages.items() if name not in installed]
             if missing:
                 raise TTSError(
                     f"festival voices not installed: {', '.join(missing)}. Install them (`apt-get install festival "
-                    f"{' '.join(FESTIVAL_VOICES.values())}`) or drop 'festival' from engines."
+                    f"{' '.join(packages.values())}`) or drop {engine!r} from engines."
                 )
-            voices += [Voice("festival", name) for name in FESTIVAL_VOICES]
+            voices += [Voice(engine, name) for name in packages]
         else:
             raise TTSError(f"unknown TTS engine {engine!r}; choose from {ENGINES}")
     return sorted(voices)
@@ -195,19 +203,21 @@ class FestivalEngine:
                                         stderr=self.errors)
         self.requests = 0
 
-    def synthesise(self, text: str, voice: str, duration_stretch: float = 1.0) -> tuple[np.ndarray, int]:
-        """Speak ``text``; returns int16 samples and their sample rate (16 kHz diphone, 32 kHz HTS voices)."""
+    def synthesise(self, text: str, voice: str, duration_stretch: float = 1.0, encoding: str = "utf-8",
+                   settings: str = "") -> tuple[np.ndarray, int]:
+        """Speak ``text`` (sent in the voice's ``encoding``, after the voice's Scheme ``settings``); returns int16
+        samples and their sample rate (16 kHz diphone, 32 kHz HTS voices)."""
         self.requests += 1
         marker = f"lit-app-done-{self.requests}"
         quoted = text.replace("\\", "\\\\").replace('"', '\\"')
         # A folder per utterance, gone when it is read (as for flite).
         with tempfile.TemporaryDirectory(prefix="lit-app-festival-") as folder:
             out = os.path.join(folder, "utterance.wav")
-            request = (f"(begin (voice_{voice}) (Parameter.set 'Duration_Stretch {duration_stretch:.3f})"
+            request = (f"(begin (voice_{voice}) {settings} (Parameter.set 'Duration_Stretch {duration_stretch:.3f})"
                        f' (utt.save.wave (utt.synth (Utterance Text "{quoted}")) "{out}" \'riff))'
                        f'(format t "{marker}\\n")(fflush nil)\n')
             try:
-                self.process.stdin.write(request.encode())
+                self.process.stdin.write(request.encode(encoding))
                 self.process.stdin.flush()
                 answer = self.process.stdout.readline().decode().strip()
             except BrokenPipeError:
@@ -253,6 +263,7 @@ class Speaker:
         self._espeak: EspeakEngine | None = None
         self._flite: FliteEngine | None = None
         self._festival: FestivalEngine | None = None
+        self._accented: dict[str, FestivalEngine] = {}
 
     def speak(self, text: str, voice: Voice, rate: int = 175, pitch: int = 50, stretch: float = 1.0) -> np.ndarray:
         import torchaudio.functional as AF
@@ -268,6 +279,15 @@ class Speaker:
         elif voice.engine == "festival":
             self._festival = self._festival or FestivalEngine()
             samples, source_rate = self._festival.synthesise(text, voice.name, stretch)
+        elif voice.engine == "festival_accented":
+            # A process per voice: in a shared one, voices of other languages leave settings behind that change the
+            # next voice's samples, and a rebuilt clip must come out as it did the first time.
+            if voice.name not in self._accented:
+                self._accented[voice.name] = FestivalEngine()
+            engine = self._accented[voice.name]
+            language = ACCENTED_VOICES[voice.name][1]
+            samples, source_rate = engine.synthesise(respell(text, voice.name), voice.name, stretch,
+                                                     ENCODINGS[language], SETTINGS.get(language, ""))
         else:
             raise TTSError(f"unknown TTS engine {voice.engine!r}; choose from {ENGINES}")
         audio = pcm16_to_float(samples)
@@ -279,6 +299,6 @@ class Speaker:
         return trimmed
 
     def close(self) -> None:
-        for engine in (self._espeak, self._flite, self._festival):
+        for engine in (self._espeak, self._flite, self._festival, *self._accented.values()):
             if engine is not None:
                 engine.close()

@@ -1,0 +1,71 @@
+"""Festival's voices of other languages as accented English speakers.
+
+Debian packages only three English festival voices, and two of their speakers are also flite voices; the keyword
+victims' gap on engines they never heard is a gap of speakers (docs/results.md, section 2.1). Festival's Italian,
+Catalan, Czech and Finnish voices are nine more recorded speakers. Each reads the Speech Commands words from a
+phonetic respelling in its own orthography ("right" as Czech ``rajt``), as a speaker of that language would say
+the English word; read from English spelling, most voices say "right" as "rig-t".
+"""
+
+from __future__ import annotations
+
+#: Festival's non-English voices in Debian: voice -> (package, language of its respellings).
+ACCENTED_VOICES = {
+    "lp_diphone": ("festvox-italp16k", "italian"),
+    "pc_diphone": ("festvox-itapc16k", "italian"),
+    "upc_ca_ona_hts": ("festvox-ca-ona-hts", "catalan"),
+    "czech_dita": ("festvox-czech-dita", "czech"),
+    "czech_krb": ("festvox-czech-krb", "czech"),
+    "czech_machac": ("festvox-czech-machac", "czech"),
+    "czech_ph": ("festvox-czech-ph", "czech"),
+    "hy_fi_mv_diphone": ("festvox-suopuhe-mv", "finnish"),
+    "suo_fi_lj_diphone": ("festvox-suopuhe-lj", "finnish"),
+}
+#: The text encoding each language's festival voices read (Czech's letters are not in Latin-1).
+ENCODINGS = {"czech": "iso-8859-2", "finnish": "latin-1", "italian": "latin-1", "catalan": "latin-1"}
+#: Scheme run after selecting a voice of the language: the Czech voices draw random pause lengths unless told not
+#: to, and a rebuilt clip must come out as it did the first time.
+SETTINGS = {"czech": "(set! czech-randomize nil)"}
+
+# Czech and Finnish spell sounds alike (j as in "yes", a e i o u as in Latin); the other two change what differs.
+_PHONETIC = {
+    "yes": "jes", "no": "nou", "up": "ap", "down": "daun", "left": "left", "right": "rajt", "on": "on", "off": "of",
+    "stop": "stop", "go": "gou", "zero": "zírou", "one": "uan", "two": "tú", "three": "trí", "four": "fór",
+    "five": "fajv", "six": "siks", "seven": "seven", "eight": "ejt", "nine": "najn", "bed": "bed", "bird": "bérd",
+    "cat": "ket", "dog": "dog", "happy": "hepi", "house": "haus", "marvin": "márvin", "sheila": "šíla",
+    "tree": "trí", "wow": "uau", "backward": "bekvord", "forward": "fórvord", "follow": "folou", "learn": "lérn",
+    "visual": "vižual",
+}
+_FINNISH = {
+    "zero": "siirou", "two": "tuu", "three": "trii", "four": "foor", "five": "faiv", "eight": "eit", "nine": "nain",
+    "right": "rait", "bird": "beerd", "marvin": "maarvin", "sheila": "siila", "tree": "trii", "backward": "bekvord",
+    "forward": "foorvord", "learn": "leern", "visual": "visual",
+}
+_ITALIAN = {
+    "yes": "ies", "right": "rait", "zero": "ziro", "two": "tu", "three": "tri", "four": "for", "five": "faiv",
+    "six": "sics", "eight": "eit", "nine": "nain", "bird": "berd", "cat": "chet", "marvin": "marvin",
+    "sheila": "scila", "tree": "tri", "backward": "becuord", "forward": "foruord", "learn": "lern",
+    "visual": "visciual",
+}
+_CATALAN = dict(_ITALIAN, cat="quet", sheila="xila", visual="visual", backward="bècuord", forward="fòruord")
+RESPELLINGS = {
+    "czech": _PHONETIC,
+    "finnish": {**_PHONETIC, **_FINNISH},
+    "italian": {**_PHONETIC, **_ITALIAN},
+    "catalan": {**_PHONETIC, **_CATALAN},
+}
+
+
+def respell(text: str, voice: str) -> str:
+    """``text`` (Speech Commands words) as ``voice``'s language spells how it sounds.
+
+    Raises:
+        ValueError: a word has no respelling (accented voices speak keyword corpora only, not sentences).
+    """
+    language = ACCENTED_VOICES[voice][1]
+    spelled = RESPELLINGS[language]
+    missing = [word for word in text.lower().split() if word not in spelled]
+    if missing:
+        raise ValueError(f"no {language} respelling of {missing} for the accented voice {voice}: accented voices "
+                         f"speak the Speech Commands words only; drop 'festival_accented' from the engines")
+    return " ".join(spelled[word] for word in text.lower().split())
