@@ -4,7 +4,7 @@ Debian packages only three English festival voices, and two of their speakers ar
 victims' gap on engines they never heard is a gap of speakers (docs/results.md, section 2.1). Festival's Italian,
 Catalan, Czech and Finnish voices are nine more recorded speakers. Each reads the Speech Commands words from a
 phonetic respelling in its own orthography ("right" as Czech ``rajt``), as a speaker of that language would say
-the English word; read from English spelling, most voices say "right" as "rig-t".
+the English word; read from English spelling, a keyword victim recognised "right" from none of them.
 """
 
 from __future__ import annotations
