@@ -1,6 +1,7 @@
 """festival_accented: festival's other-language voices reading respelled Speech Commands words."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,12 +9,12 @@ import pytest
 from lit_app.data.synth.accents import ACCENTED_VOICES, RESPELLINGS, respell
 from lit_app.data.synth.keywords import SyntheticKeywordCorpus
 from lit_app.data.synth.sentences import SyntheticSentenceCorpus
-from lit_app.data.synth.tts import Speaker, Voice, festival_voices, voice_catalogue
+from lit_app.data.synth.tts import FESTIVAL_PACKAGES, Speaker, Voice, festival_voices, voice_catalogue
 from lit_app.data.vocab import WORDS_V2
 from lit_app.experiments.engine_transfer import heard_without
 from tests.conftest import TINY_CORPUS
 
-ACCENTED = pytest.mark.skipif(len(festival_voices({v: p for v, (p, _) in ACCENTED_VOICES.items()})) < len(ACCENTED_VOICES),
+ACCENTED = pytest.mark.skipif(len(festival_voices("festival_accented")) < len(ACCENTED_VOICES),
                               reason="festival's accented voices are not installed (scripts/setup.sh installs them)")
 
 
@@ -23,6 +24,12 @@ def test_every_language_respells_every_speech_commands_word():
     for language in languages:
         assert set(RESPELLINGS[language]) == set(WORDS_V2)
     assert respell("Right", "czech_krb") == "rajt" and respell("yes", "lp_diphone") == "ies"
+
+
+def test_setup_installs_every_festival_voice():
+    setup = (Path(__file__).parents[1] / "scripts" / "setup.sh").read_text()
+    for packages in FESTIVAL_PACKAGES.values():
+        assert all(package in setup for package in packages.values())
 
 
 def test_a_word_without_a_respelling_is_named():

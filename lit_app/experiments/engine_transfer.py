@@ -2,9 +2,10 @@
 
 For each engine of the synthetic corpus, a victim is trained on the others (their clips shared equally between the
 engines, not between their voices, or espeak-ng's hundreds of voices would speak nearly every clip; never on
-another engine of the same program: holding festival out holds out its accented voices too) and tested twice: on its own corpus's unseen voices, and on every voice of the engine it never heard, keywords only. Each
-variant (overlays on the victim config: augmentation, SpecAugment, ...) trains its own victims, so the table shows
-what each change does to the held-out engines.
+another engine of the same program: holding festival out holds out its accented voices too) and tested twice: on
+its own corpus's unseen voices, and on every voice of the engine it never heard, keywords only. Each variant
+(overlays on the victim config: augmentation, SpecAugment, ...) trains its own victims, so the table shows what
+each change does to the held-out engines.
 
 Every run is ``lit-app fit`` and ``lit-app test`` on the victim config plus a generated overlay kept in the run
 folder, so each number can be reproduced with the app's own commands. Finished runs are skipped and an interrupted
@@ -66,13 +67,13 @@ def run_engine_transfer(
     for path in [victim_config, *trainer_configs, *(p for overlays in variants.values() for p in overlays)]:
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such config (run lit-app from the repository root)")
-    rows = []
-    for engine in hold_out:
-        if not heard_without(engines, engine):
+    trained_on = {engine: heard_without(engines, engine) for engine in hold_out}
+    for engine, others in trained_on.items():
+        if not others:
             raise ValueError(f"holding out {engine} (and every engine of its program) leaves nothing of {engines}")
+    rows = []
     for variant, overlays in variants.items():
-        for engine in hold_out:
-            others = heard_without(engines, engine)
+        for engine, others in trained_on.items():
             for seed in seeds:
                 run = Path(out_dir) / "runs" / variant / f"without-{engine}" / f"seed{seed}"
                 configs = [victim_config, *overlays, *trainer_configs]

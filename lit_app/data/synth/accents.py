@@ -56,6 +56,13 @@ RESPELLINGS = {
 }
 
 
+def festival_request(text: str, voice: str) -> tuple[str, str, str]:
+    """What festival is sent for ``voice`` to say ``text``: the respelled text, its encoding and the voice's Scheme
+    settings (:data:`SETTINGS`)."""
+    language = ACCENTED_VOICES[voice][1]
+    return respell(text, voice), ENCODINGS[language], SETTINGS.get(language, "")
+
+
 def respell(text: str, voice: str) -> str:
     """``text`` (Speech Commands words) as ``voice``'s language spells how it sounds.
 

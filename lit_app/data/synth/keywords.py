@@ -43,7 +43,8 @@ class SyntheticKeywordCorpus(SyntheticCorpus):
         clips_per_other_word: clips of each other word (the ``_unknown_`` class of the 12-label task).
         keywords: the words spoken ``clips_per_keyword`` times.
         other_words: the words spoken ``clips_per_other_word`` times.
-        engines: TTS engines to use (``espeak``, ``flite``, ``festival``, ``festival_accented``); ``None``: espeak, and flite when present.
+        engines: TTS engines to use (``espeak``, ``flite``, ``festival``, ``festival_accented``); ``None``: espeak,
+            and flite when present.
         engine_shares: how each word's clips are shared: ``per_voice`` (every voice equally, so espeak-ng's
             hundreds of voices speak almost all of them) or ``per_engine`` (every engine equally).
         val_voice_fraction: share of each engine's voices (and of each word's clips) for validation.

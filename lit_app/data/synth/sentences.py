@@ -52,7 +52,8 @@ class SyntheticSentenceCorpus(SyntheticCorpus):
             ``val_voice_fraction: 0`` and ``test_voice_fraction: 1``) makes a test-only corpus.
         val_voice_fraction: share of each engine's voices held out for validation.
         test_voice_fraction: share of each engine's voices held out for testing.
-        engines: TTS engines (``espeak``, ``flite``, ``festival``; not ``festival_accented``); ``None``: espeak, and flite when present.
+        engines: TTS engines (``espeak``, ``flite``, ``festival``; not ``festival_accented``); ``None``: espeak,
+            and flite when present.
         max_words: longest sentence in words.
         rate_range: espeak-ng speaking rate range, words per minute.
         pitch_range: espeak-ng base pitch range (0-99).

@@ -22,12 +22,11 @@ import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import soundfile as sf
 
-from lit_app.data.synth.accents import ACCENTED_VOICES, ENCODINGS, SETTINGS, respell
+from lit_app.data.synth.accents import ACCENTED_VOICES, festival_request
 
 ESPEAK_ACCENTS = (
     "en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc",
@@ -39,10 +38,15 @@ FESTIVAL_VOICES = {
     "kal_diphone": "festvox-kallpc16k",
     "ked_diphone": "festvox-kdlpc16k",
 }
+#: Each festival engine's voices and the Debian package of each.
+FESTIVAL_PACKAGES = {
+    "festival": FESTIVAL_VOICES,
+    "festival_accented": {voice: package for voice, (package, _) in ACCENTED_VOICES.items()},
+}
 FESTIVAL_VOICE_FOLDER = Path("/usr/share/festival/voices")
-ENGINES = ("espeak", "flite", "festival", "festival_accented")
 #: The program behind each engine: holding an engine out holds out every engine of its program.
 ENGINE_FAMILY = {"espeak": "espeak", "flite": "flite", "festival": "festival", "festival_accented": "festival"}
+ENGINES = tuple(ENGINE_FAMILY)
 
 
 class TTSError(RuntimeError):
@@ -79,11 +83,12 @@ def flite_available() -> bool:
     return shutil.which("flite") is not None
 
 
-def festival_voices(catalogue: dict[str, Any] = FESTIVAL_VOICES) -> tuple[str, ...]:
-    """The festival voices of ``catalogue`` installed here (none without the ``festival`` program)."""
+def festival_voices(engine: str = "festival") -> tuple[str, ...]:
+    """The voices of a festival ``engine`` (:data:`FESTIVAL_PACKAGES`) installed here (none without the ``festival``
+    program)."""
     if shutil.which("festival") is None:
         return ()
-    return tuple(name for name in catalogue if any(FESTIVAL_VOICE_FOLDER.glob(f"*/{name}")))
+    return tuple(name for name in FESTIVAL_PACKAGES[engine] if any(FESTIVAL_VOICE_FOLDER.glob(f"*/{name}")))
 
 
 def available_engines() -> tuple[str, ...]:
@@ -103,9 +108,9 @@ def voice_catalogue(engines: tuple[str, ...] | list[str]) -> list[Voice]:
                     "flite is not installed. Install it (`apt-get install flite`) or drop 'flite' from engines."
                 )
             voices += [Voice("flite", name) for name in FLITE_VOICES]
-        elif engine in ("festival", "festival_accented"):
-            packages = FESTIVAL_VOICES if engine == "festival" else {v: p for v, (p, _) in ACCENTED_VOICES.items()}
-            installed = festival_voices(packages)
+        elif engine in FESTIVAL_PACKAGES:
+            packages = FESTIVAL_PACKAGES[engine]
+            installed = festival_voices(engine)
             missing = [f"{name} ({package})" for name, package in packages.items() if name not in installed]
             if missing:
                 raise TTSError(
@@ -262,8 +267,9 @@ class Speaker:
         self.sample_rate = sample_rate
         self._espeak: EspeakEngine | None = None
         self._flite: FliteEngine | None = None
-        self._festival: FestivalEngine | None = None
-        self._accented: dict[str, FestivalEngine] = {}
+        # One festival process per voice: in a shared one, a voice can leave settings behind (the Czech voices do)
+        # that change the next voice's samples, and a rebuilt clip must come out as it did the first time.
+        self._festival: dict[str, FestivalEngine] = {}
 
     def speak(self, text: str, voice: Voice, rate: int = 175, pitch: int = 50, stretch: float = 1.0) -> np.ndarray:
         import torchaudio.functional as AF
@@ -276,18 +282,12 @@ class Speaker:
         elif voice.engine == "flite":
             self._flite = self._flite or FliteEngine()
             samples, source_rate = self._flite.synthesise(text, voice.name, stretch)
-        elif voice.engine == "festival":
-            self._festival = self._festival or FestivalEngine()
-            samples, source_rate = self._festival.synthesise(text, voice.name, stretch)
-        elif voice.engine == "festival_accented":
-            # A process per voice: in a shared one, voices of other languages leave settings behind that change the
-            # next voice's samples, and a rebuilt clip must come out as it did the first time.
-            if voice.name not in self._accented:
-                self._accented[voice.name] = FestivalEngine()
-            engine = self._accented[voice.name]
-            language = ACCENTED_VOICES[voice.name][1]
-            samples, source_rate = engine.synthesise(respell(text, voice.name), voice.name, stretch,
-                                                     ENCODINGS[language], SETTINGS.get(language, ""))
+        elif voice.engine in FESTIVAL_PACKAGES:
+            if voice.name not in self._festival:
+                self._festival[voice.name] = FestivalEngine()
+            text, encoding, settings = (festival_request(text, voice.name) if voice.engine == "festival_accented"
+                                        else (text, "utf-8", ""))
+            samples, source_rate = self._festival[voice.name].synthesise(text, voice.name, stretch, encoding, settings)
         else:
             raise TTSError(f"unknown TTS engine {voice.engine!r}; choose from {ENGINES}")
         audio = pcm16_to_float(samples)
@@ -299,6 +299,6 @@ class Speaker:
         return trimmed
 
     def close(self) -> None:
-        for engine in (self._espeak, self._flite, self._festival, *self._accented.values()):
+        for engine in (self._espeak, self._flite, *self._festival.values()):
             if engine is not None:
                 engine.close()
