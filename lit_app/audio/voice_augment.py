@@ -1,4 +1,4 @@
-"""Batched augmentation that makes a few synthetic voices sound like many: speed, colour, room and codec.
+"""Batched augmentation that makes a few synthetic voices sound like many: speed, colour, room, codec, vocoder.
 
 A victim trained on one speech engine learns that engine's voice as much as the words (issue 25: the main job's
 keyword spotter recognised 29% of another synthesiser's keywords). Each change here moves a clip the way another
@@ -10,7 +10,9 @@ engine, speaker or recording chain would, and runs on the batch's device during 
   sometimes a band limit), as another synthesiser's spectral envelope, microphone or channel would;
 - **room**: convolution with a simulated room impulse response (direct sound plus exponentially decaying noise
   with a random reverberation time);
-- **codec**: 8-bit mu-law coding, as telephony and low-rate codecs leave it.
+- **codec**: 8-bit mu-law coding, as telephony and low-rate codecs leave it;
+- **vocoder** (our option): LPC resynthesis on a new pitch contour with a pulse-train excitation
+  (:class:`~lit_app.audio.lpc_vocoder.LPCVocoder`), as a new speaker and a formant synthesiser would.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ import torchaudio.functional as AF
 import torchaudio.transforms as T
 from torch import nn
 
+from lit_app.audio.lpc_vocoder import LPCVocoder
+
 #: Speed ratios as (original, new) sample counts: small integers keep torchaudio's resampling kernels short.
 SPEED_RATIOS = ((10, 9), (20, 19), (1, 1), (19, 20), (9, 10), (8, 9), (9, 8))
 
 
 class VoiceAugment(nn.Module):
-    """Speed, spectral colour, room and codec perturbation of a ``[batch, samples]`` batch of clips in [-1, 1].
+    """Speed, vocoder, spectral colour, room and codec perturbation of a ``[batch, samples]`` batch of clips in [-1, 1].
 
     Each clip gets each change independently with its probability; the result keeps the input's length (speed
     changes are centred, cut or zero-padded) and peak level.
@@ -41,6 +45,8 @@ class VoiceAugment(nn.Module):
         reverb_probability: share of clips convolved with a simulated room.
         rt60_range: range of the room's reverberation time, seconds.
         codec_probability: share of clips mu-law coded to 8 bits.
+        vocoder_probability: share of clips resynthesised by an :class:`LPCVocoder` (after the speed change).
+        vocoder_f0_range_hz: range of the vocoder's new pitch, Hz.
         sample_rate: the clips' sample rate.
     """
 
@@ -54,12 +60,15 @@ class VoiceAugment(nn.Module):
         reverb_probability: float = 0.3,
         rt60_range: tuple[float, float] = (0.1, 0.6),
         codec_probability: float = 0.1,
+        vocoder_probability: float = 0.0,
+        vocoder_f0_range_hz: tuple[float, float] = (75.0, 250.0),
         sample_rate: int = 16000,
     ) -> None:
         super().__init__()
         for name, p in (("speed_probability", speed_probability), ("colour_probability", colour_probability),
                         ("band_limit_probability", band_limit_probability),
-                        ("reverb_probability", reverb_probability), ("codec_probability", codec_probability)):
+                        ("reverb_probability", reverb_probability), ("codec_probability", codec_probability),
+                        ("vocoder_probability", vocoder_probability)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {p}")
         self.speed_probability = speed_probability
@@ -70,6 +79,8 @@ class VoiceAugment(nn.Module):
         self.reverb_probability = reverb_probability
         self.rt60_range = rt60_range
         self.codec_probability = codec_probability
+        self.vocoder_probability = vocoder_probability
+        self.vocoder = LPCVocoder(f0_range_hz=vocoder_f0_range_hz, sample_rate=sample_rate)
         self.sample_rate = sample_rate
         # Each ratio's resampling kernel, made once rather than per batch (ratio 1: no change).
         self.resamplers = nn.ModuleList(T.Resample(original, new) if original != new else nn.Identity()
@@ -78,11 +89,17 @@ class VoiceAugment(nn.Module):
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         speed, colour, reverb, codec = (self.chosen(clips, p) for p in (
             self.speed_probability, self.colour_probability, self.reverb_probability, self.codec_probability))
-        touched = speed | colour | reverb | codec
+        # Drawn only when used, so that configs without the vocoder keep their random streams (and results).
+        vocoder = self.chosen(clips, self.vocoder_probability) if self.vocoder_probability else torch.zeros_like(speed)
+        touched = speed | vocoder | colour | reverb | codec
         if not touched.any():
             return clips
         peak = clips.abs().amax(1, keepdim=True)
-        out = self.reverb(self.colour(self.speed(clips, speed), colour), reverb)
+        out = self.speed(clips, speed)
+        if vocoder.any():
+            out = out.clone() if out is clips else out
+            out[vocoder] = self.vocoder(out[vocoder])
+        out = self.reverb(self.colour(out, colour), reverb)
         if codec.any():
             out = out.clone() if out is clips else out
             out[codec] = AF.mu_law_decoding(AF.mu_law_encoding(out[codec].clamp(-1.0, 1.0), 256), 256)

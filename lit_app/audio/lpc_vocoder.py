@@ -1,0 +1,137 @@
+"""LPC resynthesis with a new pitch: a recorded or diphone voice turned into a formant-synthesiser-like one.
+
+A keyword victim trained without espeak-ng hears only recorded speakers (flite, festival) and recognises espeak-ng's
+rule-based formant voices no better than its own unseen voices (issue 25). This vocoder keeps each frame's spectral
+envelope (linear prediction, the vocal tract) and replaces the excitation (the glottal source) with a synthetic one:
+an impulse train on a smooth, randomly chosen pitch contour in voiced frames and white noise in unvoiced ones, the
+source-filter model that formant synthesisers such as espeak-ng's Klatt voices are built on. Beside speed
+perturbation, which scales the formants, it makes a new speaker of each clip: new pitch, new excitation, same words.
+
+torchaudio has no linear prediction, and librosa's (per frame, in NumPy) would bring a dependency for one function
+that cannot run on the training batch's device; Levinson-Durbin over a batch of frames is a few lines of torch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torchaudio.functional as AF
+from torch import nn
+from torch.nn import functional as F
+
+
+def levinson_durbin(autocorrelation: torch.Tensor, order: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prediction-error filters ``[n, order + 1]`` (leading 1) and their error powers ``[n]`` from ``[n, >order]``
+    autocorrelations, by the Levinson-Durbin recursion."""
+    r = autocorrelation
+    a = torch.zeros(r.shape[0], order + 1, dtype=r.dtype, device=r.device)
+    a[:, 0] = 1.0
+    error = r[:, 0].clone()
+    for i in range(1, order + 1):
+        reflection = -(a[:, :i] * r[:, 1 : i + 1].flip(1)).sum(1) / error.clamp_min(1e-12)
+        a[:, 1:i] = a[:, 1:i] + reflection[:, None] * a[:, 1:i].flip(1)
+        a[:, i] = reflection
+        error = error * (1.0 - reflection * reflection)
+    return a, error
+
+
+class LPCVocoder(nn.Module):
+    """Resynthesise ``[batch, samples]`` clips in [-1, 1] through their frames' LPC envelopes with a new excitation.
+
+    Each clip gets its own pitch contour: a base frequency drawn from ``f0_range_hz`` that moves linearly by a
+    relative rate drawn from ``f0_slope_range`` per second (falling, as a statement's intonation does). Frames whose
+    normalised autocorrelation peaks above ``voicing_threshold`` at a pitch lag (60-400 Hz) are voiced. The output
+    keeps each input clip's length and peak level; a silent clip stays silent.
+
+    Args:
+        order: linear-prediction order (18 at 16 kHz: about one pole pair per kHz, plus the glottal and lip tilt).
+        frame_ms: analysis frame, ms (Hann-windowed, half-overlapping).
+        f0_range_hz: range of the new pitch contours' base frequency, Hz.
+        f0_slope_range: range of their relative change per second.
+        voicing_threshold: normalised autocorrelation above which a frame is voiced.
+        sample_rate: the clips' sample rate.
+    """
+
+    def __init__(
+        self,
+        order: int = 18,
+        frame_ms: float = 25.0,
+        f0_range_hz: tuple[float, float] = (75.0, 250.0),
+        f0_slope_range: tuple[float, float] = (-0.4, 0.1),
+        voicing_threshold: float = 0.35,
+        sample_rate: int = 16000,
+    ) -> None:
+        super().__init__()
+        if order < 1:
+            raise ValueError(f"order must be at least 1, got {order}")
+        low, high = f0_range_hz
+        if not 0.0 < low <= high < sample_rate / 2:
+            raise ValueError(f"f0_range_hz must be (low, high) with 0 < low <= high < {sample_rate / 2}, got {f0_range_hz}")
+        self.order = order
+        self.frame = int(round(frame_ms * sample_rate / 1000)) // 2 * 2
+        self.hop = self.frame // 2
+        if self.frame <= order:
+            raise ValueError(f"frame_ms={frame_ms} gives {self.frame} samples, not more than the order {order}")
+        self.f0_range_hz = f0_range_hz
+        self.f0_slope_range = f0_slope_range
+        self.voicing_threshold = voicing_threshold
+        self.sample_rate = sample_rate
+        self.pitch_lags = (int(sample_rate / 400), int(sample_rate / 60))
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        batch, length = clips.shape
+        frame, hop = self.frame, self.hop
+        # A frame of padding each side, so the first and last samples sit inside fully overlapped frames.
+        padded = F.pad(clips, (frame, 2 * frame))
+        frames = padded.unfold(1, frame, hop)
+        count = frames.shape[1]
+        window = torch.hann_window(frame, periodic=True, dtype=clips.dtype, device=clips.device)
+        spectrum = torch.fft.rfft(frames * window, n=2 * frame)
+        autocorrelation = torch.fft.irfft(spectrum.abs().pow(2), n=2 * frame)[..., :frame]
+        envelope, error = self.envelopes(autocorrelation.reshape(batch * count, frame))
+        lags_low, lags_high = self.pitch_lags
+        periodicity = autocorrelation[..., lags_low:lags_high].amax(-1) / autocorrelation[..., 0].clamp_min(1e-12)
+        voiced = periodicity > self.voicing_threshold
+        excitation = self.excitation(batch, count, padded.shape[1], voiced, clips)
+        # Scale each frame's excitation to the prediction error's power: the frame's level, not the source's.
+        power = excitation[..., hop:].pow(2).mean(-1, keepdim=True).clamp_min(1e-12)
+        gain = (error.reshape(batch, count, 1) / window.pow(2).sum()).clamp_min(0.0).sqrt()
+        excitation = excitation * (gain / power.sqrt())
+        numerator = torch.zeros_like(envelope)
+        numerator[:, 0] = 1.0
+        filtered = AF.lfilter(excitation.reshape(batch * count, -1), envelope, numerator, clamp=False, batching=True)
+        # The first hop of each segment only warms the filter up; the frame after it is windowed and overlap-added.
+        voiced_frames = filtered[:, hop:].reshape(batch, count, frame) * window
+        out = F.fold(voiced_frames.transpose(1, 2), output_size=(1, padded.shape[1]), kernel_size=(1, frame),
+                     stride=(1, hop)).reshape(batch, -1)[:, frame : frame + length]
+        out = torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+        level = clips.abs().amax(1, keepdim=True) / out.abs().amax(1, keepdim=True).clamp_min(1e-8)
+        return (out * level).clamp(-1.0, 1.0)
+
+    def envelopes(self, autocorrelation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stable all-pole envelopes of frames' autocorrelations: a little white noise and 60 Hz of bandwidth
+        widening keep the recursion well conditioned and the formants from ringing."""
+        r = autocorrelation[:, : self.order + 1].clone()
+        lag = torch.arange(self.order + 1, dtype=r.dtype, device=r.device)
+        r = r * torch.exp(-0.5 * (2 * math.pi * 60.0 / self.sample_rate * lag) ** 2)
+        r[:, 0] = r[:, 0] * (1.0 + 1e-4) + 1e-10
+        return levinson_durbin(r, self.order)
+
+    def excitation(self, batch: int, count: int, samples: int, voiced: torch.Tensor,
+                   like: torch.Tensor) -> torch.Tensor:
+        """``[batch, count, hop + frame]`` segments: each frame with one hop of lead-in, pulses or noise."""
+        device, dtype = like.device, like.dtype
+        time = torch.arange(samples, device=device, dtype=dtype) / self.sample_rate
+        low, high = self.f0_range_hz
+        base = low + (high - low) * torch.rand(batch, 1, device=device, dtype=dtype)
+        slope_low, slope_high = self.f0_slope_range
+        slope = slope_low + (slope_high - slope_low) * torch.rand(batch, 1, device=device, dtype=dtype)
+        pitch = (base * (1.0 + slope * time)).clamp_min(low / 2)
+        cycles = torch.cumsum(pitch / self.sample_rate, 1)
+        pulses = F.pad((cycles[:, 1:].floor() > cycles[:, :-1].floor()).to(dtype), (1, 0))
+        noise = torch.randn(batch, samples, device=device, dtype=dtype)
+        segment = self.frame + self.hop
+        pulse_segments = F.pad(pulses, (self.hop, 0)).unfold(1, segment, self.hop)[:, :count]
+        noise_segments = F.pad(noise, (self.hop, 0)).unfold(1, segment, self.hop)[:, :count]
+        return torch.where(voiced.unsqueeze(-1), pulse_segments, noise_segments)
