@@ -85,7 +85,19 @@ def test_the_augmentation_overlay_parses(capsys):
               "--print_config"])
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["data"]["init_args"]["voice_augment"]["class_path"] == "lit_app.audio.voice_augment.VoiceAugment"
+    assert printed["data"]["init_args"]["voice_augment"]["init_args"]["vocoder_probability"] == 0.0
     assert printed["model"]["init_args"]["freq_mask"] > 0 and printed["model"]["init_args"]["time_mask"] > 0
+
+
+def test_the_vocoder_overlay_adds_the_vocoder_to_the_augmentation_only(capsys):
+    overlays = [str(CONFIGS / "kws" / "overlays" / name) for name in ("voice_augment.yaml", "vocoder.yaml")]
+    with pytest.raises(SystemExit):
+        main(["fit", "-c", str(CONFIGS / "kws" / "demo.yaml"), "-c", overlays[0], "--print_config"])
+    before = yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]["voice_augment"]["init_args"]
+    with pytest.raises(SystemExit):
+        main(["fit", "-c", str(CONFIGS / "kws" / "demo.yaml"), "-c", overlays[0], "-c", overlays[1], "--print_config"])
+    after = yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]["voice_augment"]["init_args"]
+    assert {key: value for key, value in after.items() if before[key] != value} == {"vocoder_probability": 0.3}
 
 
 @pytest.mark.parametrize("victim", ["kws", "asr"])

@@ -1,0 +1,85 @@
+"""The LPC vocoder keeps a clip's spectral envelope and gives it the pitch it draws."""
+
+import math
+
+import pytest
+import torch
+import torchaudio.functional as AF
+
+from lit_app.audio.lpc_vocoder import LPCVocoder, levinson_durbin
+from lit_app.audio.voice_augment import VoiceAugment
+
+RATE = 16000
+
+
+def vowel(pitch_hz: float, formant_hz: float = 700.0, batch: int = 4) -> torch.Tensor:
+    """An impulse train at ``pitch_hz`` through one resonance at ``formant_hz``: a crude sustained vowel."""
+    pulses = torch.zeros(batch, RATE)
+    pulses[:, :: int(RATE / pitch_hz)] = 1.0
+    radius, angle = 0.97, 2 * math.pi * formant_hz / RATE
+    a = torch.tensor([1.0, -2 * radius * math.cos(angle), radius**2])
+    out = AF.lfilter(pulses, a, torch.tensor([1.0, 0.0, 0.0]), clamp=False)
+    return 0.5 * out / out.abs().amax(1, keepdim=True)
+
+
+def autocorrelation_peak_hz(clips: torch.Tensor) -> torch.Tensor:
+    middle = clips[:, 4000:12000]
+    spectrum = torch.fft.rfft(middle, n=2 * middle.shape[1])
+    ac = torch.fft.irfft(spectrum.abs() ** 2)[:, : RATE // 50]
+    low = RATE // 400
+    return RATE / (ac[:, low:].argmax(1) + low).float()
+
+
+def band_energy(clips: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    spectrum = torch.fft.rfft(clips).abs().pow(2)
+    frequency = torch.fft.rfftfreq(clips.shape[1], 1 / RATE)
+    return spectrum[:, (frequency >= low) & (frequency < high)].sum(1)
+
+
+def test_levinson_durbin_recovers_an_autoregressive_process():
+    torch.manual_seed(0)
+    coefficients = torch.tensor([1.0, -1.2, 0.6])
+    process = AF.lfilter(torch.randn(1, 200_000, dtype=torch.float64), coefficients.double(),
+                         torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64), clamp=False)[0]
+    r = torch.stack([(process[: process.numel() - k] * process[k:]).mean() for k in range(3)])[None]
+    a, error = levinson_durbin(r, 2)
+    assert torch.allclose(a[0].float(), coefficients, atol=0.02)
+    assert error.item() == pytest.approx(1.0, rel=0.05)  # the driving noise's power
+
+
+def test_the_vocoder_gives_the_new_pitch_and_keeps_the_formant_length_and_peak():
+    torch.manual_seed(0)
+    clips = vowel(120.0)
+    out = LPCVocoder(f0_range_hz=(200.0, 200.0), f0_slope_range=(0.0, 0.0))(clips)
+    assert out.shape == clips.shape and torch.isfinite(out).all()
+    assert torch.allclose(out.abs().amax(1), clips.abs().amax(1), atol=1e-6)
+    assert torch.allclose(autocorrelation_peak_hz(clips), torch.tensor(120.0), rtol=0.03)
+    assert torch.allclose(autocorrelation_peak_hz(out), torch.tensor(200.0), rtol=0.03)
+    assert (band_energy(out, 500, 900) > 10 * band_energy(out, 2500, 2900)).all()  # the resonance stays
+
+
+def test_silence_stays_silent_and_noise_stays_noise():
+    torch.manual_seed(0)
+    vocoder = LPCVocoder()
+    assert torch.equal(vocoder(torch.zeros(2, RATE)), torch.zeros(2, RATE))
+    noise = torch.randn(2, RATE) * 0.1
+    out = vocoder(noise)
+    assert torch.isfinite(out).all()
+    # Unvoiced frames are driven by noise, so no pitch appears: the output stays about as flat as the input.
+    assert (band_energy(out, 4000, 8000) / band_energy(out, 0, 4000) > 0.3).all()
+
+
+def test_voice_augment_uses_the_vocoder_only_when_asked():
+    torch.manual_seed(0)
+    clips = vowel(120.0, batch=8)
+    settings = dict(speed_probability=0.0, colour_probability=0.0, reverb_probability=0.0, codec_probability=0.0)
+    assert torch.equal(VoiceAugment(**settings)(clips), clips)
+    out = VoiceAugment(**settings, vocoder_probability=1.0, vocoder_f0_range_hz=(200.0, 200.0))(clips)
+    pitch = autocorrelation_peak_hz(out)  # a base of 200 Hz falling or rising a little over the clip
+    assert ((pitch - 120.0).abs() > 20.0).all() and ((pitch > 150.0) & (pitch < 420.0)).all()
+
+
+@pytest.mark.parametrize("settings", [dict(order=0), dict(f0_range_hz=(300.0, 100.0)), dict(frame_ms=0.5)])
+def test_bad_settings_are_refused(settings):
+    with pytest.raises(ValueError):
+        LPCVocoder(**settings)
