@@ -11,6 +11,7 @@ import soundfile as sf
 from lit_app.data.synth import sentences as corpus_module
 from lit_app.data.synth.phrases import generate_sentences, number_words, vocabulary
 from lit_app.data.synth.sentences import SyntheticSentenceCorpus, read_corpus
+from lit_app.data.synth.tts import flite_available
 from lit_app.folders import CorpusError
 from lit_app.text import Alphabet
 from tests import asr_helpers
@@ -159,3 +160,15 @@ def test_a_test_only_sentence_corpus_holds_every_sentence_and_voice_in_testing()
     assert voices["train"] == voices["validation"] == []
     with pytest.raises(ValueError, match="val_sentence_fraction: 0"):
         SyntheticSentenceCorpus(**{**settings, "val_sentence_fraction": 0.1}).plan()
+
+
+@pytest.mark.skipif(not flite_available(), reason="flite is not installed")
+def test_per_engine_shares_give_each_engine_as_many_sentences_and_leave_other_corpora_unchanged():
+    settings = {**TINY_SENTENCES, "num_sentences": 60, "engines": ["espeak", "flite"]}
+    per_voice = SyntheticSentenceCorpus(**settings)
+    assert "engine_shares" not in per_voice.settings
+    assert per_voice.plan() == SyntheticSentenceCorpus(**settings, engine_shares="per_voice").plan()
+    specs, _ = SyntheticSentenceCorpus(**settings, engine_shares="per_engine").plan()
+    train = [spec["voice"].split(":")[0] for spec in specs if spec["split"] == "train"]
+    assert abs(train.count("flite") - train.count("espeak")) <= 1
+    assert sum(spec["voice"].startswith("flite") for spec in per_voice.plan()[0]) < len(specs) / 4

@@ -53,6 +53,33 @@ def test_each_engine_is_held_out_and_a_rerun_resumes(tmp_path, monkeypatch):
     assert run_engine_transfer(**settings) == rows
 
 
+TINY_ASR = {
+    "seed_everything": 0,
+    "trainer": {"max_epochs": 1, "limit_train_batches": 2, "limit_val_batches": 1, "enable_progress_bar": False},
+    "model": {"init_args": {"n_hidden": 16}},
+    "data": {"init_args": {"batch_size": 4, "synthesize": {"init_args": {
+        "num_sentences": 24, "val_sentence_fraction": 0.25, "test_sentence_fraction": 0.25, "noise_seconds": 3.0,
+        "num_workers": 0}}}},
+}
+
+
+def test_deepspeech_is_held_out_by_sentences_and_scored_by_error_rates(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text(yaml.safe_dump(TINY_ASR))
+    rows = run_engine_transfer(victim_config=str(CONFIGS / "asr" / "demo.yaml"), engines=["espeak", "flite"],
+                               hold_out=["flite"], variants={"tiny": [str(tiny)]}, held_out_sentences=3,
+                               trainer_configs=[str(CONFIGS / "trainer" / "cpu.yaml"), str(CONFIGS / "logger" / "csv.yaml")],
+                               data_dir="data", out_dir="out")
+    assert [(r["held_out"], r["trained_on"]) for r in rows] == [("flite", ["espeak"])]
+    assert all(r[key] >= 0.0 for r in rows for key in ("own_voices_cer", "own_voices_wer", "held_out_cer", "held_out_wer"))
+    assert voices_of(tmp_path / "data" / "sentences-espeak") == {"espeak"}
+    held_out = tmp_path / "data" / "sentences-test-flite"
+    assert voices_of(held_out) == {"flite"} and json.loads((held_out / "corpus.json").read_text())["clips"] == 3
+    table = (tmp_path / "out" / "engine_transfer.md").read_text()
+    assert "held-out engine's CER" in table and "| flite | espeak | 1 |" in table
+
+
 def test_keyword_accuracy_leaves_out_silence_and_unknown():
     metrics = {"test/acc": 0.5, "test/acc__silence_": 1.0, "test/acc__unknown_": 0.0, "test/acc_yes": 0.75,
                "test/acc_no": 0.25, "test/loss": 3.0}
@@ -66,13 +93,20 @@ def test_bad_settings_are_named(tmp_path):
         run_engine_transfer(engines=["espeak", "flite"], hold_out=["festival"])
     with pytest.raises(FileNotFoundError, match="missing.yaml"):
         run_engine_transfer(victim_config=str(tmp_path / "missing.yaml"))
+    with pytest.raises(ValueError, match="festival_accented speaks the Speech Commands words only"):
+        run_engine_transfer(victim_config=str(CONFIGS / "asr" / "demo.yaml"), engines=["espeak", "festival_accented"])
+    detector = str(CONFIGS / "detector" / "paper.yaml")
+    with pytest.raises(ValueError, match="KWSModule or lit_app.models.asr.DeepSpeechModule"):
+        run_engine_transfer(victim_config=detector)
 
 
-@pytest.mark.parametrize(("config", "engines"), [("demo", ["espeak", "flite", "festival"]),
-                                                 ("accented", ["espeak", "flite", "festival", "festival_accented"])])
+@pytest.mark.parametrize(("config", "engines"), [("kws/engine_transfer/demo", ["espeak", "flite", "festival"]),
+                                                 ("kws/engine_transfer/accented",
+                                                  ["espeak", "flite", "festival", "festival_accented"]),
+                                                 ("asr/engine_transfer/demo", ["espeak", "flite", "festival"])])
 def test_the_engine_transfer_configs_parse(config, engines, capsys):
     with pytest.raises(SystemExit):
-        main(["engine-transfer", "-c", str(CONFIGS / "kws" / "engine_transfer" / f"{config}.yaml"), "--print_config"])
+        main(["engine-transfer", "-c", str(CONFIGS / f"{config}.yaml"), "--print_config"])
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["engines"] == engines
     for overlays in printed["variants"].values():

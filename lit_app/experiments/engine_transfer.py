@@ -1,11 +1,12 @@
-"""Leave one engine out: does a keyword victim understand a speech engine it never heard?
+"""Leave one engine out: does a victim understand a speech engine it never heard?
 
 For each engine of the synthetic corpus, a victim is trained on the others (their clips shared equally between the
 engines, not between their voices, or espeak-ng's hundreds of voices would speak nearly every clip; never on
 another engine of the same program: holding festival out holds out its accented voices too) and tested twice: on
-its own corpus's unseen voices, and on every voice of the engine it never heard, keywords only. Each variant
-(overlays on the victim config: augmentation, SpecAugment, ...) trains its own victims, so the table shows what
-each change does to the held-out engines.
+its own corpus's unseen voices, and on every voice of the engine it never heard. A keyword victim is scored on
+keywords (accuracy), DeepSpeech on sentences (character and word error rates). Each variant (overlays on the victim
+config: augmentation, SpecAugment, ...) trains its own victims, so the table shows what each change does to the
+held-out engines.
 
 Every run is ``lit-app fit`` and ``lit-app test`` on the victim config plus a generated overlay kept in the run
 folder, so each number can be reproduced with the app's own commands. Finished runs are skipped and an interrupted
@@ -17,7 +18,7 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -27,6 +28,9 @@ from lit_app.experiments.results_table import mean_std
 
 TRAINED = "results.json"  # the victim's test on its own unseen voices: written after fit and test
 HELD_OUT = "held_out.json"  # its test on the engine it never heard
+HELD_OUT_SENTENCE_SEED = 1  # the held-out sentences: mostly not the training corpus's (its seed is 0)
+
+Task = Literal["keywords", "sentences"]
 
 
 def run_engine_transfer(
@@ -36,24 +40,26 @@ def run_engine_transfer(
     variants: dict[str, list[str]] = {"plain": []},
     seeds: list[int] = [0],
     held_out_clips_per_keyword: int = 100,
+    held_out_sentences: int = 200,
     trainer_configs: list[str] = ["configs/trainer/cpu.yaml", "configs/logger/csv.yaml"],
     data_dir: str = "data/engine-transfer",
     out_dir: str = "runs/engine-transfer-demo",
 ) -> list[dict[str, Any]]:
-    """Train a keyword victim without each engine in turn and test it on that engine.
+    """Train a victim without each engine in turn and test it on that engine.
 
     Args:
-        victim_config: the keyword victim's config (model, trainer, corpus sizes); its corpus is rebuilt without
-            the held-out engine, in ``data_dir``.
+        victim_config: the victim's config (model, trainer, corpus sizes): a keyword spotter or DeepSpeech; its
+            corpus is rebuilt without the held-out engine, in ``data_dir``.
         engines: the corpus's engines (``espeak``, ``flite``, ``festival``, ``festival_accented``).
         hold_out: the engines held out in turn, each by its own victims, with every engine of the same program
             (festival and its accented voices); ``None``: every one of ``engines``.
         variants: name -> config overlays applied after ``victim_config`` (``[]``: the victim as configured).
         seeds: training seeds (``seed_everything``); each cell is the mean and spread over them.
         held_out_clips_per_keyword: clips of each keyword in a held-out engine's test corpus (every voice of it).
+        held_out_sentences: sentences in a held-out engine's test corpus (DeepSpeech; every voice of it).
         trainer_configs: presets applied to every fit and test (CPU trainer, CSV logger).
-        data_dir: where the training corpora (named by their engines, ``espeak-flite``) and the held-out test
-            corpora (``test-<engine>``) go.
+        data_dir: where the training corpora (named by their engines, ``espeak-flite``, ``sentences-espeak-flite``)
+            and the held-out test corpora (``test-<engine>``, ``sentences-test-<engine>``) go.
         out_dir: run folders (``runs/<variant>/without-<engine>/seed<k>``), ``engine_transfer.md`` and ``.json``.
     """
     unknown = sorted(set(engines) - set(ENGINES))
@@ -67,6 +73,11 @@ def run_engine_transfer(
     for path in [victim_config, *trainer_configs, *(p for overlays in variants.values() for p in overlays)]:
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such config (run lit-app from the repository root)")
+    task = victim_task(victim_config)
+    if task == "sentences" and "festival_accented" in engines:
+        raise ValueError("festival_accented speaks the Speech Commands words only, not sentences: drop it from "
+                         f"engines for the DeepSpeech victim of {victim_config}")
+    held_out_size = held_out_clips_per_keyword if task == "keywords" else held_out_sentences
     trained_on = {engine: heard_without(engines, engine) for engine in hold_out}
     for engine, others in trained_on.items():
         if not others:
@@ -77,17 +88,37 @@ def run_engine_transfer(
             for seed in seeds:
                 run = Path(out_dir) / "runs" / variant / f"without-{engine}" / f"seed{seed}"
                 configs = [victim_config, *overlays, *trainer_configs]
-                train_and_test(run, configs, others, engine, seed, data_dir, held_out_clips_per_keyword)
+                train_and_test(run, configs, task, others, engine, seed, data_dir, held_out_size)
                 own = json.loads((run / TRAINED).read_text())["metrics"]
-                held_out = json.loads((run / HELD_OUT).read_text())["metrics"]["test/acc"]
+                held_out = json.loads((run / HELD_OUT).read_text())["metrics"]
                 rows.append({"variant": variant, "held_out": engine, "trained_on": others, "seed": seed,
-                             "own_voices_acc": own["test/acc"], "own_voices_keyword_acc": keyword_accuracy(own),
-                             "held_out_keyword_acc": held_out, "run": str(run)})
-                print(f"{variant}, without {engine}, seed {seed}: own unseen voices {own['test/acc']:.2%} "
-                      f"(keywords {rows[-1]['own_voices_keyword_acc']:.2%}), {engine} keywords {held_out:.2%}",
+                             **scores(task, own, held_out), "run": str(run)})
+                print(f"{variant}, without {engine}, seed {seed}: "
+                      + ", ".join(f"{key} {value:.4f}" for key, value in scores(task, own, held_out).items()),
                       flush=True)
-    write_tables(Path(out_dir), rows, variants, hold_out)
+    write_tables(Path(out_dir), rows, variants, hold_out, task)
     return rows
+
+
+def victim_task(victim_config: str) -> Task:
+    """``sentences`` for a DeepSpeech victim config, ``keywords`` for a keyword spotter's."""
+    model = (yaml.safe_load(Path(victim_config).read_text()) or {}).get("model") or {}
+    class_path = model.get("class_path", "") if isinstance(model, dict) else ""
+    if class_path.endswith("DeepSpeechModule"):
+        return "sentences"
+    if class_path.endswith("KWSModule"):
+        return "keywords"
+    raise ValueError(f"{victim_config}: model.class_path is {class_path or 'missing'}; engine-transfer trains "
+                     "lit_app.models.kws.KWSModule or lit_app.models.asr.DeepSpeechModule victims")
+
+
+def scores(task: Task, own: dict[str, float], held_out: dict[str, float]) -> dict[str, float]:
+    """A run's table entries from its two tests' metrics."""
+    if task == "keywords":
+        return {"own_voices_acc": own["test/acc"], "own_voices_keyword_acc": keyword_accuracy(own),
+                "held_out_keyword_acc": held_out["test/acc"]}
+    return {"own_voices_cer": own["test/cer"], "own_voices_wer": own["test/wer"],
+            "held_out_cer": held_out["test/cer"], "held_out_wer": held_out["test/wer"]}
 
 
 def heard_without(engines: list[str], engine: str) -> list[str]:
@@ -96,15 +127,15 @@ def heard_without(engines: list[str], engine: str) -> list[str]:
     return [e for e in engines if ENGINE_FAMILY[e] != ENGINE_FAMILY[engine]]
 
 
-def train_and_test(run: Path, configs: list[str], others: list[str], engine: str, seed: int, data_dir: str,
-                   held_out_clips: int) -> None:
+def train_and_test(run: Path, configs: list[str], task: Task, others: list[str], engine: str, seed: int,
+                   data_dir: str, held_out_size: int) -> None:
     """Fit (or resume) one victim, test it on its own unseen voices and on ``engine`` (``results.json`` and
     ``held_out.json`` in ``run``)."""
     from lit_app.cli import main
 
     run.mkdir(parents=True, exist_ok=True)
-    training = write_overlay(run / "train.yaml", training_overlay(run, others, seed, data_dir))
-    held_out = write_overlay(run / "held_out.yaml", held_out_overlay(run, engine, data_dir, held_out_clips))
+    training = write_overlay(run / "train.yaml", training_overlay(run, task, others, seed, data_dir))
+    held_out = write_overlay(run / "held_out.yaml", held_out_overlay(run, task, engine, data_dir, held_out_size))
     args = [arg for config in configs for arg in ("-c", config)]
     best = run / "checkpoints" / "best.ckpt"
     if not (run / TRAINED).exists():
@@ -117,34 +148,44 @@ def train_and_test(run: Path, configs: list[str], others: list[str], engine: str
         main(["test", *args, "-c", str(training), "-c", str(held_out), f"--ckpt_path={best}"])
 
 
-def training_overlay(run: Path, engines: list[str], seed: int, data_dir: str) -> dict[str, Any]:
+def training_overlay(run: Path, task: Task, engines: list[str], seed: int, data_dir: str) -> dict[str, Any]:
     """The fit's changes to the victim config: a corpus of ``engines`` shared per engine, and this run's folders."""
+    monitor, mode = ("val/acc", "max") if task == "keywords" else ("val/cer", "min")
+    prefix = "" if task == "keywords" else "sentences-"
     return {
         "seed_everything": seed,
         "trainer": {"default_root_dir": str(run), "callbacks": [
             {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
-             "init_args": {"dirpath": str(run / "checkpoints"), "filename": "best", "monitor": "val/acc", "mode": "max",
+             "init_args": {"dirpath": str(run / "checkpoints"), "filename": "best", "monitor": monitor, "mode": mode,
                            "save_last": True, "enable_version_counter": False}},
             {"class_path": "callbacks.ResultsFile", "init_args": {"path": str(run / TRAINED)}},
         ]},
         "data": {"init_args": {
-            "root": f"{data_dir}/{'-'.join(sorted(engines))}",
+            "root": f"{data_dir}/{prefix}{'-'.join(sorted(engines))}",
             "synthesize": {"init_args": {"engines": sorted(engines), "engine_shares": "per_engine"}},
         }},
     }
 
 
-def held_out_overlay(run: Path, engine: str, data_dir: str, clips_per_keyword: int) -> dict[str, Any]:
-    """The held-out test's changes: every voice of ``engine`` speaking the keywords, nothing else."""
+def held_out_overlay(run: Path, task: Task, engine: str, data_dir: str, size: int) -> dict[str, Any]:
+    """The held-out test's changes: every voice of ``engine`` speaking ``size`` clips of each keyword, nothing
+    else, or ``size`` sentences (from another seed than the training corpus's)."""
+    results = {"callbacks": [{"class_path": "callbacks.ResultsFile", "init_args": {"path": str(run / HELD_OUT)}}]}
+    if task == "sentences":
+        return {"trainer": results, "data": {"init_args": {
+            "root": f"{data_dir}/sentences-test-{engine}",
+            "synthesize": {"init_args": {"engines": [engine], "num_sentences": size, "seed": HELD_OUT_SENTENCE_SEED,
+                                         "val_sentence_fraction": 0.0, "test_sentence_fraction": 1.0,
+                                         "val_voice_fraction": 0.0, "test_voice_fraction": 1.0}},
+        }}}
     return {
-        "trainer": {"callbacks": [{"class_path": "callbacks.ResultsFile",
-                                   "init_args": {"path": str(run / HELD_OUT)}}]},
+        "trainer": results,
         "data": {"init_args": {
             "root": f"{data_dir}/test-{engine}",
             "silence_percentage": 0.0,
             "unknown_percentage": 0.0,
             "synthesize": {"init_args": {"engines": [engine], "engine_shares": "per_voice",
-                                         "clips_per_keyword": clips_per_keyword, "clips_per_other_word": 0,
+                                         "clips_per_keyword": size, "clips_per_other_word": 0,
                                          "val_voice_fraction": 0.0, "test_voice_fraction": 1.0}},
         }},
     }
@@ -164,19 +205,28 @@ def keyword_accuracy(metrics: dict[str, float]) -> float:
     return statistics.fmean(keywords)
 
 
-def write_tables(out: Path, rows: list[dict[str, Any]], variants: dict[str, list[str]], held_out: list[str]) -> None:
+#: Each task's table columns: heading and row key, all in the rows' percentages.
+COLUMNS = {
+    "keywords": (("own unseen voices, 12 labels", "own_voices_acc"), ("their keywords", "own_voices_keyword_acc"),
+                 ("held-out engine's keywords", "held_out_keyword_acc")),
+    "sentences": (("own unseen voices, CER", "own_voices_cer"), ("their WER", "own_voices_wer"),
+                  ("held-out engine's CER", "held_out_cer"), ("its WER", "held_out_wer")),
+}
+
+
+def write_tables(out: Path, rows: list[dict[str, Any]], variants: dict[str, list[str]], held_out: list[str],
+                 task: Task = "keywords") -> None:
     """``engine_transfer.json`` (every run) and ``engine_transfer.md`` (mean ± std per variant and held-out engine)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "engine_transfer.json").write_text(json.dumps(rows, indent=2) + "\n")
-    lines = ["| variant (overlays) | held-out engine | trained on | seeds | own unseen voices, 12 labels | their "
-             "keywords | held-out engine's keywords |", "|---|---|---|---|---|---|---|"]
+    columns = COLUMNS[task]
+    lines = ["| variant (overlays) | held-out engine | trained on | seeds | "
+             + " | ".join(heading for heading, _ in columns) + " |", "|---" * (4 + len(columns)) + "|"]
     for variant, overlays in variants.items():
         for engine in held_out:
             cell = [r for r in rows if r["variant"] == variant and r["held_out"] == engine]
             lines.append(f"| {variant} ({', '.join(overlays) or 'none'}) | {engine} | {', '.join(cell[0]['trained_on'])} "
-                         f"| {len(cell)} | {spread([r['own_voices_acc'] for r in cell])} "
-                         f"| {spread([r['own_voices_keyword_acc'] for r in cell])} "
-                         f"| {spread([r['held_out_keyword_acc'] for r in cell])} |")
+                         f"| {len(cell)} | " + " | ".join(spread([r[key] for r in cell]) for _, key in columns) + " |")
     (out / "engine_transfer.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import csv
 import functools
+import itertools
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,11 @@ from lit_app import folders
 from lit_app.data.synth import build
 from lit_app.data.synth.corpus import (
     SPLITS,
+    EngineShares,
     SyntheticCorpus,
     background,
     held_out_counts,
+    speaking_turns,
     split_voices,
     voicing,
 )
@@ -54,6 +57,8 @@ class SyntheticSentenceCorpus(SyntheticCorpus):
         test_voice_fraction: share of each engine's voices held out for testing.
         engines: TTS engines (``espeak``, ``flite``, ``festival``; not ``festival_accented``); ``None``: espeak,
             and flite when present.
+        engine_shares: how a split's sentences are shared: ``per_voice`` (every voice equally, so espeak-ng's
+            hundreds of voices speak almost all of them) or ``per_engine`` (every engine equally).
         max_words: longest sentence in words.
         rate_range: espeak-ng speaking rate range, words per minute.
         pitch_range: espeak-ng base pitch range (0-99).
@@ -79,6 +84,7 @@ class SyntheticSentenceCorpus(SyntheticCorpus):
         val_voice_fraction: float = 0.1,
         test_voice_fraction: float = 0.1,
         engines: list[str] | None = None,
+        engine_shares: EngineShares = "per_voice",
         max_words: int = 12,
         rate_range: tuple[int, int] = (130, 210),
         pitch_range: tuple[int, int] = (20, 80),
@@ -115,6 +121,8 @@ class SyntheticSentenceCorpus(SyntheticCorpus):
             "noise_seconds": noise_seconds,
             "seed": seed,
         }
+        if engine_shares != "per_voice":  # recorded only when set, so corpora built before it still match
+            self.settings["engine_shares"] = engine_shares
         self.num_workers = num_workers
 
     def plan(self) -> tuple[list[dict[str, Any]], dict[str, list[Voice]]]:
@@ -130,14 +138,11 @@ class SyntheticSentenceCorpus(SyntheticCorpus):
         for rank, index in enumerate(order):
             sentence_split[int(index)] = "testing" if rank < n_test else "validation" if rank < n_test + n_val else "train"
         specs = []
-        turn = {split: int(rng.integers(len(voices[split]))) for split in SPLITS if voices[split]}
+        turns = self.speaking_turns(voices, sentence_split, rng)
         for index, text in enumerate(sentences):
             split = sentence_split[index]
-            pool = voices[split]
             for _ in range(s["speakers_per_sentence"]):
-                # Voices take turns from a random start, so every voice of a split speaks about equally often.
-                voice = pool[turn[split] % len(pool)]
-                turn[split] += 1
+                voice = next(turns[split])
                 noisy = rng.random() < s["noise_probability"]
                 utterance_id = f"s{index:06d}-{voice.short_hash}"
                 specs.append({
@@ -153,6 +158,18 @@ class SyntheticSentenceCorpus(SyntheticCorpus):
                     **background(rng, s, noisy),
                 })
         return specs, voices
+
+    def speaking_turns(self, voices: dict[str, list[Voice]], sentence_split: dict[int, str],
+                       rng: np.random.Generator) -> dict[str, Iterator[Voice]]:
+        """Each split's voices in speaking order: turns from a random start, every voice (or engine) equally."""
+        s = self.resolved_settings()
+        shares = s.get("engine_shares", "per_voice")
+        if shares == "per_voice":  # the draws of corpora built before ``engine_shares``, kept so they still match
+            starts = {split: int(rng.integers(len(voices[split]))) for split in SPLITS if voices[split]}
+            return {split: rotation(voices[split], start) for split, start in starts.items()}
+        count = Counter(sentence_split.values())
+        return {split: iter(speaking_turns(voices[split], count[split] * s["speakers_per_sentence"], rng, shares))
+                for split in SPLITS if voices[split] and count[split]}
 
     def renderer(self) -> Callable[..., int]:
         return render_sentence_clips
@@ -172,6 +189,12 @@ class SyntheticSentenceCorpus(SyntheticCorpus):
             "vocabulary_size": len(vocabulary()),
             "voices": {split: [v.id for v in vs] for split, vs in voices.items()},
         })
+
+
+def rotation(pool: list[Voice], start: int) -> Iterator[Voice]:
+    """``pool``'s voices in turn from ``start``, for ever."""
+    for i in itertools.count():
+        yield pool[(start + i) % len(pool)]
 
 
 def read_corpus(root: str | Path) -> dict[str, list[Utterance]]:
