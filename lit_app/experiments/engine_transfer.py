@@ -94,7 +94,7 @@ def run_engine_transfer(
                 rows.append({"variant": variant, "held_out": engine, "trained_on": others, "seed": seed,
                              **scores(task, own, held_out), "run": str(run)})
                 print(f"{variant}, without {engine}, seed {seed}: "
-                      + ", ".join(f"{key} {value:.4f}" for key, value in scores(task, own, held_out).items()),
+                      + ", ".join(f"{key} {value:.2%}" for key, value in scores(task, own, held_out).items()),
                       flush=True)
     write_tables(Path(out_dir), rows, variants, hold_out, task)
     return rows
