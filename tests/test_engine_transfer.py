@@ -76,6 +76,8 @@ def test_deepspeech_is_held_out_by_sentences_and_scored_by_error_rates(tmp_path,
     assert voices_of(tmp_path / "data" / "sentences-espeak") == {"espeak"}
     held_out = tmp_path / "data" / "sentences-test-flite"
     assert voices_of(held_out) == {"flite"} and json.loads((held_out / "corpus.json").read_text())["clips"] == 3
+    # The same corpus as `configs/asr/overlays/test_on_*.yaml` build for the main job's victim: one folder serves both.
+    assert "engine_shares" not in json.loads((held_out / "corpus.json").read_text())["settings"]
     table = (tmp_path / "out" / "engine_transfer.md").read_text()
     assert "held-out engine's CER" in table and "| flite | espeak | 1 |" in table
 

@@ -174,7 +174,8 @@ def held_out_overlay(run: Path, task: Task, engine: str, data_dir: str, size: in
     if task == "sentences":
         return {"trainer": results, "data": {"init_args": {
             "root": f"{data_dir}/sentences-test-{engine}",
-            "synthesize": {"init_args": {"engines": [engine], "num_sentences": size, "seed": HELD_OUT_SENTENCE_SEED,
+            "synthesize": {"init_args": {"engines": [engine], "engine_shares": "per_voice", "num_sentences": size,
+                                         "seed": HELD_OUT_SENTENCE_SEED,
                                          "val_sentence_fraction": 0.0, "test_sentence_fraction": 1.0,
                                          "val_voice_fraction": 0.0, "test_voice_fraction": 1.0}},
         }}}
