@@ -2,13 +2,14 @@
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import yaml
 
 from lit_app.cli import main
 from lit_app.data.synth.tts import flite_available
-from lit_app.experiments.engine_transfer import keyword_accuracy, run_engine_transfer
+from lit_app.experiments.engine_transfer import held_out_overlay, keyword_accuracy, run_engine_transfer
 from tests.conftest import CONFIGS
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
@@ -39,7 +40,7 @@ def test_each_engine_is_held_out_and_a_rerun_resumes(tmp_path, monkeypatch):
     assert [(r["held_out"], r["trained_on"]) for r in rows] == [("espeak", ["flite"]), ("flite", ["espeak"])]
     keys = ("own_voices_acc", "own_voices_keyword_acc", "held_out_keyword_acc")
     assert all(0.0 <= r[key] <= 1.0 for r in rows for key in keys)
-    assert voices_of(tmp_path / "data" / "flite") == {"flite"} and voices_of(tmp_path / "data" / "test-espeak") == {"espeak"}
+    assert voices_of(tmp_path / "data" / "flite") == {"flite"} and voices_of(tmp_path / "data" / "held-out-espeak") == {"espeak"}
     held_out = json.loads((tmp_path / rows[0]["run"] / "held_out.json").read_text())
     assert held_out["stage"] == "test" and held_out["ckpt_path"].endswith("best.ckpt")
     table = (tmp_path / "out" / "engine_transfer.md").read_text()
@@ -74,10 +75,9 @@ def test_deepspeech_is_held_out_by_sentences_and_scored_by_error_rates(tmp_path,
     assert [(r["held_out"], r["trained_on"]) for r in rows] == [("flite", ["espeak"])]
     assert all(r[key] >= 0.0 for r in rows for key in ("own_voices_cer", "own_voices_wer", "held_out_cer", "held_out_wer"))
     assert voices_of(tmp_path / "data" / "sentences-espeak") == {"espeak"}
-    held_out = tmp_path / "data" / "sentences-test-flite"
+    held_out = tmp_path / "data" / "sentences-held-out-flite"
     assert voices_of(held_out) == {"flite"} and json.loads((held_out / "corpus.json").read_text())["clips"] == 3
-    # The same corpus as `configs/asr/overlays/test_on_*.yaml` build for the main job's victim: one folder serves both.
-    assert "engine_shares" not in json.loads((held_out / "corpus.json").read_text())["settings"]
+    assert json.loads((held_out / "corpus.json").read_text())["settings"]["engine_shares"] == "per_voice_shuffled"
     table = (tmp_path / "out" / "engine_transfer.md").read_text()
     assert "held-out engine's CER" in table and "| flite | espeak | 1 |" in table
 
@@ -144,6 +144,16 @@ def test_the_held_out_engine_overlays_make_a_test_only_festival_corpus(victim, c
     corpus = yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]["synthesize"]["init_args"]
     assert corpus["engines"] == ["festival"] and corpus["test_voice_fraction"] == 1.0
     assert corpus["val_voice_fraction"] == 0.0
+
+
+@pytest.mark.parametrize("victim", ["kws", "asr"])
+def test_the_main_jobs_held_out_overlay_builds_engine_transfers_festival_corpus(victim):
+    """The main job's victims and the victims trained without festival are tested on one corpus."""
+    overlay = yaml.safe_load((CONFIGS / victim / "overlays" / "test_on_festival.yaml").read_text())["data"]["init_args"]
+    size = 100 if victim == "kws" else 200
+    task = "keywords" if victim == "kws" else "sentences"
+    expected = held_out_overlay(Path("run"), task, "festival", "data/engine-transfer", size)["data"]["init_args"]
+    assert overlay == expected
 
 
 @pytest.mark.parametrize(("overlay", "changed"), [("batch_norm", {"batch_norm": True}),

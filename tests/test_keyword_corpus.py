@@ -168,6 +168,21 @@ def test_per_engine_shares_give_flite_half_the_clips():
         assert abs(counts[split, "espeak"] - counts[split, "flite"]) <= len(KEYWORDS_10) + len(OTHER_WORDS)
 
 
+def test_shuffled_voices_speak_a_few_clips_of_a_word_in_every_accent():
+    settings = {**TINY_CORPUS, "engines": ["espeak"], "clips_per_keyword": 30, "clips_per_other_word": 0,
+                "val_voice_fraction": 0.0, "test_voice_fraction": 1.0}
+
+    def accents_per_word(shares):
+        specs = SyntheticKeywordCorpus(**settings, engine_shares=shares).plan()[0]
+        accents = {}
+        for spec in specs:
+            accents.setdefault(spec["word"], set()).add(spec["voice"].split("+")[0])
+        return min(len(found) for found in accents.values())
+
+    # 30 consecutive voices of espeak-ng's sorted list share one or two accents; 30 drawn at random, most of them.
+    assert accents_per_word("per_voice") <= 2 and accents_per_word("per_voice_shuffled") >= 4
+
+
 FESTIVAL = pytest.mark.skipif(len(festival_voices()) < 3, reason="festival or its three English voices are missing")
 
 

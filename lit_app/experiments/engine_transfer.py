@@ -29,6 +29,9 @@ from lit_app.experiments.results_table import mean_std
 TRAINED = "results.json"  # the victim's test on its own unseen voices: written after fit and test
 HELD_OUT = "held_out.json"  # its test on the engine it never heard
 HELD_OUT_SENTENCE_SEED = 1  # the held-out sentences: mostly not the training corpus's (its seed is 0)
+# Every voice of the held-out engine equally, in a random order: espeak-ng's 856 voices speak 100 clips of a keyword
+# from all six of its English accents, not from 100 consecutive voices of one or two.
+HELD_OUT_SHARES = "per_voice_shuffled"
 
 Task = Literal["keywords", "sentences"]
 
@@ -59,7 +62,7 @@ def run_engine_transfer(
         held_out_sentences: sentences in a held-out engine's test corpus (DeepSpeech; every voice of it).
         trainer_configs: presets applied to every fit and test (CPU trainer, CSV logger).
         data_dir: where the training corpora (named by their engines, ``espeak-flite``, ``sentences-espeak-flite``)
-            and the held-out test corpora (``test-<engine>``, ``sentences-test-<engine>``) go.
+            and the held-out test corpora (``held-out-<engine>``, ``sentences-held-out-<engine>``) go.
         out_dir: run folders (``runs/<variant>/without-<engine>/seed<k>``), ``engine_transfer.md`` and ``.json``.
     """
     unknown = sorted(set(engines) - set(ENGINES))
@@ -173,8 +176,8 @@ def held_out_overlay(run: Path, task: Task, engine: str, data_dir: str, size: in
     results = {"callbacks": [{"class_path": "callbacks.ResultsFile", "init_args": {"path": str(run / HELD_OUT)}}]}
     if task == "sentences":
         return {"trainer": results, "data": {"init_args": {
-            "root": f"{data_dir}/sentences-test-{engine}",
-            "synthesize": {"init_args": {"engines": [engine], "engine_shares": "per_voice", "num_sentences": size,
+            "root": f"{data_dir}/sentences-held-out-{engine}",
+            "synthesize": {"init_args": {"engines": [engine], "engine_shares": HELD_OUT_SHARES, "num_sentences": size,
                                          "seed": HELD_OUT_SENTENCE_SEED,
                                          "val_sentence_fraction": 0.0, "test_sentence_fraction": 1.0,
                                          "val_voice_fraction": 0.0, "test_voice_fraction": 1.0}},
@@ -182,10 +185,10 @@ def held_out_overlay(run: Path, task: Task, engine: str, data_dir: str, size: in
     return {
         "trainer": results,
         "data": {"init_args": {
-            "root": f"{data_dir}/test-{engine}",
+            "root": f"{data_dir}/held-out-{engine}",
             "silence_percentage": 0.0,
             "unknown_percentage": 0.0,
-            "synthesize": {"init_args": {"engines": [engine], "engine_shares": "per_voice",
+            "synthesize": {"init_args": {"engines": [engine], "engine_shares": HELD_OUT_SHARES,
                                          "clips_per_keyword": size, "clips_per_other_word": 0,
                                          "val_voice_fraction": 0.0, "test_voice_fraction": 1.0}},
         }},

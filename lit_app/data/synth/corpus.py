@@ -24,7 +24,7 @@ from lit_app.data.synth.tts import Voice, available_engines
 from lit_app.data.vocab import BACKGROUND_NOISE_FOLDER
 from lit_app.splits import SPEECH_COMMANDS_SPLITS as SPLITS
 
-EngineShares = Literal["per_voice", "per_engine"]
+EngineShares = Literal["per_voice", "per_voice_shuffled", "per_engine"]
 
 
 def held_out_counts(total: int, val_fraction: float, test_fraction: float, what: str, fractions: str) -> tuple[int, int]:
@@ -64,10 +64,14 @@ def speaking_turns(pool: list[Voice], count: int, rng: np.random.Generator, shar
     """The voices that speak ``count`` clips, in turns from a random start.
 
     ``per_voice``: every voice of ``pool`` speaks about equally often, so an engine's share of the clips is its
-    share of the voices (espeak-ng's hundreds of variants drown flite's four). ``per_engine``: the engines take
-    turns, then their voices do, so each engine speaks about ``count / engines`` clips however few voices it has.
+    share of the voices (espeak-ng's hundreds of variants drown flite's four). ``per_voice_shuffled``: the same, the
+    voices in a random order, so that fewer clips than voices come from the whole list, not from consecutive
+    voices (which share an espeak-ng accent). ``per_engine``: the engines take turns, then their voices do, so each
+    engine speaks about ``count / engines`` clips however few voices it has.
     """
-    if shares == "per_voice":
+    if shares == "per_voice_shuffled":
+        pool = [pool[i] for i in rng.permutation(len(pool))]
+    if shares in ("per_voice", "per_voice_shuffled"):
         start = int(rng.integers(len(pool)))
         return [pool[(start + i) % len(pool)] for i in range(count)]
     by_engine = [[v for v in pool if v.engine == engine] for engine in sorted({v.engine for v in pool})]

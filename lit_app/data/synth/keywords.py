@@ -46,7 +46,9 @@ class SyntheticKeywordCorpus(SyntheticCorpus):
         engines: TTS engines to use (``espeak``, ``flite``, ``festival``, ``festival_accented``); ``None``: espeak,
             and flite when present.
         engine_shares: how each word's clips are shared: ``per_voice`` (every voice equally, so espeak-ng's
-            hundreds of voices speak almost all of them) or ``per_engine`` (every engine equally).
+            hundreds of voices speak almost all of them), ``per_voice_shuffled`` (the same, in a random order of
+            voices for each word: a word spoken fewer times than there are voices is heard in all of espeak-ng's
+            accents) or ``per_engine`` (every engine equally).
         val_voice_fraction: share of each engine's voices (and of each word's clips) for validation.
         test_voice_fraction: share of each engine's voices (and of each word's clips) for testing; 1 (with
             ``val_voice_fraction: 0``) makes a test-only corpus, to measure a victim on engines it never heard.

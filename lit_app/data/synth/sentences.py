@@ -58,7 +58,9 @@ class SyntheticSentenceCorpus(SyntheticCorpus):
         engines: TTS engines (``espeak``, ``flite``, ``festival``; not ``festival_accented``); ``None``: espeak,
             and flite when present.
         engine_shares: how a split's sentences are shared: ``per_voice`` (every voice equally, so espeak-ng's
-            hundreds of voices speak almost all of them) or ``per_engine`` (every engine equally).
+            hundreds of voices speak almost all of them), ``per_voice_shuffled`` (the same, in a random order of
+            voices: fewer sentences than voices are heard in all of espeak-ng's accents) or ``per_engine`` (every
+            engine equally).
         max_words: longest sentence in words.
         rate_range: espeak-ng speaking rate range, words per minute.
         pitch_range: espeak-ng base pitch range (0-99).
