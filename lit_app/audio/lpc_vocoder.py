@@ -4,7 +4,7 @@ A keyword victim trained without espeak-ng hears only recorded speakers (flite, 
 rule-based formant voices no better than its own unseen voices (issue 25). This vocoder keeps each frame's spectral
 envelope (linear prediction, the vocal tract) and replaces the excitation (the glottal source) with a synthetic one:
 an impulse train on a smooth, randomly chosen pitch contour in voiced frames and white noise in unvoiced ones, the
-source-filter model that formant synthesisers such as espeak-ng's Klatt voices are built on. Beside speed
+source-filter model that formant synthesisers such as espeak-ng (its own and its Klatt voices) build on. Beside speed
 perturbation, which scales the formants, it makes a new speaker of each clip: new pitch, new excitation, same words.
 
 torchaudio has no linear prediction, and librosa's (per frame, in NumPy) would bring a dependency for one function
