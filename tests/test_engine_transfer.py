@@ -41,6 +41,9 @@ def test_each_engine_is_held_out_and_a_rerun_resumes(tmp_path, monkeypatch):
     keys = ("own_voices_acc", "own_voices_keyword_acc", "held_out_keyword_acc")
     assert all(0.0 <= r[key] <= 1.0 for r in rows for key in keys)
     assert voices_of(tmp_path / "data" / "flite") == {"flite"} and voices_of(tmp_path / "data" / "held-out-espeak") == {"espeak"}
+    # Each run's CSV log in its own folder, so that runs started together cannot share a version folder.
+    assert (tmp_path / rows[0]["run"] / "logs" / "lit-app" / "version_0" / "metrics.csv").is_file()
+    assert not (tmp_path / "runs" / "csv").exists()
     held_out = json.loads((tmp_path / rows[0]["run"] / "held_out.json").read_text())
     assert held_out["stage"] == "test" and held_out["ckpt_path"].endswith("best.ckpt")
     table = (tmp_path / "out" / "engine_transfer.md").read_text()

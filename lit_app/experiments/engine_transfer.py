@@ -137,7 +137,12 @@ def train_and_test(run: Path, configs: list[str], task: Task, others: list[str],
     from lit_app.cli import main
 
     run.mkdir(parents=True, exist_ok=True)
-    training = write_overlay(run / "train.yaml", training_overlay(run, task, others, seed, data_dir))
+    overlay = training_overlay(run, task, others, seed, data_dir)
+    if logs_to_csv(configs):
+        # Into the run folder: two runs that start in the same second would otherwise take one shared
+        # ``version_<n>`` folder of the preset's ``save_dir`` (CSVLogger numbers versions by listing it) and crash.
+        overlay["trainer"]["logger"] = {"init_args": {"save_dir": str(run / "logs")}}
+    training = write_overlay(run / "train.yaml", overlay)
     held_out = write_overlay(run / "held_out.yaml", held_out_overlay(run, task, engine, data_dir, held_out_size))
     args = [arg for config in configs for arg in ("-c", config)]
     best = run / "checkpoints" / "best.ckpt"
@@ -149,6 +154,16 @@ def train_and_test(run: Path, configs: list[str], task: Task, others: list[str],
         main(["test", *args, "-c", str(training), f"--ckpt_path={best}"])
     if not (run / HELD_OUT).exists():
         main(["test", *args, "-c", str(training), "-c", str(held_out), f"--ckpt_path={best}"])
+
+
+def logs_to_csv(configs: list[str]) -> bool:
+    """Whether the last of ``configs`` that sets ``trainer.logger`` sets Lightning's CSVLogger."""
+    logger = None
+    for path in configs:
+        trainer = (yaml.safe_load(Path(path).read_text()) or {}).get("trainer") or {}
+        if isinstance(trainer, dict) and "logger" in trainer:
+            logger = trainer["logger"]
+    return isinstance(logger, dict) and str(logger.get("class_path", "")).endswith("CSVLogger")
 
 
 def training_overlay(run: Path, task: Task, engines: list[str], seed: int, data_dir: str) -> dict[str, Any]:
