@@ -87,18 +87,19 @@ def run_engine_transfer(
             raise ValueError(f"holding out {engine} (and every engine of its program) leaves nothing of {engines}")
     rows = []
     for variant, overlays in variants.items():
+        configs = [victim_config, *overlays, *trainer_configs]
+        csv_logs = logs_to_csv(configs)
         for engine, others in trained_on.items():
             for seed in seeds:
                 run = Path(out_dir) / "runs" / variant / f"without-{engine}" / f"seed{seed}"
-                configs = [victim_config, *overlays, *trainer_configs]
-                train_and_test(run, configs, task, others, engine, seed, data_dir, held_out_size)
+                train_and_test(run, configs, task, others, engine, seed, data_dir, held_out_size, csv_logs)
                 own = json.loads((run / TRAINED).read_text())["metrics"]
                 held_out = json.loads((run / HELD_OUT).read_text())["metrics"]
+                run_scores = scores(task, own, held_out)
                 rows.append({"variant": variant, "held_out": engine, "trained_on": others, "seed": seed,
-                             **scores(task, own, held_out), "run": str(run)})
+                             **run_scores, "run": str(run)})
                 print(f"{variant}, without {engine}, seed {seed}: "
-                      + ", ".join(f"{key} {value:.2%}" for key, value in scores(task, own, held_out).items()),
-                      flush=True)
+                      + ", ".join(f"{key} {value:.2%}" for key, value in run_scores.items()), flush=True)
     write_tables(Path(out_dir), rows, variants, hold_out, task)
     return rows
 
@@ -131,16 +132,14 @@ def heard_without(engines: list[str], engine: str) -> list[str]:
 
 
 def train_and_test(run: Path, configs: list[str], task: Task, others: list[str], engine: str, seed: int,
-                   data_dir: str, held_out_size: int) -> None:
+                   data_dir: str, held_out_size: int, csv_logs: bool = False) -> None:
     """Fit (or resume) one victim, test it on its own unseen voices and on ``engine`` (``results.json`` and
-    ``held_out.json`` in ``run``)."""
+    ``held_out.json`` in ``run``); with ``csv_logs`` (the configs log to CSV) its metrics go to ``run/logs``."""
     from lit_app.cli import main
 
     run.mkdir(parents=True, exist_ok=True)
     overlay = training_overlay(run, task, others, seed, data_dir)
-    if logs_to_csv(configs):
-        # Into the run folder: two runs that start in the same second would otherwise take one shared
-        # ``version_<n>`` folder of the preset's ``save_dir`` (CSVLogger numbers versions by listing it) and crash.
+    if csv_logs:  # beside the run's checkpoints and results, as the grid's runs keep theirs
         overlay["trainer"]["logger"] = {"init_args": {"save_dir": str(run / "logs")}}
     training = write_overlay(run / "train.yaml", overlay)
     held_out = write_overlay(run / "held_out.yaml", held_out_overlay(run, task, engine, data_dir, held_out_size))
@@ -157,7 +156,7 @@ def train_and_test(run: Path, configs: list[str], task: Task, others: list[str],
 
 
 def logs_to_csv(configs: list[str]) -> bool:
-    """Whether the last of ``configs`` that sets ``trainer.logger`` sets Lightning's CSVLogger."""
+    """Whether the last of ``configs`` that sets ``trainer.logger`` sets a CSV logger (Lightning's or the app's)."""
     logger = None
     for path in configs:
         trainer = (yaml.safe_load(Path(path).read_text()) or {}).get("trainer") or {}
