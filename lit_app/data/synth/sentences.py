@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import itertools
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -165,13 +164,12 @@ class SyntheticSentenceCorpus(SyntheticCorpus):
                        rng: np.random.Generator) -> dict[str, Iterator[Voice]]:
         """Each split's voices in speaking order: turns from a random start, every voice (or engine) equally."""
         s = self.resolved_settings()
-        shares = s.get("engine_shares", "per_voice")
-        if shares == "per_voice":  # the draws of corpora built before ``engine_shares``, kept so they still match
-            starts = {split: int(rng.integers(len(voices[split]))) for split in SPLITS if voices[split]}
-            return {split: rotation(voices[split], start) for split, start in starts.items()}
         count = Counter(sentence_split.values())
-        return {split: iter(speaking_turns(voices[split], count[split] * s["speakers_per_sentence"], rng, shares))
-                for split in SPLITS if voices[split] and count[split]}
+        # Every split with voices draws its start, sentences or not: the draws of corpora built before
+        # ``engine_shares``, kept so that they still match.
+        return {split: iter(speaking_turns(voices[split], count[split] * s["speakers_per_sentence"], rng,
+                                           s.get("engine_shares", "per_voice")))
+                for split in SPLITS if voices[split]}
 
     def renderer(self) -> Callable[..., int]:
         return render_sentence_clips
@@ -191,12 +189,6 @@ class SyntheticSentenceCorpus(SyntheticCorpus):
             "vocabulary_size": len(vocabulary()),
             "voices": {split: [v.id for v in vs] for split, vs in voices.items()},
         })
-
-
-def rotation(pool: list[Voice], start: int) -> Iterator[Voice]:
-    """``pool``'s voices in turn from ``start``, for ever."""
-    for i in itertools.count():
-        yield pool[(start + i) % len(pool)]
 
 
 def read_corpus(root: str | Path) -> dict[str, list[Utterance]]:
