@@ -1,7 +1,7 @@
 """Which voices, and which of their words, a keyword victim gets wrong: accuracy per voice and per (voice, word).
 
     python benchmarks/kws_per_voice.py runs/engine-transfer-demo/runs/<variant>/without-festival/seed0/checkpoints/best.ckpt \
-        data/engine-transfer/test-festival [--split testing] [--confusions 10] [--by_accent true]
+        data/engine-transfer/held-out-festival [--split testing] [--confusions 10] [--group_by accent]
 
 A held-out engine's test corpus has a few voices, each saying each keyword the same way up to rate, pitch and noise,
 so a victim tends to get a (voice, word) pair all right or all wrong: the per-voice table shows where the held-out
@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Literal
 
 import torch
 from jsonargparse import CLI
@@ -37,17 +38,18 @@ def voices_of(root: Path, clips: list[Clip]) -> list[str]:
     return [clip.speaker for clip in clips]
 
 
-def main(checkpoint: str, corpus: str, split: str = "testing", confusions: int = 10, by_accent: bool = False,
-         batch_size: int = 128) -> None:
+def main(checkpoint: str, corpus: str, split: str = "testing", confusions: int = 10,
+         group_by: Literal["voice", "accent", "variant"] = "voice", batch_size: int = 128) -> None:
     """Print the victim's keyword accuracy per voice, per (voice, word), and its most frequent confusions.
 
     Args:
         checkpoint: a keyword victim's checkpoint.
-        corpus: a Speech Commands folder (a held-out engine's test corpus, ``data/engine-transfer/test-<engine>``).
+        corpus: a Speech Commands folder (a held-out engine's test corpus, ``data/engine-transfer/held-out-<engine>``).
         split: the split scored (``training``, ``validation`` or ``testing``).
         confusions: how many of the most frequent (voice, word, answer) confusions to list.
-        by_accent: group espeak-ng's voices by their accent (``en-gb-x-rp+m3`` -> ``en-gb-x-rp``), whose hundreds
-            of variants speak a few clips each; then also list each word's most frequent answers.
+        group_by: ``voice``; or, for espeak-ng, whose hundreds of voices speak a few clips each, their ``accent``
+            (``en-gb-x-rp+m3`` -> ``en-gb-x-rp``) or their ``variant`` (-> ``m3``; ``klatt``, ``whisper``,
+            ``robosoft``, ...), and then also each word's most frequent answers.
         batch_size: clips per forward pass.
     """
     torch.set_num_threads(1)
@@ -64,8 +66,8 @@ def main(checkpoint: str, corpus: str, split: str = "testing", confusions: int =
         print(f"skipped: {message}")
     clips = [clips[i] for i in kept]
     voices = voices_of(root, clips)
-    if by_accent:
-        voices = [voice.split("+")[0] for voice in voices]
+    if group_by != "voice":
+        voices = [voice.partition("+")[0 if group_by == "accent" else 2] or voice for voice in voices]
     target = torch.tensor([index[clip.word] for clip in clips])
     with torch.no_grad():
         answer = torch.cat([victim.logits(pcm16_to_float(audio[i : i + batch_size])).argmax(-1)
@@ -91,7 +93,7 @@ def main(checkpoint: str, corpus: str, split: str = "testing", confusions: int =
                     for row in range(len(clips)) if answer[row] != target[row])
     print("most frequent confusions (voice, word -> answer, clips): "
           + "; ".join(f"{v}, {w} -> {a}: {n}" for (v, w, a), n in wrong.most_common(confusions)))
-    if by_accent:
+    if group_by != "voice":
         for word in words:
             answers = Counter(victim.labels[int(answer[row])] for row in range(len(clips)) if clips[row].word == word)
             print(f"{word}: " + ", ".join(f"{label} {n}" for label, n in answers.most_common(4)))

@@ -33,14 +33,15 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 
 # festival and its three English voices are a third engine (the leave-one-engine-out victims use it), and its
-# Italian, Catalan, Czech and Finnish voices the accented speakers of `festival_accented`
+# Italian, Catalan, Czech, Finnish, Telugu and Russian voices the accented speakers of `festival_accented`
 # (lit_app/data/synth/accents.py lists them).
 tts_packages="espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-italp16k
   festvox-itapc16k festvox-ca-ona-hts festvox-czech-dita festvox-czech-krb festvox-czech-machac festvox-czech-ph
-  festvox-suopuhe-lj festvox-suopuhe-mv"
+  festvox-suopuhe-lj festvox-suopuhe-mv festvox-te-nsk festvox-ru"
 tts_packages=$(echo $tts_packages)
 if ! command -v flite >/dev/null 2>&1 || ! [ -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ] \
-   || ! [ -d /usr/share/festival/voices/finnish/suo_fi_lj_diphone ]; then
+   || ! [ -d /usr/share/festival/voices/finnish/suo_fi_lj_diphone ] \
+   || ! [ -d /usr/share/festival/voices/russian/msu_ru_nsh_clunits ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     echo "[setup] installing the Debian TTS tools ($tts_packages)"
     if ! { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $tts_packages >/dev/null 2>&1; }; then

@@ -67,10 +67,10 @@ def test_each_accented_voice_speaks_and_the_same_clip_comes_out_whatever_spoke_b
 
 @ACCENTED
 def test_an_accented_keyword_corpus_builds(tmp_path):
-    corpus = SyntheticKeywordCorpus(**{**TINY_CORPUS, "clips_per_keyword": 9, "clips_per_other_word": 0,
+    corpus = SyntheticKeywordCorpus(**{**TINY_CORPUS, "clips_per_keyword": len(ACCENTED_VOICES), "clips_per_other_word": 0,
                                        "keywords": ["right", "yes"], "engines": ["festival_accented"],
                                        "val_voice_fraction": 0.0, "test_voice_fraction": 1.0})
     root = corpus.build(tmp_path / "accented", show_progress=False)
     with open(root / "manifest.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 18 and {row["voice"] for row in rows} == {Voice("festival_accented", v).id for v in ACCENTED_VOICES}
+    assert len(rows) == 2 * len(ACCENTED_VOICES) and {row["voice"] for row in rows} == {Voice("festival_accented", v).id for v in ACCENTED_VOICES}

@@ -128,15 +128,19 @@ def test_the_augmentation_overlay_parses(capsys):
     assert printed["model"]["init_args"]["freq_mask"] > 0 and printed["model"]["init_args"]["time_mask"] > 0
 
 
-def test_the_vocoder_overlay_adds_the_vocoder_to_the_augmentation_only(capsys):
-    overlays = [str(CONFIGS / "kws" / "overlays" / name) for name in ("voice_augment.yaml", "vocoder.yaml")]
+@pytest.mark.parametrize(("overlays", "changed"), [(["vocoder"], {"vocoder_probability": 0.3}),
+                                                   (["vocoder", "formant_vocoder"],
+                                                    {"vocoder_probability": 0.3, "vocoder_formants": 5})])
+def test_the_vocoder_overlays_change_the_augmentations_vocoder_only(overlays, changed, capsys):
+    augment = str(CONFIGS / "kws" / "overlays" / "voice_augment.yaml")
     with pytest.raises(SystemExit):
-        main(["fit", "-c", str(CONFIGS / "kws" / "demo.yaml"), "-c", overlays[0], "--print_config"])
+        main(["fit", "-c", str(CONFIGS / "kws" / "demo.yaml"), "-c", augment, "--print_config"])
     before = yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]["voice_augment"]["init_args"]
+    extra = [arg for name in overlays for arg in ("-c", str(CONFIGS / "kws" / "overlays" / f"{name}.yaml"))]
     with pytest.raises(SystemExit):
-        main(["fit", "-c", str(CONFIGS / "kws" / "demo.yaml"), "-c", overlays[0], "-c", overlays[1], "--print_config"])
+        main(["fit", "-c", str(CONFIGS / "kws" / "demo.yaml"), "-c", augment, *extra, "--print_config"])
     after = yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]["voice_augment"]["init_args"]
-    assert {key: value for key, value in after.items() if before[key] != value} == {"vocoder_probability": 0.3}
+    assert {key: value for key, value in after.items() if before[key] != value} == changed
 
 
 @pytest.mark.parametrize("victim", ["kws", "asr"])

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from lit_app.data.synth.corpus import speaking_turns
+from lit_app.data.synth.corpus import held_out_counts, speaking_turns, split_voices
 from lit_app.data.synth.keywords import SyntheticKeywordCorpus
 from lit_app.data.synth.tts import (
+    FESTIVAL_VOICES,
+    FLITE_VOICES,
     FestivalEngine,
     FliteEngine,
     TTSError,
@@ -143,6 +145,32 @@ def test_engines_take_equal_turns_per_engine_not_per_voice():
     assert per_voice["flite"] <= 6
     assert Counter(v.engine for v in per_engine) == {"espeak": 50, "flite": 50}
     assert Counter(v for v in per_engine if v.engine == "flite") == {Voice("flite", "a"): 25, Voice("flite", "b"): 25}
+
+
+def test_a_speaker_that_two_engines_have_stays_in_one_split():
+    voices = ([Voice("festival", name) for name in FESTIVAL_VOICES] + [Voice("flite", name) for name in FLITE_VOICES]
+              + [Voice("espeak", f"en+v{i}") for i in range(30)])
+    for seed in range(20):
+        splits = split_voices(voices, 0.1, 0.1, np.random.default_rng(seed))
+        where = {}
+        for split, members in splits.items():
+            for voice in members:
+                where.setdefault(voice.speaker, set()).add(split)
+            assert {voice.engine for voice in members} == {"espeak", "festival", "flite"}
+        assert where["kal"] in ({"train"}, {"validation"}, {"testing"}) and len(where["slt"]) == 1
+
+
+def test_engines_without_a_shared_speaker_are_split_as_drawn():
+    """The main job's espeak-ng + flite corpus is planned as before speakers were grouped."""
+    voices = [Voice("espeak", f"en+v{i}") for i in range(30)] + [Voice("flite", name) for name in FLITE_VOICES]
+    splits = split_voices(voices, 0.1, 0.2, np.random.default_rng(3))
+    rng = np.random.default_rng(3)
+    for engine in ("espeak", "flite"):
+        pool = [voice for voice in voices if voice.engine == engine]
+        drawn = [pool[i] for i in rng.permutation(len(pool))]
+        n_test, n_val = held_out_counts(len(pool), 0.1, 0.2, "", "")
+        assert set(drawn[:n_test]) <= set(splits["testing"])
+        assert set(drawn[n_test : n_test + n_val]) <= set(splits["validation"])
 
 
 def test_a_test_only_corpus_puts_every_voice_in_the_test_split():

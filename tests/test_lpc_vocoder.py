@@ -58,10 +58,25 @@ def test_the_vocoder_gives_the_new_pitch_and_keeps_the_formant_length_and_peak()
     assert (band_energy(out, 500, 900) > 10 * band_energy(out, 2500, 2900)).all()  # the resonance stays
 
 
+def test_the_formant_vocoder_keeps_the_lowest_resonances_and_drops_the_rest():
+    torch.manual_seed(0)
+    clips = vowel(120.0, formant_hz=2000.0) + vowel(120.0, formant_hz=600.0)
+    settings = dict(f0_range_hz=(200.0, 200.0), f0_slope_range=(0.0, 0.0))
+    whole, one = LPCVocoder(**settings)(clips), LPCVocoder(**settings, formants=1)(clips)
+    assert torch.isfinite(one).all() and torch.allclose(one.abs().amax(1), clips.abs().amax(1), atol=1e-6)
+    assert torch.allclose(autocorrelation_peak_hz(one), torch.tensor(200.0), rtol=0.03)
+    share = lambda out: band_energy(out, 1800, 2200) / band_energy(out, 400, 800)  # noqa: E731
+    # The whole envelope keeps the second resonance; one formant keeps only the lowest, 600 Hz.
+    assert (share(whole) > 0.1).all() and (share(one) < 0.2 * share(whole)).all()
+    with pytest.raises(ValueError, match="formants must be between 0 and 5"):
+        LPCVocoder(formants=6)
+
+
 def test_silence_stays_silent_and_noise_stays_noise():
     torch.manual_seed(0)
     vocoder = LPCVocoder()
     assert torch.equal(vocoder(torch.zeros(2, RATE)), torch.zeros(2, RATE))
+    assert torch.equal(LPCVocoder(formants=3)(torch.zeros(2, RATE)), torch.zeros(2, RATE))
     noise = torch.randn(2, RATE) * 0.1
     out = vocoder(noise)
     assert torch.isfinite(out).all()

@@ -7,6 +7,10 @@ an impulse train on a smooth, randomly chosen pitch contour in voiced frames and
 source-filter model that formant synthesisers such as espeak-ng (its own and its Klatt voices) build on. Beside speed
 perturbation, which scales the formants, it makes a new speaker of each clip: new pitch, new excitation, same words.
 
+With ``formants`` set, a voiced frame's envelope keeps only its lowest resonances (the roots of its prediction
+polynomial), each at a fixed bandwidth from Klatt's synthesiser: a formant synthesiser's spectrum, which has those
+peaks and nothing between them, where the full envelope also keeps a recorded voice's spectral detail.
+
 torchaudio has no linear prediction, and librosa's (per frame, in NumPy) would bring a dependency for one function
 that cannot run on the training batch's device; Levinson-Durbin over a batch of frames is a few lines of torch.
 """
@@ -19,6 +23,9 @@ import torch
 import torchaudio.functional as AF
 from torch import nn
 from torch.nn import functional as F
+
+#: Klatt's (1980) default bandwidths of the first five formants, Hz.
+KLATT_BANDWIDTHS_HZ = (60.0, 90.0, 150.0, 200.0, 200.0)
 
 
 def levinson_durbin(autocorrelation: torch.Tensor, order: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,6 +57,9 @@ class LPCVocoder(nn.Module):
         f0_range_hz: range of the new pitch contours' base frequency, Hz.
         f0_slope_range: range of their relative change per second.
         voicing_threshold: normalised autocorrelation above which a frame is voiced.
+        formants: ``0`` keeps each frame's whole envelope; ``n`` (at most 5) keeps a voiced frame's ``n`` lowest
+            resonances between 150 Hz and 5 kHz narrower than 600 Hz, at :data:`KLATT_BANDWIDTHS_HZ`, each frame
+            at its own level (our option).
         sample_rate: the clips' sample rate.
     """
 
@@ -60,11 +70,14 @@ class LPCVocoder(nn.Module):
         f0_range_hz: tuple[float, float] = (75.0, 250.0),
         f0_slope_range: tuple[float, float] = (-0.4, 0.1),
         voicing_threshold: float = 0.35,
+        formants: int = 0,
         sample_rate: int = 16000,
     ) -> None:
         super().__init__()
         if order < 1:
             raise ValueError(f"order must be at least 1, got {order}")
+        if not 0 <= formants <= min(len(KLATT_BANDWIDTHS_HZ), order // 2):
+            raise ValueError(f"formants must be between 0 and {min(len(KLATT_BANDWIDTHS_HZ), order // 2)}, got {formants}")
         low, high = f0_range_hz
         if not 0.0 < low <= high < sample_rate / 2:
             raise ValueError(f"f0_range_hz must be (low, high) with 0 < low <= high < {sample_rate / 2}, got {f0_range_hz}")
@@ -76,6 +89,7 @@ class LPCVocoder(nn.Module):
         self.f0_range_hz = f0_range_hz
         self.f0_slope_range = f0_slope_range
         self.voicing_threshold = voicing_threshold
+        self.formants = formants
         self.sample_rate = sample_rate
         self.pitch_lags = (int(sample_rate / 400), int(sample_rate / 60))
 
@@ -93,6 +107,9 @@ class LPCVocoder(nn.Module):
         lags_low, lags_high = self.pitch_lags
         periodicity = autocorrelation[..., lags_low:lags_high].amax(-1) / autocorrelation[..., 0].clamp_min(1e-12)
         voiced = periodicity > self.voicing_threshold
+        if self.formants:
+            rows = voiced.reshape(-1).nonzero().squeeze(1)
+            envelope = envelope.index_copy(0, rows, self.formant_envelopes(envelope[rows]))
         excitation = self.excitation(batch, count, padded.shape[1], voiced, clips)
         # Scale each frame's excitation to the prediction error's power: the frame's level, not the source's.
         power = excitation[..., hop:].pow(2).mean(-1, keepdim=True).clamp_min(1e-12)
@@ -103,6 +120,10 @@ class LPCVocoder(nn.Module):
         filtered = AF.lfilter(excitation.reshape(batch * count, -1), envelope, numerator, clamp=False, batching=True)
         # The first hop of each segment only warms the filter up; the frame after it is windowed and overlap-added.
         voiced_frames = filtered[:, hop:].reshape(batch, count, frame) * window
+        if self.formants:
+            # The gain above is the full envelope's; a frame of fewer resonances is brought to the input frame's energy.
+            energy = voiced_frames.pow(2).sum(-1, keepdim=True).clamp_min(1e-12)
+            voiced_frames = voiced_frames * (autocorrelation[..., :1].clamp_min(0.0) / energy).sqrt()
         out = F.fold(voiced_frames.transpose(1, 2), output_size=(1, padded.shape[1]), kernel_size=(1, frame),
                      stride=(1, hop)).reshape(batch, -1)[:, frame : frame + length]
         out = torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
@@ -117,6 +138,32 @@ class LPCVocoder(nn.Module):
         r = r * torch.exp(-0.5 * (2 * math.pi * 60.0 / self.sample_rate * lag) ** 2)
         r[:, 0] = r[:, 0] * (1.0 + 1e-4) + 1e-10
         return levinson_durbin(r, self.order)
+
+    def formant_envelopes(self, envelope: torch.Tensor) -> torch.Tensor:
+        """``[n, order + 1]`` prediction-error filters rebuilt from each one's ``formants`` lowest resonances (roots
+        between 150 Hz and 5 kHz with bandwidths under 600 Hz) at Klatt's bandwidths; missing ones are left out."""
+        count, width = envelope.shape
+        companion = torch.zeros(count, width - 1, width - 1, dtype=envelope.dtype, device=envelope.device)
+        companion[:, 0] = -envelope[:, 1:]
+        companion[:, 1:, :-1] = torch.eye(width - 2, dtype=envelope.dtype, device=envelope.device)
+        roots = torch.linalg.eigvals(companion)
+        hz = roots.angle() * self.sample_rate / (2 * math.pi)
+        bandwidth = -roots.abs().clamp_min(1e-6).log() * self.sample_rate / math.pi
+        resonant = (hz > 150.0) & (hz < 5000.0) & (bandwidth < 600.0)
+        # The lowest resonances first; the others sort to the end and are dropped.
+        order = torch.where(resonant, hz, torch.full_like(hz, float("inf"))).sort(-1)
+        polynomial = torch.zeros_like(envelope)
+        polynomial[:, 0] = 1.0
+        for index in range(self.formants):
+            frequency = hz.gather(1, order.indices[:, index : index + 1])
+            present = order.values[:, index : index + 1].isfinite()
+            radius = math.exp(-math.pi * KLATT_BANDWIDTHS_HZ[index] / self.sample_rate) * present
+            first = -2.0 * radius * torch.cos(2 * math.pi * frequency / self.sample_rate)
+            # Multiply by (1 + first z^-1 + radius^2 z^-2): a resonance, or 1 where there is none.
+            previous = polynomial.clone()
+            polynomial[:, 1:] += first * previous[:, :-1]
+            polynomial[:, 2:] += radius**2 * previous[:, :-2]
+        return polynomial
 
     def excitation(self, batch: int, count: int, samples: int, voiced: torch.Tensor,
                    like: torch.Tensor) -> torch.Tensor:

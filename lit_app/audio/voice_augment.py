@@ -12,7 +12,9 @@ engine, speaker or recording chain would, and runs on the batch's device during 
   with a random reverberation time);
 - **codec**: 8-bit mu-law coding, as telephony and low-rate codecs leave it;
 - **vocoder** (our option): LPC resynthesis on a new pitch contour with a pulse-train excitation
-  (:class:`~lit_app.audio.lpc_vocoder.LPCVocoder`), as a new speaker and a formant synthesiser would.
+  (:class:`~lit_app.audio.lpc_vocoder.LPCVocoder`), as a new speaker and a formant synthesiser would; after a speed
+  change, which scales the formants, it is vocal-tract-length perturbation with a pitch of its own. With
+  ``vocoder_formants`` it keeps only a few formants of each voiced frame, as a formant synthesiser's spectrum has.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class VoiceAugment(nn.Module):
         codec_probability: share of clips mu-law coded to 8 bits.
         vocoder_probability: share of clips resynthesised by an :class:`LPCVocoder` (after the speed change).
         vocoder_f0_range_hz: range of the vocoder's new pitch, Hz.
+        vocoder_formants: how many resonances the vocoder keeps of a voiced frame's envelope (0: the whole
+            envelope; :class:`LPCVocoder`'s ``formants``).
         sample_rate: the clips' sample rate.
     """
 
@@ -62,6 +66,7 @@ class VoiceAugment(nn.Module):
         codec_probability: float = 0.1,
         vocoder_probability: float = 0.0,
         vocoder_f0_range_hz: tuple[float, float] = (75.0, 250.0),
+        vocoder_formants: int = 0,
         sample_rate: int = 16000,
     ) -> None:
         super().__init__()
@@ -80,7 +85,7 @@ class VoiceAugment(nn.Module):
         self.rt60_range = rt60_range
         self.codec_probability = codec_probability
         self.vocoder_probability = vocoder_probability
-        self.vocoder = LPCVocoder(f0_range_hz=vocoder_f0_range_hz, sample_rate=sample_rate)
+        self.vocoder = LPCVocoder(f0_range_hz=vocoder_f0_range_hz, formants=vocoder_formants, sample_rate=sample_rate)
         self.sample_rate = sample_rate
         # Each ratio's resampling kernel, made once rather than per batch (ratio 1: no change).
         self.resamplers = nn.ModuleList(T.Resample(original, new) if original != new else nn.Identity()

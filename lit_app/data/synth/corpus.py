@@ -45,18 +45,35 @@ def held_out_counts(total: int, val_fraction: float, test_fraction: float, what:
 def split_voices(voices: list[Voice], val_fraction: float, test_fraction: float, rng: np.random.Generator) -> dict[str, list[Voice]]:
     """Disjoint voice sets per split, drawn per engine so every split hears every engine.
 
+    A speaker that an engine drawn earlier already placed (:data:`~lit_app.data.synth.tts.SHARED_SPEAKERS`: flite's
+    and festival's voices of one person) keeps that split; the engine's other voices fill the rest of its places
+    in their drawn order, so an engine without such a speaker is split as its draw says.
     ``test_fraction=1`` with ``val_fraction=0`` puts every voice in the test split: a test-only corpus, for
     measuring a victim on an engine it never heard.
+
+    Raises:
+        CorpusError: an engine's shared speakers leave none of its voices to train on.
     """
     splits: dict[str, list[Voice]] = {split: [] for split in SPLITS}
+    placed: dict[str, str] = {}  # speaker -> split
     for engine in sorted({v.engine for v in voices}):
         pool = [v for v in voices if v.engine == engine]
         order = rng.permutation(len(pool))
         n_test, n_val = held_out_counts(len(pool), val_fraction, test_fraction, f"{engine} voices", "voice_fraction")
         picked = [pool[i] for i in order]
-        splits["testing"] += picked[:n_test]
-        splits["validation"] += picked[n_test : n_test + n_val]
-        splits["train"] += picked[n_test + n_val :]
+        fixed = {voice: placed[voice.speaker] for voice in picked if voice.speaker in placed}
+        free = [voice for voice in picked if voice not in fixed]
+        n_test = max(0, n_test - sum(split == "testing" for split in fixed.values()))
+        n_val = max(0, n_val - sum(split == "validation" for split in fixed.values()))
+        chosen = {**{voice: "testing" for voice in free[:n_test]},
+                  **{voice: "validation" for voice in free[n_test : n_test + n_val]},
+                  **{voice: "train" for voice in free[n_test + n_val :]}, **fixed}
+        if test_fraction < 1 and "train" not in chosen.values():
+            raise folders.CorpusError(f"{engine}: its voices of speakers other engines hold out ({sorted(fixed)}) leave "
+                                      "none to train on; lower val_voice_fraction or test_voice_fraction")
+        for voice in picked:
+            splits[chosen[voice]].append(voice)
+            placed[voice.speaker] = chosen[voice]
     return {split: sorted(vs) for split, vs in splits.items()}
 
 

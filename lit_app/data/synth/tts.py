@@ -44,6 +44,10 @@ FESTIVAL_PACKAGES = {
     "festival_accented": {voice: package for voice, (package, _) in ACCENTED_VOICES.items()},
 }
 FESTIVAL_VOICE_FOLDER = Path("/usr/share/festival/voices")
+#: Recorded speakers whom more than one engine speaks with (flite's and festival's voices of Kevin Lenzo and of the
+#: SLT Arctic speaker): a speaker's voices share a split, so that test voices are unseen speakers.
+SHARED_SPEAKERS = {"flite:kal16": "kal", "festival:kal_diphone": "kal", "flite:slt": "slt",
+                   "festival:cmu_us_slt_arctic_hts": "slt"}
 #: The program behind each engine: holding an engine out holds out every engine of its program.
 ENGINE_FAMILY = {"espeak": "espeak", "flite": "flite", "festival": "festival", "festival_accented": "festival"}
 ENGINES = tuple(ENGINE_FAMILY)
@@ -63,6 +67,11 @@ class Voice:
     @property
     def id(self) -> str:
         return f"{self.engine}:{self.name}"
+
+    @property
+    def speaker(self) -> str:
+        """Who speaks: the voice's id, or the name of a speaker that several engines have (:data:`SHARED_SPEAKERS`)."""
+        return SHARED_SPEAKERS.get(self.id, self.id)
 
     @property
     def short_hash(self) -> str:
