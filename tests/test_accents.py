@@ -1,6 +1,7 @@
 """festival_accented: festival's other-language voices reading respelled Speech Commands words."""
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from lit_app.data.synth.sentences import SyntheticSentenceCorpus
 from lit_app.data.synth.tts import FESTIVAL_PACKAGES, Speaker, Voice, festival_voices, voice_catalogue
 from lit_app.data.vocab import WORDS_V2
 from lit_app.experiments.engine_transfer import heard_without
+from lit_app.folders import CorpusError
 from tests.conftest import TINY_CORPUS
 
 ACCENTED = pytest.mark.skipif(len(festival_voices("festival_accented")) < len(ACCENTED_VOICES),
@@ -74,3 +76,13 @@ def test_an_accented_keyword_corpus_builds(tmp_path):
     with open(root / "manifest.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 2 * len(ACCENTED_VOICES) and {row["voice"] for row in rows} == {Voice("festival_accented", v).id for v in ACCENTED_VOICES}
+    # A folder built with fewer accented voices (before the Telugu and Russian ones) is refused, naming them.
+    info = json.loads((root / "corpus.json").read_text())
+    info["settings"]["accented_voices"] = info["settings"]["accented_voices"][:9]
+    (root / "corpus.json").write_text(json.dumps(info))
+    with pytest.raises(CorpusError, match="accented_voices.*Delete the folder to rebuild it"):
+        corpus.build(root, show_progress=False)
+
+
+def test_only_corpora_with_accented_voices_record_them():
+    assert "accented_voices" not in SyntheticKeywordCorpus(**{**TINY_CORPUS, "engines": ["espeak"]}).resolved_settings()

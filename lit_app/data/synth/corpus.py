@@ -20,7 +20,7 @@ import numpy as np
 from lit_app import folders
 from lit_app.data.synth import build
 from lit_app.data.synth.noise import NOISE_KINDS, write_background_noise
-from lit_app.data.synth.tts import Voice, available_engines
+from lit_app.data.synth.tts import Voice, available_engines, festival_voices
 from lit_app.data.vocab import BACKGROUND_NOISE_FOLDER
 from lit_app.splits import SPEECH_COMMANDS_SPLITS as SPLITS
 
@@ -130,9 +130,13 @@ class SyntheticCorpus(ABC):
     num_workers: int
 
     def resolved_settings(self) -> dict[str, Any]:
-        """The build settings with ``engines: None`` replaced by the engines installed here."""
+        """The build settings with ``engines: None`` replaced by the engines installed here, and the accented voices
+        installed here when ``festival_accented`` speaks."""
         settings = dict(self.settings)
         settings["engines"] = settings["engines"] or list(available_engines())
+        if "festival_accented" in settings["engines"]:
+            # There were nine, then eleven: a folder built with other accented voices is refused, not reused.
+            settings["accented_voices"] = sorted(festival_voices("festival_accented"))
         return settings
 
     @abstractmethod
