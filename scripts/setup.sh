@@ -41,7 +41,8 @@ tts_packages="espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvo
 tts_packages=$(echo $tts_packages)
 if ! command -v flite >/dev/null 2>&1 || ! [ -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ] \
    || ! [ -d /usr/share/festival/voices/finnish/suo_fi_lj_diphone ] \
-   || ! [ -d /usr/share/festival/voices/russian/msu_ru_nsh_clunits ]; then
+   || ! [ -d /usr/share/festival/voices/russian/msu_ru_nsh_clunits ] \
+   || ! [ -d /usr/share/festival/voices/telugu/telugu_NSK_diphone ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     echo "[setup] installing the Debian TTS tools ($tts_packages)"
     if ! { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $tts_packages >/dev/null 2>&1; }; then

@@ -160,6 +160,19 @@ def test_a_speaker_that_two_engines_have_stays_in_one_split():
         assert where["kal"] in ({"train"}, {"validation"}, {"testing"}) and len(where["slt"]) == 1
 
 
+def test_shared_speakers_that_leave_an_engine_nothing_to_train_on_are_refused():
+    voices = ([Voice("festival", name) for name in (*FESTIVAL_VOICES, "x1", "x2", "x3")]
+              + [Voice("flite", name) for name in ("kal16", "slt", "awb")])
+    refused = 0
+    for seed in range(100):  # festival's two test voices are kal and slt in a few of these draws
+        try:
+            split_voices(voices, 0.1, 0.34, np.random.default_rng(seed))
+        except CorpusError as error:
+            assert "flite: its voices" in str(error) and "flite:kal16, flite:slt" in str(error)
+            refused += 1
+    assert 0 < refused < 100
+
+
 def test_engines_without_a_shared_speaker_are_split_as_drawn():
     """The main job's espeak-ng + flite corpus is planned as before speakers were grouped."""
     voices = [Voice("espeak", f"en+v{i}") for i in range(30)] + [Voice("flite", name) for name in FLITE_VOICES]

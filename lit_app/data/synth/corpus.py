@@ -69,8 +69,9 @@ def split_voices(voices: list[Voice], val_fraction: float, test_fraction: float,
                   **{voice: "validation" for voice in free[n_test : n_test + n_val]},
                   **{voice: "train" for voice in free[n_test + n_val :]}, **fixed}
         if test_fraction < 1 and "train" not in chosen.values():
-            raise folders.CorpusError(f"{engine}: its voices of speakers other engines hold out ({sorted(fixed)}) leave "
-                                      "none to train on; lower val_voice_fraction or test_voice_fraction")
+            raise folders.CorpusError(f"{engine}: its voices of speakers that other engines placed in validation or test "
+                                      f"({', '.join(sorted(voice.id for voice in fixed))}) leave it none to train on; "
+                                      "lower val_voice_fraction or test_voice_fraction")
         for voice in picked:
             splits[chosen[voice]].append(voice)
             placed[voice.speaker] = chosen[voice]
