@@ -154,6 +154,8 @@ def claim_folder(root: Path, kind: str, settings: dict[str, Any]) -> bool:
     if info is None:
         # A claim killed while writing corpus.json leaves only its .part file (and the lock): still a fresh folder.
         others = sorted(p.name for p in root.iterdir() if not is_bookkeeping(p)) if root.exists() else []
+        if CORPUS_FILE in others:  # another builder claimed the folder between our two looks: check its claim
+            return claim_folder(root, kind, settings)
         if others:
             raise CorpusError(
                 f"{root} is not empty and has no {CORPUS_FILE} (it holds {', '.join(others[:3])}"

@@ -115,6 +115,27 @@ def test_flite_leaves_no_temporary_files(tmp_path, monkeypatch):
     assert samples.size > rate // 10 and list(tmp_path.iterdir()) == []
 
 
+def test_a_claim_made_between_a_builders_two_looks_is_checked_not_refused(tmp_path, monkeypatch):
+    """The second of two builders started together can miss corpus.json, then find it in the folder's listing."""
+    from lit_app import folders
+
+    root = tmp_path / "shared"
+    root.mkdir()
+    folders.write_json_atomic(root / folders.CORPUS_FILE, {"kind": "keywords", "settings": {"seed": 0}, "complete": False})
+    looks = []
+
+    def first_look_misses(path):
+        looks.append(path)
+        return None if len(looks) == 1 else read_corpus_info(path)
+
+    read_corpus_info = folders.read_corpus_info
+    monkeypatch.setattr(folders, "read_corpus_info", first_look_misses)
+    assert folders.claim_folder(root, "keywords", {"seed": 0}) is False and len(looks) == 2
+    looks.clear()
+    with pytest.raises(CorpusError, match="built with other settings"):
+        folders.claim_folder(root, "keywords", {"seed": 1})
+
+
 def test_two_builders_of_one_corpus_take_turns(tmp_path):
     """A second build started while the first renders waits for it, then finds the corpus complete: neither sweeps
     the other's temporary files, and the corpus equals a lone build's."""
