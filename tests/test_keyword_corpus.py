@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from lit_app import folders
 from lit_app.data.synth.corpus import held_out_counts, speaking_turns, split_voices
 from lit_app.data.synth.keywords import SyntheticKeywordCorpus
 from lit_app.data.synth.tts import (
@@ -117,18 +118,16 @@ def test_flite_leaves_no_temporary_files(tmp_path, monkeypatch):
 
 def test_a_claim_made_between_a_builders_two_looks_is_checked_not_refused(tmp_path, monkeypatch):
     """The second of two builders started together can miss corpus.json, then find it in the folder's listing."""
-    from lit_app import folders
-
     root = tmp_path / "shared"
     root.mkdir()
     folders.write_json_atomic(root / folders.CORPUS_FILE, {"kind": "keywords", "settings": {"seed": 0}, "complete": False})
+    read_corpus_info = folders.read_corpus_info
     looks = []
 
     def first_look_misses(path):
         looks.append(path)
         return None if len(looks) == 1 else read_corpus_info(path)
 
-    read_corpus_info = folders.read_corpus_info
     monkeypatch.setattr(folders, "read_corpus_info", first_look_misses)
     assert folders.claim_folder(root, "keywords", {"seed": 0}) is False and len(looks) == 2
     looks.clear()

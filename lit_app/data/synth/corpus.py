@@ -63,11 +63,10 @@ def split_voices(voices: list[Voice], val_fraction: float, test_fraction: float,
         picked = [pool[i] for i in order]
         fixed = {voice: placed[voice.speaker] for voice in picked if voice.speaker in placed}
         free = [voice for voice in picked if voice not in fixed]
-        n_test = max(0, n_test - sum(split == "testing" for split in fixed.values()))
-        n_val = max(0, n_val - sum(split == "validation" for split in fixed.values()))
-        chosen = {**{voice: "testing" for voice in free[:n_test]},
-                  **{voice: "validation" for voice in free[n_test : n_test + n_val]},
-                  **{voice: "train" for voice in free[n_test + n_val :]}, **fixed}
+        taken = list(fixed.values())
+        places = (["testing"] * max(0, n_test - taken.count("testing"))
+                  + ["validation"] * max(0, n_val - taken.count("validation")))
+        chosen = {**dict(zip(free, places + ["train"] * len(free))), **fixed}
         if test_fraction < 1 and "train" not in chosen.values():
             raise folders.CorpusError(f"{engine}: its voices of speakers that other engines placed in validation or test "
                                       f"({', '.join(sorted(voice.id for voice in fixed))}) leave it none to train on; "
