@@ -1,7 +1,7 @@
 """Which voices, and which of their words, a keyword victim gets wrong: accuracy per voice and per (voice, word).
 
     python benchmarks/kws_per_voice.py runs/engine-transfer-demo/runs/<variant>/without-festival/seed0/checkpoints/best.ckpt \
-        data/engine-transfer/held-out-festival [--split testing] [--confusions 10] [--group_by accent]
+        data/engine-transfer/held-out-festival [--split testing] [--confusions 10] [--group_by accent|variant|engine]
 
 A held-out engine's test corpus has a few voices, each saying each keyword the same way up to rate, pitch and noise,
 so a victim tends to get a (voice, word) pair all right or all wrong: the per-voice table shows where the held-out
@@ -39,7 +39,7 @@ def voices_of(root: Path, clips: list[Clip]) -> list[str]:
 
 
 def main(checkpoint: str, corpus: str, split: str = "testing", confusions: int = 10,
-         group_by: Literal["voice", "accent", "variant"] = "voice", batch_size: int = 128) -> None:
+         group_by: Literal["voice", "accent", "variant", "engine"] = "voice", batch_size: int = 128) -> None:
     """Print the victim's keyword accuracy per voice, per (voice, word), and its most frequent confusions.
 
     Args:
@@ -49,7 +49,8 @@ def main(checkpoint: str, corpus: str, split: str = "testing", confusions: int =
         confusions: how many of the most frequent (voice, word, answer) confusions to list.
         group_by: ``voice``; or, for espeak-ng, whose hundreds of voices speak a few clips each, their ``accent``
             (``en-gb-x-rp+m3`` -> ``en-gb-x-rp``) or their ``variant`` (-> ``m3``; ``klatt``, ``whisper``,
-            ``robosoft``, ...), and then also each word's most frequent answers.
+            ``robosoft``, ...), or a corpus's ``engine`` (a victim's own test voices, engine by engine), and then
+            also each word's most frequent answers.
         batch_size: clips per forward pass.
     """
     torch.set_num_threads(1)
@@ -67,7 +68,8 @@ def main(checkpoint: str, corpus: str, split: str = "testing", confusions: int =
     clips = [clips[i] for i in kept]
     voices = voices_of(root, clips)
     if group_by != "voice":
-        voices = [voice.partition("+")[0 if group_by == "accent" else 2] or voice for voice in voices]
+        voices = [voice.partition(":")[0] if group_by == "engine"
+                  else voice.partition("+")[0 if group_by == "accent" else 2] or voice for voice in voices]
     target = torch.tensor([index[clip.word] for clip in clips])
     with torch.no_grad():
         answer = torch.cat([victim.logits(pcm16_to_float(audio[i : i + batch_size])).argmax(-1)

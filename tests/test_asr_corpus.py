@@ -162,6 +162,14 @@ def test_a_test_only_sentence_corpus_holds_every_sentence_and_voice_in_testing()
         SyntheticSentenceCorpus(**{**settings, "val_sentence_fraction": 0.1}).plan()
 
 
+def test_a_sentence_corpus_without_test_voices_has_no_test_sentences():
+    settings = {**TINY_SENTENCES, "test_sentence_fraction": 0.0, "test_voice_fraction": 0.0}
+    specs, voices = SyntheticSentenceCorpus(**settings).plan()
+    assert {spec["split"] for spec in specs} == {"train", "validation"} and voices["testing"] == []
+    with pytest.raises(ValueError, match="test_voice_fraction is 0.0 and test_sentence_fraction 0.1"):
+        SyntheticSentenceCorpus(**{**settings, "test_sentence_fraction": 0.1})
+
+
 @pytest.mark.skipif(not flite_available(), reason="flite is not installed")
 def test_per_engine_shares_give_each_engine_as_many_sentences_and_leave_other_corpora_unchanged():
     settings = {**TINY_SENTENCES, "num_sentences": 60, "engines": ["espeak", "flite"]}

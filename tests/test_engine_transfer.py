@@ -9,7 +9,12 @@ import yaml
 
 from lit_app.cli import main
 from lit_app.data.synth.tts import flite_available
-from lit_app.experiments.engine_transfer import held_out_overlay, keyword_accuracy, run_engine_transfer
+from lit_app.experiments.engine_transfer import (
+    REFERENCE,
+    held_out_overlay,
+    keyword_accuracy,
+    run_engine_transfer,
+)
 from tests.conftest import CONFIGS
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
@@ -46,8 +51,14 @@ def test_each_engine_is_held_out_and_a_rerun_resumes(tmp_path, monkeypatch):
     assert not (tmp_path / "runs" / "csv").exists()
     held_out = json.loads((tmp_path / rows[0]["run"] / "held_out.json").read_text())
     assert held_out["stage"] == "test" and held_out["ckpt_path"].endswith("best.ckpt")
+    # A one-engine corpus's own voices by engine are its own voices; each is the other held-out cell's reference.
+    assert [r["own_voices_by_engine"].keys() for r in rows] == [{"flite"}, {"espeak"}]
+    assert rows[0]["own_voices_by_engine"]["flite"] == pytest.approx(rows[0]["own_voices_keyword_acc"])
     table = (tmp_path / "out" / "engine_transfer.md").read_text()
     assert "| tiny (" in table and "| espeak | flite | 1 |" in table and "| flite | espeak | 1 |" in table
+    assert REFERENCE in table
+    espeak_row = next(line for line in table.splitlines() if "| espeak | flite |" in line)
+    assert espeak_row.endswith(f"| {rows[1]['own_voices_by_engine']['espeak']:.2%} |")
     assert json.loads((tmp_path / "out" / "engine_transfer.json").read_text()) == rows
 
     def no_training(args):
@@ -55,6 +66,27 @@ def test_each_engine_is_held_out_and_a_rerun_resumes(tmp_path, monkeypatch):
 
     monkeypatch.setattr("lit_app.cli.main", no_training)
     assert run_engine_transfer(**settings) == rows
+
+
+def test_test_voices_can_train_and_the_validation_voices_are_then_the_own_voices(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text(yaml.safe_dump(TINY))
+    rows = run_engine_transfer(victim_config=str(CONFIGS / "kws" / "demo.yaml"), engines=["espeak", "flite"],
+                               hold_out=["flite"], variants={"tiny": [str(tiny)]}, own_voices="validation",
+                               held_out_clips_per_keyword=2,
+                               trainer_configs=[str(CONFIGS / "trainer" / "cpu.yaml"), str(CONFIGS / "logger" / "csv.yaml")],
+                               data_dir="data", out_dir="out")
+    [row] = rows
+    assert row["own_voices"] == "validation" and row["run"].endswith("without-flite-test-voices-train/seed0")
+    corpus = json.loads((tmp_path / "data" / "espeak-test-voices-train" / "corpus.json").read_text())
+    assert corpus["voices"]["testing"] == [] and corpus["clips_per_split"].keys() == {"train", "validation"}
+    own = json.loads((tmp_path / row["run"] / "results.json").read_text())
+    assert own["stage"] == "validate" and "val/acc_yes" in own["metrics"]
+    assert row["own_voices_keyword_acc"] == keyword_accuracy(own["metrics"], "val")
+    assert row["own_voices_by_engine"]["espeak"] == pytest.approx(row["own_voices_keyword_acc"])
+    table = (tmp_path / "out" / "engine_transfer.md").read_text()
+    assert "| flite | espeak (test voices too; own voices: validation) | 1 |" in table and table.rstrip().endswith("| - |")
 
 
 TINY_ASR = {
@@ -89,6 +121,8 @@ def test_keyword_accuracy_leaves_out_silence_and_unknown():
     metrics = {"test/acc": 0.5, "test/acc__silence_": 1.0, "test/acc__unknown_": 0.0, "test/acc_yes": 0.75,
                "test/acc_no": 0.25, "test/loss": 3.0}
     assert keyword_accuracy(metrics) == 0.5
+    validated = {"val/acc": 0.5, "val/acc__unknown_": 0.0, "val/acc_yes": 1.0, "val/acc_no": 0.5}
+    assert keyword_accuracy(validated, "val") == 0.75
 
 
 def test_bad_settings_are_named(tmp_path):
@@ -130,7 +164,10 @@ def test_the_augmentation_overlay_parses(capsys):
 
 @pytest.mark.parametrize(("overlays", "changed"), [(["vocoder"], {"vocoder_probability": 0.3}),
                                                    (["vocoder", "formant_vocoder"],
-                                                    {"vocoder_probability": 0.3, "vocoder_formants": 5})])
+                                                    {"vocoder_probability": 0.3, "vocoder_formants": 5}),
+                                                   (["vocoder", "formant_vocoder", "formant_scale"],
+                                                    {"vocoder_probability": 0.3, "vocoder_formants": 5,
+                                                     "vocoder_formant_scale_range": [0.8, 1.2]})])
 def test_the_vocoder_overlays_change_the_augmentations_vocoder_only(overlays, changed, capsys):
     augment = str(CONFIGS / "kws" / "overlays" / "voice_augment.yaml")
     with pytest.raises(SystemExit):

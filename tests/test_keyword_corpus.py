@@ -216,6 +216,15 @@ def test_a_test_only_corpus_puts_every_voice_in_the_test_split():
         SyntheticKeywordCorpus(**{**TINY_CORPUS, "test_voice_fraction": 1.0}).plan()
 
 
+def test_a_corpus_without_test_voices_trains_on_all_but_the_validation_ones():
+    corpus = SyntheticKeywordCorpus(**{**TINY_CORPUS, "test_voice_fraction": 0.0})
+    specs, voices = corpus.plan()
+    with_test = SyntheticKeywordCorpus(**TINY_CORPUS).plan()[1]
+    assert voices["testing"] == [] and {s["split"] for s in specs} == {"train", "validation"}
+    assert len(voices["validation"]) == len(with_test["validation"])
+    assert len(voices["train"]) == len(with_test["train"]) + len(with_test["testing"])
+
+
 def test_default_engine_shares_leave_existing_corpora_settings_unchanged():
     assert "engine_shares" not in SyntheticKeywordCorpus(**TINY_CORPUS).settings
     assert SyntheticKeywordCorpus(**TINY_CORPUS, engine_shares="per_engine").settings["engine_shares"] == "per_engine"

@@ -72,6 +72,18 @@ def test_the_formant_vocoder_keeps_the_lowest_resonances_and_drops_the_rest():
         LPCVocoder(formants=6)
 
 
+def test_the_formant_scale_moves_the_kept_formants():
+    torch.manual_seed(0)
+    clips = vowel(120.0, formant_hz=600.0)
+    settings = dict(f0_range_hz=(200.0, 200.0), f0_slope_range=(0.0, 0.0), formants=1)
+    plain, longer = LPCVocoder(**settings)(clips), LPCVocoder(**settings, formant_scale_range=(1.5, 1.5))(clips)
+    assert torch.isfinite(longer).all() and torch.allclose(longer.abs().amax(1), clips.abs().amax(1), atol=1e-6)
+    moved = lambda out: band_energy(out, 800, 1000) / band_energy(out, 500, 700)  # noqa: E731
+    assert (moved(plain) < 1.0).all() and (moved(longer) > 2.0).all()
+    with pytest.raises(ValueError, match="set formants too"):
+        LPCVocoder(formant_scale_range=[0.9, 1.1])
+
+
 def test_silence_stays_silent_and_noise_stays_noise():
     torch.manual_seed(0)
     vocoder = LPCVocoder()
@@ -94,7 +106,8 @@ def test_voice_augment_uses_the_vocoder_only_when_asked():
     assert ((pitch - 120.0).abs() > 20.0).all() and ((pitch > 150.0) & (pitch < 420.0)).all()
 
 
-@pytest.mark.parametrize("settings", [dict(order=0), dict(f0_range_hz=(300.0, 100.0)), dict(frame_ms=0.5)])
+@pytest.mark.parametrize("settings", [dict(order=0), dict(f0_range_hz=(300.0, 100.0)), dict(frame_ms=0.5),
+                                      dict(formants=5, formant_scale_range=(1.2, 0.9))])
 def test_bad_settings_are_refused(settings):
     with pytest.raises(ValueError):
         LPCVocoder(**settings)

@@ -9,7 +9,9 @@ perturbation, which scales the formants, it makes a new speaker of each clip: ne
 
 With ``formants`` set, a voiced frame's envelope keeps only its lowest resonances (the roots of its prediction
 polynomial), each at a fixed bandwidth from Klatt's synthesiser: a formant synthesiser's spectrum, which has those
-peaks and nothing between them, where the full envelope also keeps a recorded voice's spectral detail.
+peaks and nothing between them, where the full envelope also keeps a recorded voice's spectral detail. With
+``formant_scale_range`` too, each clip's formants move by one factor: a longer or shorter vocal tract
+(vocal-tract-length perturbation) with the pitch left to the new contour, where speed perturbation moves both.
 
 torchaudio has no linear prediction, and librosa's (per frame, in NumPy) would bring a dependency for one function
 that cannot run on the training batch's device; Levinson-Durbin over a batch of frames is a few lines of torch.
@@ -60,6 +62,8 @@ class LPCVocoder(nn.Module):
         formants: ``0`` keeps each frame's whole envelope; ``n`` (at most 5) keeps a voiced frame's ``n`` lowest
             resonances between 150 Hz and 5 kHz narrower than 600 Hz, at :data:`KLATT_BANDWIDTHS_HZ`, each frame
             at its own level (our option).
+        formant_scale_range: range of a per-clip factor on the kept formants' frequencies (``formants`` only;
+            ``(1, 1)``: unchanged; 0.85-1.15 spans about the adult male to female difference).
         sample_rate: the clips' sample rate.
     """
 
@@ -71,6 +75,7 @@ class LPCVocoder(nn.Module):
         f0_slope_range: tuple[float, float] = (-0.4, 0.1),
         voicing_threshold: float = 0.35,
         formants: int = 0,
+        formant_scale_range: tuple[float, float] = (1.0, 1.0),
         sample_rate: int = 16000,
     ) -> None:
         super().__init__()
@@ -78,6 +83,11 @@ class LPCVocoder(nn.Module):
             raise ValueError(f"order must be at least 1, got {order}")
         if not 0 <= formants <= min(len(KLATT_BANDWIDTHS_HZ), order // 2):
             raise ValueError(f"formants must be between 0 and {min(len(KLATT_BANDWIDTHS_HZ), order // 2)}, got {formants}")
+        formant_scale_range = (float(formant_scale_range[0]), float(formant_scale_range[1]))
+        if not 0.5 <= formant_scale_range[0] <= formant_scale_range[1] <= 2.0:
+            raise ValueError(f"formant_scale_range must be (low, high) with 0.5 <= low <= high <= 2, got {formant_scale_range}")
+        if formant_scale_range != (1.0, 1.0) and not formants:
+            raise ValueError("formant_scale_range moves the kept formants: set formants too")
         low, high = f0_range_hz
         if not 0.0 < low <= high < sample_rate / 2:
             raise ValueError(f"f0_range_hz must be (low, high) with 0 < low <= high < {sample_rate / 2}, got {f0_range_hz}")
@@ -90,6 +100,7 @@ class LPCVocoder(nn.Module):
         self.f0_slope_range = f0_slope_range
         self.voicing_threshold = voicing_threshold
         self.formants = formants
+        self.formant_scale_range = formant_scale_range
         self.sample_rate = sample_rate
         self.pitch_lags = (int(sample_rate / 400), int(sample_rate / 60))
 
@@ -109,7 +120,11 @@ class LPCVocoder(nn.Module):
         voiced = periodicity > self.voicing_threshold
         if self.formants:
             rows = voiced.reshape(-1).nonzero().squeeze(1)
-            envelope = envelope.index_copy(0, rows, self.formant_envelopes(envelope[rows]))
+            low, high = self.formant_scale_range
+            # One factor per clip, drawn only when it varies (so the fixed-scale vocoder keeps its random stream).
+            scale = (low + (high - low) * torch.rand(batch, device=clips.device, dtype=clips.dtype) if high > low
+                     else torch.full((batch,), low, device=clips.device, dtype=clips.dtype))
+            envelope = envelope.index_copy(0, rows, self.formant_envelopes(envelope[rows], scale[rows // count]))
         excitation = self.excitation(batch, count, padded.shape[1], voiced, clips)
         # Scale each frame's excitation to the prediction error's power: the frame's level, not the source's.
         power = excitation[..., hop:].pow(2).mean(-1, keepdim=True).clamp_min(1e-12)
@@ -139,9 +154,10 @@ class LPCVocoder(nn.Module):
         r[:, 0] = r[:, 0] * (1.0 + 1e-4) + 1e-10
         return levinson_durbin(r, self.order)
 
-    def formant_envelopes(self, envelope: torch.Tensor) -> torch.Tensor:
+    def formant_envelopes(self, envelope: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
         """``[n, order + 1]`` prediction-error filters rebuilt from each one's ``formants`` lowest resonances (roots
-        between 150 Hz and 5 kHz with bandwidths under 600 Hz) at Klatt's bandwidths; missing ones are left out."""
+        between 150 Hz and 5 kHz with bandwidths under 600 Hz) at Klatt's bandwidths, their frequencies times
+        ``scale`` ``[n]`` (kept below 7.5 kHz); missing ones are left out."""
         count, width = envelope.shape
         companion = torch.zeros(count, width - 1, width - 1, dtype=envelope.dtype, device=envelope.device)
         companion[:, 0] = -envelope[:, 1:]
@@ -156,6 +172,8 @@ class LPCVocoder(nn.Module):
         polynomial[:, 0] = 1.0
         for index in range(self.formants):
             frequency = hz.gather(1, order.indices[:, index : index + 1])
+            if scale is not None:
+                frequency = (frequency * scale[:, None]).clamp(max=7500.0)
             present = order.values[:, index : index + 1].isfinite()
             radius = math.exp(-math.pi * KLATT_BANDWIDTHS_HZ[index] / self.sample_rate) * present
             first = -2.0 * radius * torch.cos(2 * math.pi * frequency / self.sample_rate)

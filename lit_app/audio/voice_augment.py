@@ -51,6 +51,8 @@ class VoiceAugment(nn.Module):
         vocoder_f0_range_hz: range of the vocoder's new pitch, Hz.
         vocoder_formants: how many resonances the vocoder keeps of a voiced frame's envelope (0: the whole
             envelope; :class:`LPCVocoder`'s ``formants``).
+        vocoder_formant_scale_range: range of the per-clip factor on those formants' frequencies
+            (:class:`LPCVocoder`'s ``formant_scale_range``).
         sample_rate: the clips' sample rate.
     """
 
@@ -67,6 +69,7 @@ class VoiceAugment(nn.Module):
         vocoder_probability: float = 0.0,
         vocoder_f0_range_hz: tuple[float, float] = (75.0, 250.0),
         vocoder_formants: int = 0,
+        vocoder_formant_scale_range: tuple[float, float] = (1.0, 1.0),
         sample_rate: int = 16000,
     ) -> None:
         super().__init__()
@@ -85,7 +88,8 @@ class VoiceAugment(nn.Module):
         self.rt60_range = rt60_range
         self.codec_probability = codec_probability
         self.vocoder_probability = vocoder_probability
-        self.vocoder = LPCVocoder(f0_range_hz=vocoder_f0_range_hz, formants=vocoder_formants, sample_rate=sample_rate)
+        self.vocoder = LPCVocoder(f0_range_hz=vocoder_f0_range_hz, formants=vocoder_formants,
+                                  formant_scale_range=vocoder_formant_scale_range, sample_rate=sample_rate)
         self.sample_rate = sample_rate
         # Each ratio's resampling kernel, made once rather than per batch (ratio 1: no change).
         self.resamplers = nn.ModuleList(T.Resample(original, new) if original != new else nn.Identity()

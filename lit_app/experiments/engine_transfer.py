@@ -27,6 +27,7 @@ from lit_app.data.vocab import SILENCE, UNKNOWN
 from lit_app.experiments.results_table import mean_std
 
 TRAINED = "results.json"  # the victim's test on its own unseen voices: written after fit and test
+BY_ENGINE = "own_voices_by_engine.json"  # a keyword victim's own unseen voices' keywords recognised, engine by engine
 HELD_OUT = "held_out.json"  # its test on the engine it never heard
 HELD_OUT_SENTENCE_SEED = 1  # the held-out sentences: mostly not the training corpus's (its seed is 0)
 # Every voice of the held-out engine equally, in a random order: espeak-ng's 856 voices speak 100 clips of a keyword
@@ -34,6 +35,9 @@ HELD_OUT_SENTENCE_SEED = 1  # the held-out sentences: mostly not the training co
 HELD_OUT_SHARES = "per_voice_shuffled"
 
 Task = Literal["keywords", "sentences"]
+OwnVoices = Literal["test", "validation"]
+#: the run folder's suffix when the victim's test voices train (``own_voices: validation``)
+TEST_VOICES_TRAIN = "-test-voices-train"
 
 
 def run_engine_transfer(
@@ -42,6 +46,7 @@ def run_engine_transfer(
     hold_out: list[str] | None = None,
     variants: dict[str, list[str]] = {"plain": []},
     seeds: list[int] = [0],
+    own_voices: OwnVoices = "test",
     held_out_clips_per_keyword: int = 100,
     held_out_sentences: int = 200,
     trainer_configs: list[str] = ["configs/trainer/cpu.yaml", "configs/logger/csv.yaml"],
@@ -58,6 +63,10 @@ def run_engine_transfer(
             (festival and its accented voices); ``None``: every one of ``engines``.
         variants: name -> config overlays applied after ``victim_config`` (``[]``: the victim as configured).
         seeds: training seeds (``seed_everything``); each cell is the mean and spread over them.
+        own_voices: the victim's own unseen voices: its corpus's test voices (``test``), or its validation voices
+            (``validation``: the corpus keeps no test voices, so they train too - more speakers to learn from -
+            and the own-voice cells are measured on voices that also chose the checkpoint). The held-out engine's
+            test is the same either way.
         held_out_clips_per_keyword: clips of each keyword in a held-out engine's test corpus (every voice of it).
         held_out_sentences: sentences in a held-out engine's test corpus (DeepSpeech; every voice of it).
         trainer_configs: presets applied to every fit and test (CPU trainer, CSV logger).
@@ -90,14 +99,17 @@ def run_engine_transfer(
         configs = [victim_config, *overlays, *trainer_configs]
         csv_logs = logs_to_csv(configs)
         for engine, others in trained_on.items():
+            suffix = TEST_VOICES_TRAIN if own_voices == "validation" else ""
             for seed in seeds:
-                run = Path(out_dir) / "runs" / variant / f"without-{engine}" / f"seed{seed}"
-                train_and_test(run, configs, task, others, engine, seed, data_dir, held_out_size, csv_logs)
+                run = Path(out_dir) / "runs" / variant / f"without-{engine}{suffix}" / f"seed{seed}"
+                train_and_test(run, configs, task, others, engine, seed, data_dir, held_out_size, csv_logs, own_voices)
                 own = json.loads((run / TRAINED).read_text())["metrics"]
                 held_out = json.loads((run / HELD_OUT).read_text())["metrics"]
                 run_scores = scores(task, own, held_out)
+                by_engine = {} if task == "sentences" else {"own_voices_by_engine": own_by_engine(
+                    run, training_root(task, others, data_dir, own_voices == "test"), own_voices)}
                 rows.append({"variant": variant, "held_out": engine, "trained_on": others, "seed": seed,
-                             **run_scores, "run": str(run)})
+                             "own_voices": own_voices, **run_scores, **by_engine, "run": str(run)})
                 print(f"{variant}, without {engine}, seed {seed}: "
                       + ", ".join(f"{key} {value:.2%}" for key, value in run_scores.items()), flush=True)
     write_tables(Path(out_dir), rows, variants, hold_out, task)
@@ -117,11 +129,13 @@ def victim_task(victim_config: str) -> Task:
 
 
 def scores(task: Task, own: dict[str, float], held_out: dict[str, float]) -> dict[str, float]:
-    """A run's table entries from its two tests' metrics."""
+    """A run's table entries from its two tests' metrics (``own``: from ``test``, or ``val/`` ones from
+    ``validate`` when the victim's own voices are its validation voices)."""
+    stage = "test" if "test/loss" in own else "val"
     if task == "keywords":
-        return {"own_voices_acc": own["test/acc"], "own_voices_keyword_acc": keyword_accuracy(own),
+        return {"own_voices_acc": own[f"{stage}/acc"], "own_voices_keyword_acc": keyword_accuracy(own, stage),
                 "held_out_keyword_acc": held_out["test/acc"]}
-    return {"own_voices_cer": own["test/cer"], "own_voices_wer": own["test/wer"],
+    return {"own_voices_cer": own[f"{stage}/cer"], "own_voices_wer": own[f"{stage}/wer"],
             "held_out_cer": held_out["test/cer"], "held_out_wer": held_out["test/wer"]}
 
 
@@ -132,13 +146,14 @@ def heard_without(engines: list[str], engine: str) -> list[str]:
 
 
 def train_and_test(run: Path, configs: list[str], task: Task, others: list[str], engine: str, seed: int,
-                   data_dir: str, held_out_size: int, csv_logs: bool = False) -> None:
+                   data_dir: str, held_out_size: int, csv_logs: bool = False, own_voices: OwnVoices = "test") -> None:
     """Fit (or resume) one victim, test it on its own unseen voices and on ``engine`` (``results.json`` and
-    ``held_out.json`` in ``run``); with ``csv_logs`` (the configs log to CSV) its metrics go to ``run/logs``."""
+    ``held_out.json`` in ``run``); with ``csv_logs`` (the configs log to CSV) its metrics go to ``run/logs``.
+    ``own_voices``: as :func:`run_engine_transfer`'s."""
     from lit_app.cli import main
 
     run.mkdir(parents=True, exist_ok=True)
-    overlay = training_overlay(run, task, others, seed, data_dir)
+    overlay = training_overlay(run, task, others, seed, data_dir, test_voices=own_voices == "test")
     if csv_logs:  # beside the run's checkpoints and results, as the grid's runs keep theirs
         overlay["trainer"]["logger"] = {"init_args": {"save_dir": str(run / "logs")}}
     training = write_overlay(run / "train.yaml", overlay)
@@ -150,7 +165,7 @@ def train_and_test(run: Path, configs: list[str], task: Task, others: list[str],
         if not (best.exists() and not last.exists()):
             main(["fit", *args, "-c", str(training), *([f"--ckpt_path={last}"] if last.exists() else [])])
         last.unlink(missing_ok=True)  # fit is done: a rerun must not resume it
-        main(["test", *args, "-c", str(training), f"--ckpt_path={best}"])
+        main(["test" if own_voices == "test" else "validate", *args, "-c", str(training), f"--ckpt_path={best}"])
     if not (run / HELD_OUT).exists():
         main(["test", *args, "-c", str(training), "-c", str(held_out), f"--ckpt_path={best}"])
 
@@ -165,10 +180,16 @@ def logs_to_csv(configs: list[str]) -> bool:
     return isinstance(logger, dict) and str(logger.get("class_path", "")).endswith("CSVLogger")
 
 
-def training_overlay(run: Path, task: Task, engines: list[str], seed: int, data_dir: str) -> dict[str, Any]:
-    """The fit's changes to the victim config: a corpus of ``engines`` shared per engine, and this run's folders."""
+def training_overlay(run: Path, task: Task, engines: list[str], seed: int, data_dir: str,
+                     test_voices: bool = True) -> dict[str, Any]:
+    """The fit's changes to the victim config: a corpus of ``engines`` shared per engine (without test voices and
+    sentences unless ``test_voices``: those voices train), and this run's folders."""
     monitor, mode = ("val/acc", "max") if task == "keywords" else ("val/cer", "min")
-    prefix = "" if task == "keywords" else "sentences-"
+    synthesize: dict[str, Any] = {"engines": sorted(engines), "engine_shares": "per_engine"}
+    if not test_voices:
+        synthesize["test_voice_fraction"] = 0.0
+        if task == "sentences":
+            synthesize["test_sentence_fraction"] = 0.0
     return {
         "seed_everything": seed,
         "trainer": {"default_root_dir": str(run), "callbacks": [
@@ -178,10 +199,65 @@ def training_overlay(run: Path, task: Task, engines: list[str], seed: int, data_
             {"class_path": "callbacks.ResultsFile", "init_args": {"path": str(run / TRAINED)}},
         ]},
         "data": {"init_args": {
-            "root": f"{data_dir}/{prefix}{'-'.join(sorted(engines))}",
-            "synthesize": {"init_args": {"engines": sorted(engines), "engine_shares": "per_engine"}},
+            "root": training_root(task, engines, data_dir, test_voices),
+            "synthesize": {"init_args": synthesize},
         }},
     }
+
+
+def training_root(task: Task, engines: list[str], data_dir: str, test_voices: bool = True) -> str:
+    """The training corpus's folder: named by its engines (``espeak-flite``, ``sentences-espeak-flite``), and
+    ``-test-voices-train`` when its test voices train."""
+    prefix = "" if task == "keywords" else "sentences-"
+    return f"{data_dir}/{prefix}{'-'.join(sorted(engines))}{'' if test_voices else TEST_VOICES_TRAIN}"
+
+
+def own_by_engine(run: Path, root: str, own_voices: OwnVoices = "test") -> dict[str, float]:
+    """The keyword victim of ``run``'s share of keywords recognised on its own unseen voices (test or validation,
+    as ``own_voices``) of corpus ``root``, engine by engine: how well the recipe hears an engine that trains.
+    Kept in ``run`` (:data:`BY_ENGINE`) once measured."""
+    kept = run / BY_ENGINE
+    if kept.exists():
+        return json.loads(kept.read_text())
+    measured = keyword_accuracy_by_engine(run / "checkpoints" / "best.ckpt", Path(root),
+                                          "testing" if own_voices == "test" else "validation")
+    kept.write_text(json.dumps(measured, indent=2, sort_keys=True) + "\n")
+    return measured
+
+
+def keyword_accuracy_by_engine(checkpoint: Path, root: Path, split: str = "testing",
+                               batch_size: int = 256) -> dict[str, float]:
+    """A keyword victim's mean accuracy over the keywords of each engine's clips in ``split`` of synthetic corpus
+    ``root`` (its manifest names each clip's voice, ``<engine>:<name>``)."""
+    import csv
+
+    import torch
+    from torchmetrics.functional.classification import multiclass_accuracy
+
+    from lit_app.attacks import load_victim
+    from lit_app.audio.io import AudioPolicy
+    from lit_app.audio.pcm import pcm16_to_float
+    from lit_app.data.speech_commands import load_clips, scan
+
+    victim = load_victim(checkpoint)
+    index = {label: i for i, label in enumerate(victim.labels)}
+    clips = [clip for clip in scan(root)[split] if clip.word in index and clip.word not in (SILENCE, UNKNOWN)]
+    audio, kept, _ = load_clips(root, clips, AudioPolicy(), skip_bad=True)
+    clips = [clips[i] for i in kept]
+    with open(root / "manifest.csv", newline="") as handle:
+        engine_of = {row["path"]: row["voice"].partition(":")[0] for row in csv.DictReader(handle)}
+    target = torch.tensor([index[clip.word] for clip in clips])
+    with torch.no_grad():
+        answer = torch.cat([victim.logits(pcm16_to_float(audio[i : i + batch_size])).argmax(-1)
+                            for i in range(0, len(audio), batch_size)])
+    engines = [engine_of[clip.path] for clip in clips]
+    measured = {}
+    for engine in sorted(set(engines)):
+        rows = torch.tensor([e == engine for e in engines])
+        per_label = multiclass_accuracy(answer[rows], target[rows], len(index), average=None)
+        present = target[rows].unique()  # the mean over this engine's keywords, as keyword_accuracy's
+        measured[engine] = float(per_label[present].mean())
+    return measured
 
 
 def held_out_overlay(run: Path, task: Task, engine: str, data_dir: str, size: int) -> dict[str, Any]:
@@ -215,14 +291,17 @@ def write_overlay(path: Path, overlay: dict[str, Any]) -> Path:
     return path
 
 
-def keyword_accuracy(metrics: dict[str, float]) -> float:
-    """Mean accuracy over the keyword classes (not ``_silence_`` or ``_unknown_``) of a test's per-class metrics:
-    the share of keywords recognised when each keyword has as many test clips, as the synthetic corpora give it."""
-    keywords = [v for k, v in metrics.items() if k.startswith("test/acc_") and k not in (f"test/acc_{SILENCE}",
-                                                                                          f"test/acc_{UNKNOWN}")]
+def keyword_accuracy(metrics: dict[str, float], stage: str = "test") -> float:
+    """Mean accuracy over the keyword classes (not ``_silence_`` or ``_unknown_``) of a test's (or a ``validate``
+    run's, ``stage="val"``) per-class metrics: the share of keywords recognised when each keyword has as many
+    clips, as the synthetic corpora give it."""
+    keywords = [v for k, v in metrics.items() if k.startswith(f"{stage}/acc_")
+                and k not in (f"{stage}/acc_{SILENCE}", f"{stage}/acc_{UNKNOWN}")]
     return statistics.fmean(keywords)
 
 
+#: The keyword table's reference column (:func:`write_tables`).
+REFERENCE = "that engine heard in training: its unseen voices' keywords"
 #: Each task's table columns: heading and row key, all in the rows' percentages.
 COLUMNS = {
     "keywords": (("own unseen voices, 12 labels", "own_voices_acc"), ("their keywords", "own_voices_keyword_acc"),
@@ -234,17 +313,30 @@ COLUMNS = {
 
 def write_tables(out: Path, rows: list[dict[str, Any]], variants: dict[str, list[str]], held_out: list[str],
                  task: Task = "keywords") -> None:
-    """``engine_transfer.json`` (every run) and ``engine_transfer.md`` (mean ± std per variant and held-out engine)."""
+    """``engine_transfer.json`` (every run) and ``engine_transfer.md`` (mean ± std per variant and held-out engine).
+
+    A keyword table's last column is the reference for its held-out cell: the same engine's unseen voices, heard
+    by the variant's victims that held out another engine and so trained on this one ("-" when none did).
+    """
     out.mkdir(parents=True, exist_ok=True)
     (out / "engine_transfer.json").write_text(json.dumps(rows, indent=2) + "\n")
     columns = COLUMNS[task]
-    lines = ["| variant (overlays) | held-out engine | trained on | seeds | "
-             + " | ".join(heading for heading, _ in columns) + " |", "|---" * (4 + len(columns)) + "|"]
+    headings = [heading for heading, _ in columns] + ([REFERENCE] if task == "keywords" else [])
+    lines = ["| variant (overlays) | held-out engine | trained on | seeds | " + " | ".join(headings) + " |",
+             "|---" * (4 + len(headings)) + "|"]
     for variant, overlays in variants.items():
         for engine in held_out:
             cell = [r for r in rows if r["variant"] == variant and r["held_out"] == engine]
-            lines.append(f"| {variant} ({', '.join(overlays) or 'none'}) | {engine} | {', '.join(cell[0]['trained_on'])} "
-                         f"| {len(cell)} | " + " | ".join(spread([r[key] for r in cell]) for _, key in columns) + " |")
+            # Their own voices are the validation voices when the test voices trained.
+            trained_on = ", ".join(cell[0]["trained_on"]) + (
+                " (test voices too; own voices: validation)" if cell[0].get("own_voices") == "validation" else "")
+            values = [spread([r[key] for r in cell]) for _, key in columns]
+            if task == "keywords":
+                heard = [r["own_voices_by_engine"][engine] for r in rows if r["variant"] == variant
+                         and r["held_out"] != engine and engine in r.get("own_voices_by_engine", {})]
+                values.append(spread(heard) if heard else "-")
+            lines.append(f"| {variant} ({', '.join(overlays) or 'none'}) | {engine} | {trained_on} "
+                         f"| {len(cell)} | " + " | ".join(values) + " |")
     (out / "engine_transfer.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
 

@@ -116,6 +116,7 @@ class KWSModule(LitAppModule):
         )
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_confusion = MulticlassConfusionMatrix(num_classes)
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
 
@@ -160,8 +161,16 @@ class KWSModule(LitAppModule):
         audio, target = batch
         logits = self(audio)
         self.val_acc(logits, target)
+        self.val_confusion(logits, target)
         self.log("val/loss", F.cross_entropy(logits, target), sync_dist=True)
         self.log("val/acc", self.val_acc, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        # Per-label accuracy in a stand-alone ``validate`` run only (a victim measured on its validation voices);
+        # during ``fit`` it would add a dozen metrics to every epoch's log.
+        if self.trainer.state.fn == "validate":
+            self.log_per_label("val", self.val_confusion.compute())
+        self.val_confusion.reset()
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         audio, target = batch
@@ -172,13 +181,16 @@ class KWSModule(LitAppModule):
         self.log("test/acc", self.test_acc)
 
     def on_test_epoch_end(self) -> None:
-        confusion = self.test_confusion.compute()
-        per_class = confusion.diag() / confusion.sum(1).clamp(min=1)
-        for label, accuracy in zip(self.labels, per_class.tolist()):
-            self.log(f"test/acc_{label}", accuracy, sync_dist=False)
+        self.log_per_label("test", self.test_confusion.compute())
         if self.trainer.is_global_zero:
             self.save_confusion_figure()
         self.test_confusion.reset()
+
+    def log_per_label(self, stage: str, confusion: torch.Tensor) -> None:
+        """``<stage>/acc_<label>``: the share of each label's clips recognised, from a confusion matrix."""
+        per_class = confusion.diag() / confusion.sum(1).clamp(min=1)
+        for label, accuracy in zip(self.labels, per_class.tolist()):
+            self.log(f"{stage}/acc_{label}", accuracy, sync_dist=False)
 
     def save_confusion_figure(self) -> None:
         import matplotlib

@@ -29,13 +29,14 @@ EngineShares = Literal["per_voice", "per_voice_shuffled", "per_engine"]
 
 def held_out_counts(total: int, val_fraction: float, test_fraction: float, what: str, fractions: str) -> tuple[int, int]:
     """How many of ``total`` items (voices, sentences) go to testing and to validation: at least one each (none for
-    a zero fraction), always leaving some to train, except in a test-only corpus (``test_fraction`` 1, validation 0),
-    which puts them all in testing. ``what`` names the items and ``fractions`` the settings, for the errors."""
+    a zero fraction: a corpus without test voices trains on them all but the validation ones), always leaving some
+    to train, except in a test-only corpus (``test_fraction`` 1, validation 0), which puts them all in testing.
+    ``what`` names the items and ``fractions`` the settings, for the errors."""
     if test_fraction >= 1:
         if val_fraction > 0:
             raise ValueError(f"a test-only corpus (test_{fractions}: 1) has no validation {what}: set val_{fractions}: 0")
         return total, 0
-    n_test = max(1, round(test_fraction * total))
+    n_test = 0 if test_fraction == 0 else max(1, round(test_fraction * total))
     n_val = 0 if val_fraction == 0 else max(1, round(val_fraction * total))
     if n_test + n_val >= total:
         raise folders.CorpusError(f"{what}: only {total}, too few to hold out validation and test ones")

@@ -103,6 +103,12 @@ class SyntheticSentenceCorpus(SyntheticCorpus):
         if engines is not None and "festival_accented" in engines:
             raise ValueError("festival_accented speaks the Speech Commands words only (accents.py respells them), "
                              "not sentences: drop it from the sentence corpus's engines")
+        for split, voice_fraction, sentence_fraction in (("val", val_voice_fraction, val_sentence_fraction),
+                                                         ("test", test_voice_fraction, test_sentence_fraction)):
+            # A test-only corpus's settings are checked as it is planned (held_out_counts).
+            if test_sentence_fraction < 1 and (voice_fraction == 0) != (sentence_fraction == 0):
+                raise ValueError(f"{split}_voice_fraction is {voice_fraction} and {split}_sentence_fraction "
+                                 f"{sentence_fraction}: a split needs both voices and sentences, or neither")
         self.settings = {
             "num_sentences": num_sentences,
             "speakers_per_sentence": speakers_per_sentence,
