@@ -1,10 +1,13 @@
 """Corpus readers (LibriSpeech, Common Voice, synthetic), bucketed batching and the ASR data module."""
 
+from types import SimpleNamespace
+
 import pytest
 import soundfile as sf
 import torch
 
 from lit_app.audio.io import AudioError, AudioPolicy
+from lit_app.audio.voice_augment import VoiceAugment
 from lit_app.data import commonvoice, librispeech
 from lit_app.data.asr import ASRBatch, ASRDataModule, BucketBatchSampler, UtteranceDataset, collate
 from lit_app.data.utterances import Utterance
@@ -130,6 +133,20 @@ def test_synthetic_data_module_batches(tiny_sentences):
     # bucketing: padding is a small share of the audio in a batch
     padded = sum(b.waveforms.numel() for b in data.train_dataloader())
     assert padded < 1.25 * sum(durations)
+
+
+def test_voice_augmentation_changes_training_batches_only(tiny_sentences):
+    augment = VoiceAugment(speed_probability=1.0, colour_probability=0.0, reverb_probability=0.0, codec_probability=0.0)
+    data = ASRDataModule(root=str(tiny_sentences), batch_size=8, voice_augment=augment)
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    data.trainer = SimpleNamespace(training=False)
+    assert data.on_after_batch_transfer(batch, 0) is batch
+    data.trainer = SimpleNamespace(training=True)
+    torch.manual_seed(0)
+    augmented = data.on_after_batch_transfer(batch, 0)
+    assert augmented.ids == batch.ids and torch.equal(augmented.targets, batch.targets)
+    assert not torch.equal(augmented.lengths, batch.lengths) and augmented.waveforms.shape[1] >= int(augmented.lengths.max())
 
 
 def test_dataset_reads_audio_on_access(tmp_path):

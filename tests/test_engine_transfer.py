@@ -180,6 +180,15 @@ def test_the_vocoder_overlays_change_the_augmentations_vocoder_only(overlays, ch
     assert {key: value for key, value in after.items() if before[key] != value} == changed
 
 
+def test_the_deepspeech_augmentation_overlay_parses(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "-c", str(CONFIGS / "asr" / "demo.yaml"), "-c", str(CONFIGS / "asr" / "overlays" / "voice_augment.yaml"),
+              "--print_config"])
+    augment = yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]["voice_augment"]
+    assert augment["class_path"] == "lit_app.audio.voice_augment.VoiceAugment"
+    assert augment["init_args"]["speed_probability"] == 0.5 and augment["init_args"]["vocoder_probability"] == 0.0
+
+
 @pytest.mark.parametrize("victim", ["kws", "asr"])
 def test_the_held_out_engine_overlays_make_a_test_only_festival_corpus(victim, capsys):
     with pytest.raises(SystemExit):

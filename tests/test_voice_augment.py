@@ -47,6 +47,22 @@ def test_speed_scales_pitch_by_one_of_its_ratios_and_keeps_length_and_peak():
     assert seen <= {f + d for f in allowed for d in (-1, 0, 1)} and len(seen) > 3
 
 
+def test_utterances_change_length_with_speed_and_keep_their_start_and_silent_padding():
+    torch.manual_seed(0)
+    lengths = torch.tensor([RATE, 12000, 8000, 10000] * 4)
+    waveforms = tones(500, batch=16) * (torch.arange(RATE) < lengths.unsqueeze(1))
+    out, new_lengths = only(speed_probability=1.0, reverb_probability=1.0).utterances(waveforms, lengths)
+    ratios = {original / new for original, new in SPEED_RATIOS}
+    assert out.shape == (16, int(new_lengths.max())) and out.shape[1] >= RATE
+    assert all(any(abs(n / old - 1 / r) < 1e-3 for r in ratios) for n, old in zip(new_lengths.tolist(), lengths.tolist()))
+    assert len(set((new_lengths / lengths).tolist())) > 2
+    for row, n in enumerate(new_lengths.tolist()):
+        assert out[row, n:].abs().sum() == 0 and out[row, :200].abs().amax() > 0.1  # the speech still starts at 0
+    assert torch.allclose(out.abs().amax(1), waveforms.abs().amax(1), atol=1e-6)
+    unchanged, same = only().utterances(waveforms, lengths)
+    assert unchanged is waveforms and same is lengths
+
+
 def test_colour_band_limit_removes_the_band_above_the_cutoff():
     torch.manual_seed(0)
     clips = torch.randn(16, RATE) * 0.1

@@ -96,25 +96,44 @@ class VoiceAugment(nn.Module):
                                         for original, new in SPEED_RATIOS)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        speed, colour, reverb, codec = (self.chosen(clips, p) for p in (
+        return self.perturb(clips)[0]
+
+    def utterances(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same changes to a padded batch of utterances of ``lengths`` samples (a speech recogniser's batch):
+        a speed change keeps an utterance's start and changes its length (the batch widens when one grows), and
+        the padding stays silent. Returns the waveforms and their new lengths."""
+        out, new_lengths = self.perturb(waveforms, lengths)
+        assert new_lengths is not None
+        return out, new_lengths
+
+    def perturb(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`forward` for clips (``lengths`` ``None``: every sample counts, lengths are kept), or
+        :meth:`utterances`."""
+        speed, colour, reverb, codec = (self.chosen(audio, p) for p in (
             self.speed_probability, self.colour_probability, self.reverb_probability, self.codec_probability))
         # Drawn only when used, so that configs without the vocoder keep their random streams (and results).
-        vocoder = self.chosen(clips, self.vocoder_probability) if self.vocoder_probability else torch.zeros_like(speed)
+        vocoder = self.chosen(audio, self.vocoder_probability) if self.vocoder_probability else torch.zeros_like(speed)
         touched = speed | vocoder | colour | reverb | codec
         if not touched.any():
-            return clips
-        peak = clips.abs().amax(1, keepdim=True)
-        out = self.speed(clips, speed)
+            return audio, lengths
+        peak = audio.abs().amax(1, keepdim=True)
+        if lengths is None:
+            out = self.speed(audio, speed)
+        else:
+            out, lengths = self.speed_utterances(audio, lengths, speed)
+            audio = nn.functional.pad(audio, (0, out.shape[1] - audio.shape[1]))
         if vocoder.any():
-            out = out.clone() if out is clips else out
+            out = out.clone() if out is audio else out
             out[vocoder] = self.vocoder(out[vocoder])
         out = self.reverb(self.colour(out, colour), reverb)
         if codec.any():
-            out = out.clone() if out is clips else out
+            out = out.clone() if out is audio else out
             out[codec] = AF.mu_law_decoding(AF.mu_law_encoding(out[codec].clamp(-1.0, 1.0), 256), 256)
+        if lengths is not None:  # a room's tail and a colour's ringing do not reach into the padding
+            out = out * (torch.arange(out.shape[1], device=out.device) < lengths.unsqueeze(1))
         # Back to the clip's own peak: every change above may move the level, which other augmentation sets.
         level = peak / out.abs().amax(1, keepdim=True).clamp_min(1e-8)
-        return torch.where(touched.unsqueeze(1), (out * level).clamp(-1.0, 1.0), clips)
+        return torch.where(touched.unsqueeze(1), (out * level).clamp(-1.0, 1.0), audio), lengths
 
     @staticmethod
     def chosen(clips: torch.Tensor, probability: float) -> torch.Tensor:
@@ -132,6 +151,24 @@ class VoiceAugment(nn.Module):
             if rows.numel() and not isinstance(resample, nn.Identity):
                 clips[rows] = centred(resample(clips[rows]), length)
         return clips
+
+    def speed_utterances(self, waveforms: torch.Tensor, lengths: torch.Tensor,
+                         chosen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Resample the chosen utterances by a random ratio each, from their start: the new waveforms (as wide as
+        the longest) and lengths."""
+        if not chosen.any():
+            return waveforms, lengths
+        ratio = torch.randint(len(SPEED_RATIOS), (waveforms.shape[0],), device=waveforms.device)
+        speech = [waveforms[row, : int(lengths[row])] for row in range(waveforms.shape[0])]
+        for row in chosen.nonzero().squeeze(1).tolist():
+            resample = self.resamplers[int(ratio[row])]
+            if not isinstance(resample, nn.Identity):
+                speech[row] = resample(speech[row].unsqueeze(0)).squeeze(0)
+        new_lengths = torch.tensor([len(s) for s in speech], device=lengths.device, dtype=lengths.dtype)
+        out = waveforms.new_zeros(waveforms.shape[0], max(waveforms.shape[1], int(new_lengths.max())))
+        for row, samples in enumerate(speech):
+            out[row, : samples.numel()] = samples
+        return out, new_lengths
 
     def colour(self, clips: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
         """Multiply the chosen clips' spectra by random smooth gains: octave control points, a tilt, a cutoff."""

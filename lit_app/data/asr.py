@@ -13,6 +13,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lit_app.audio.io import AudioPolicy, read_audio
+from lit_app.audio.voice_augment import VoiceAugment
 from lit_app.base import LitAppDataModule
 from lit_app.data import commonvoice, librispeech
 from lit_app.data.source_clip import SourceClip
@@ -139,6 +140,8 @@ class ASRDataModule(LitAppDataModule):
         labels: the alphabet, blank first; passed on to the model.
         seed: seed of the batch order.
         num_workers: DataLoader worker processes that read and resample audio.
+        voice_augment: speed, spectral colour, room, codec and vocoder perturbation of training batches (on the
+            device; a speed change changes an utterance's length, :meth:`VoiceAugment.utterances`).
     """
 
     def __init__(
@@ -156,6 +159,7 @@ class ASRDataModule(LitAppDataModule):
         labels: list[str] = list(DEFAULT_SYMBOLS),
         seed: int = 0,
         num_workers: int = 0,
+        voice_augment: VoiceAugment | None = None,
     ) -> None:
         super().__init__()
         if synthesize is not None and corpus != "synthetic":
@@ -177,6 +181,7 @@ class ASRDataModule(LitAppDataModule):
         self.labels = list(self.alphabet.symbols)
         self.seed = seed
         self.num_workers = num_workers
+        self.voice_augment = voice_augment
         self.policy = AudioPolicy()
         self.datasets: dict[str, UtteranceDataset] = {}
         self.skipped: list[str] = []
@@ -263,6 +268,12 @@ class ASRDataModule(LitAppDataModule):
 
     def durations(self, name: str) -> list[float]:
         return [float(u.seconds or 0.0) for u in self.datasets[name].utterances]
+
+    def on_after_batch_transfer(self, batch: ASRBatch, dataloader_idx: int) -> ASRBatch:
+        if self.voice_augment is None or self.trainer is None or not self.trainer.training:
+            return batch
+        waveforms, lengths = self.voice_augment.to(batch.waveforms.device).utterances(batch.waveforms, batch.lengths)
+        return batch._replace(waveforms=waveforms, lengths=lengths)
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         replicas, rank = 1, 0
