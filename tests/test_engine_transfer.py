@@ -224,9 +224,15 @@ def test_the_network_overlays_change_their_one_setting(overlay, changed, capsys)
     assert {key: value for key, value in model.items() if plain.get(key) != value} == changed
 
 
-def test_the_train_longer_overlay_changes_the_epochs_only(capsys):
+@pytest.mark.parametrize(("victim", "epochs"), [("kws", 12), ("asr", 16)])
+def test_the_train_longer_overlays_change_the_epochs_only(victim, epochs, capsys):
     with pytest.raises(SystemExit):
-        main(["fit", "-c", str(CONFIGS / "kws" / "demo.yaml"), "-c", str(CONFIGS / "kws" / "overlays" / "train_longer.yaml"),
+        main(["fit", "-c", str(CONFIGS / victim / "demo.yaml"), "--print_config"])
+    before = yaml.safe_load(capsys.readouterr().out)
+    with pytest.raises(SystemExit):
+        main(["fit", "-c", str(CONFIGS / victim / "demo.yaml"), "-c", str(CONFIGS / victim / "overlays" / "train_longer.yaml"),
               "--print_config"])
-    trainer = yaml.safe_load(capsys.readouterr().out)["trainer"]
-    assert trainer["max_epochs"] == 12 and trainer["default_root_dir"] == "runs/kws-demo"
+    after = yaml.safe_load(capsys.readouterr().out)
+    assert after["trainer"]["max_epochs"] == epochs and after["trainer"]["default_root_dir"] == f"runs/{victim}-demo"
+    after["trainer"]["max_epochs"] = before["trainer"]["max_epochs"]
+    assert after == before
