@@ -11,20 +11,15 @@ With several checkpoints, their softmax-averaged ensemble. Scores are keywords r
 
 from __future__ import annotations
 
-import csv
 import random
 from pathlib import Path
 
 import torch
 from jsonargparse import CLI
 from torch import nn
-from torchmetrics.functional.classification import multiclass_accuracy
 
-from lit_app.audio.io import AudioPolicy
 from lit_app.audio.lpc_vocoder import LPCVocoder
-from lit_app.audio.pcm import pcm16_to_float
-from lit_app.data.speech_commands import load_clips, scan
-from lit_app.data.vocab import SILENCE, UNKNOWN
+from lit_app.experiments.keyword_answers import in_batches, keyword_clips, mean_keyword_accuracy
 from lit_app.models.kws import KWSModule
 
 
@@ -40,43 +35,33 @@ def main(corpus: str, checkpoints: list[str], batch_size: int = 256, seed: int =
     torch.set_num_threads(1)
     root = Path(corpus)
     models = [KWSModule.load_from_checkpoint(path, map_location="cpu").eval() for path in checkpoints]
-    index = {label: i for i, label in enumerate(models[0].labels)}
-    clips = [clip for clip in scan(root)["testing"] if clip.word in index and clip.word not in (UNKNOWN, SILENCE)]
-    audio, kept, _ = load_clips(root, clips, AudioPolicy(), skip_bad=True)
-    clips = [clips[i] for i in kept]
-    waves = pcm16_to_float(audio)
-    target = torch.tensor([index[clip.word] for clip in clips])
-    with open(root / "manifest.csv", newline="") as handle:
-        voice_of = {row["path"]: row["voice"] for row in csv.DictReader(handle)}
+    labels = models[0].labels
+    data = keyword_clips(root, labels, "testing")
 
     def probabilities(model: nn.Module, rows: torch.Tensor, vocoder: LPCVocoder | None = None) -> torch.Tensor:
         torch.manual_seed(seed)
-        out = []
-        with torch.no_grad():
-            for start in range(0, int(rows.numel()), batch_size):
-                batch = waves[rows[start : start + batch_size]]
-                out.append(model(vocoder(batch) if vocoder is not None else batch).softmax(-1))
-        return torch.cat(out)
+        hear = (lambda batch: model(vocoder(batch))) if vocoder is not None else model
+        return in_batches(lambda batch: hear(batch).softmax(-1), data.waveforms[rows], batch_size)
 
     def keywords(probs: torch.Tensor, rows: torch.Tensor) -> float:
-        per_label = multiclass_accuracy(probs.argmax(-1), target[rows], len(index), average=None)
-        return float(per_label[target[rows].unique()].mean())
+        return mean_keyword_accuracy(probs.argmax(-1), data.target[rows], len(labels))
 
-    every = torch.arange(len(clips))
-    print(f"{checkpoints[0]} on {root}: {len(clips)} keyword clips")
-    print(f"as is: {keywords(probabilities(models[0], every), every):.1%}")
+    every = torch.arange(len(data.clips))
+    as_is = probabilities(models[0], every)
+    print(f"{checkpoints[0]} on {root}: {len(data.clips)} keyword clips")
+    print(f"as is: {keywords(as_is, every):.1%}")
     for name, vocoder in (("vocoded, whole envelope", LPCVocoder()), ("vocoded, five formants", LPCVocoder(formants=5))):
         print(f"{name}: {keywords(probabilities(models[0], every, vocoder), every):.1%}")
     if len(models) > 1:
-        members = [probabilities(model, every) for model in models]
+        members = [as_is] + [probabilities(model, every) for model in models[1:]]
         print("members: " + ", ".join(f"{keywords(p, every):.1%}" for p in members)
               + f"; ensemble of {len(models)}: {keywords(sum(members), every):.1%}")
-    voices = sorted(set(voice_of[clip.path] for clip in clips))
+    voices = sorted(set(data.voices))
     random.Random(seed).shuffle(voices)
     adapt_voices = set(voices[: len(voices) // 2])
-    adapt = torch.tensor([voice_of[clip.path] in adapt_voices for clip in clips])
+    adapt = torch.tensor([voice in adapt_voices for voice in data.voices])
     scored = (~adapt).nonzero().squeeze(1)
-    before = keywords(probabilities(models[0], scored), scored)
+    before = keywords(as_is[scored], scored)
     norms = [m for m in models[0].modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     for norm in norms:  # cumulative statistics of the unlabelled half, then frozen
         norm.reset_running_stats()

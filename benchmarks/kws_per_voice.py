@@ -11,7 +11,6 @@ name (``<speaker>_nohash_<n>.wav``) in a Speech Commands folder. Keywords only (
 
 from __future__ import annotations
 
-import csv
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Literal
@@ -22,20 +21,7 @@ from torchmetrics.functional.classification import multiclass_accuracy
 
 from lit_app.attacks import load_victim
 from lit_app.attacks.victims import ClassifierVictim
-from lit_app.audio.io import AudioPolicy
-from lit_app.audio.pcm import pcm16_to_float
-from lit_app.data.speech_commands import Clip, load_clips, scan
-from lit_app.data.vocab import SILENCE, UNKNOWN
-
-
-def voices_of(root: Path, clips: list[Clip]) -> list[str]:
-    """Each clip's voice: the synthetic manifest's, or the Speech Commands speaker id."""
-    manifest = root / "manifest.csv"
-    if manifest.is_file():
-        with open(manifest, newline="") as handle:
-            voice = {row["path"]: row["voice"] for row in csv.DictReader(handle)}
-        return [voice.get(clip.path, clip.speaker) for clip in clips]
-    return [clip.speaker for clip in clips]
+from lit_app.experiments.keyword_answers import in_batches, keyword_clips
 
 
 def main(checkpoint: str, corpus: str, split: str = "testing", confusions: int = 10,
@@ -58,26 +44,22 @@ def main(checkpoint: str, corpus: str, split: str = "testing", confusions: int =
     if not isinstance(victim, ClassifierVictim):
         raise SystemExit(f"{checkpoint}: not a keyword victim")
     root = Path(corpus)
-    index = {label: i for i, label in enumerate(victim.labels)}
-    clips = [clip for clip in scan(root)[split] if clip.word in index and clip.word not in (UNKNOWN, SILENCE)]
-    if not clips:
-        raise SystemExit(f"{root}: no keyword clips in its {split} split")
-    audio, kept, skipped = load_clips(root, clips, AudioPolicy(), skip_bad=True)
-    for message in skipped:
+    try:
+        data = keyword_clips(root, victim.labels, split)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    for message in data.skipped:
         print(f"skipped: {message}")
-    clips = [clips[i] for i in kept]
-    voices = voices_of(root, clips)
+    clips, target = data.clips, data.target
+    voices = data.voices
     if group_by != "voice":
         voices = [voice.partition(":")[0] if group_by == "engine"
                   else voice.partition("+")[0 if group_by == "accent" else 2] or voice for voice in voices]
-    target = torch.tensor([index[clip.word] for clip in clips])
-    with torch.no_grad():
-        answer = torch.cat([victim.logits(pcm16_to_float(audio[i : i + batch_size])).argmax(-1)
-                            for i in range(0, len(audio), batch_size)])
+    answer = in_batches(victim.logits, data.waveforms, batch_size).argmax(-1)
 
     def accuracy(rows: list[int]) -> float:
         chosen = torch.tensor(rows)
-        return float(multiclass_accuracy(answer[chosen], target[chosen], len(index), average="micro"))
+        return float(multiclass_accuracy(answer[chosen], target[chosen], len(victim.labels), average="micro"))
 
     by_voice: dict[str, list[int]] = defaultdict(list)
     by_pair: dict[tuple[str, str], list[int]] = defaultdict(list)

@@ -94,20 +94,21 @@ def run_engine_transfer(
     for engine, others in trained_on.items():
         if not others:
             raise ValueError(f"holding out {engine} (and every engine of its program) leaves nothing of {engines}")
+    test_voices = own_voices == "test"
+    suffix = "" if test_voices else TEST_VOICES_TRAIN
     rows = []
     for variant, overlays in variants.items():
         configs = [victim_config, *overlays, *trainer_configs]
         csv_logs = logs_to_csv(configs)
         for engine, others in trained_on.items():
-            suffix = TEST_VOICES_TRAIN if own_voices == "validation" else ""
             for seed in seeds:
                 run = Path(out_dir) / "runs" / variant / f"without-{engine}{suffix}" / f"seed{seed}"
                 train_and_test(run, configs, task, others, engine, seed, data_dir, held_out_size, csv_logs, own_voices)
-                own = json.loads((run / TRAINED).read_text())["metrics"]
+                own = json.loads((run / TRAINED).read_text())
                 held_out = json.loads((run / HELD_OUT).read_text())["metrics"]
-                run_scores = scores(task, own, held_out)
+                run_scores = scores(task, own["metrics"], held_out, "val" if own["stage"] == "validate" else "test")
                 by_engine = {} if task == "sentences" else {"own_voices_by_engine": own_by_engine(
-                    run, training_root(task, others, data_dir, own_voices == "test"), own_voices)}
+                    run, training_root(task, others, data_dir, test_voices), own_voices)}
                 rows.append({"variant": variant, "held_out": engine, "trained_on": others, "seed": seed,
                              "own_voices": own_voices, **run_scores, **by_engine, "run": str(run)})
                 print(f"{variant}, without {engine}, seed {seed}: "
@@ -128,10 +129,9 @@ def victim_task(victim_config: str) -> Task:
                      "lit_app.models.kws.KWSModule or lit_app.models.asr.DeepSpeechModule victims")
 
 
-def scores(task: Task, own: dict[str, float], held_out: dict[str, float]) -> dict[str, float]:
-    """A run's table entries from its two tests' metrics (``own``: from ``test``, or ``val/`` ones from
-    ``validate`` when the victim's own voices are its validation voices)."""
-    stage = "test" if "test/loss" in own else "val"
+def scores(task: Task, own: dict[str, float], held_out: dict[str, float], stage: str = "test") -> dict[str, float]:
+    """A run's table entries from its two tests' metrics (``own``: from ``test``, or with ``stage="val"`` from
+    ``validate``, when the victim's own voices are its validation voices)."""
     if task == "keywords":
         return {"own_voices_acc": own[f"{stage}/acc"], "own_voices_keyword_acc": keyword_accuracy(own, stage),
                 "held_out_keyword_acc": held_out["test/acc"]}
@@ -225,38 +225,22 @@ def own_by_engine(run: Path, root: str, own_voices: OwnVoices = "test") -> dict[
     return measured
 
 
-def keyword_accuracy_by_engine(checkpoint: Path, root: Path, split: str = "testing",
-                               batch_size: int = 256) -> dict[str, float]:
+def keyword_accuracy_by_engine(checkpoint: Path, root: Path, split: str = "testing") -> dict[str, float]:
     """A keyword victim's mean accuracy over the keywords of each engine's clips in ``split`` of synthetic corpus
     ``root`` (its manifest names each clip's voice, ``<engine>:<name>``)."""
-    import csv
-
     import torch
-    from torchmetrics.functional.classification import multiclass_accuracy
 
     from lit_app.attacks import load_victim
-    from lit_app.audio.io import AudioPolicy
-    from lit_app.audio.pcm import pcm16_to_float
-    from lit_app.data.speech_commands import load_clips, scan
+    from lit_app.experiments.keyword_answers import in_batches, keyword_clips, mean_keyword_accuracy
 
     victim = load_victim(checkpoint)
-    index = {label: i for i, label in enumerate(victim.labels)}
-    clips = [clip for clip in scan(root)[split] if clip.word in index and clip.word not in (SILENCE, UNKNOWN)]
-    audio, kept, _ = load_clips(root, clips, AudioPolicy(), skip_bad=True)
-    clips = [clips[i] for i in kept]
-    with open(root / "manifest.csv", newline="") as handle:
-        engine_of = {row["path"]: row["voice"].partition(":")[0] for row in csv.DictReader(handle)}
-    target = torch.tensor([index[clip.word] for clip in clips])
-    with torch.no_grad():
-        answer = torch.cat([victim.logits(pcm16_to_float(audio[i : i + batch_size])).argmax(-1)
-                            for i in range(0, len(audio), batch_size)])
-    engines = [engine_of[clip.path] for clip in clips]
+    data = keyword_clips(root, victim.labels, split)
+    answer = in_batches(victim.logits, data.waveforms).argmax(-1)
+    engines = [voice.partition(":")[0] for voice in data.voices]
     measured = {}
     for engine in sorted(set(engines)):
         rows = torch.tensor([e == engine for e in engines])
-        per_label = multiclass_accuracy(answer[rows], target[rows], len(index), average=None)
-        present = target[rows].unique()  # the mean over this engine's keywords, as keyword_accuracy's
-        measured[engine] = float(per_label[present].mean())
+        measured[engine] = mean_keyword_accuracy(answer[rows], data.target[rows], len(victim.labels))
     return measured
 
 

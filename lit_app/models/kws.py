@@ -161,7 +161,8 @@ class KWSModule(LitAppModule):
         audio, target = batch
         logits = self(audio)
         self.val_acc(logits, target)
-        self.val_confusion(logits, target)
+        if self.trainer.state.fn == "validate":
+            self.val_confusion(logits, target)
         self.log("val/loss", F.cross_entropy(logits, target), sync_dist=True)
         self.log("val/acc", self.val_acc, prog_bar=True)
 
@@ -170,7 +171,7 @@ class KWSModule(LitAppModule):
         # during ``fit`` it would add a dozen metrics to every epoch's log.
         if self.trainer.state.fn == "validate":
             self.log_per_label("val", self.val_confusion.compute())
-        self.val_confusion.reset()
+            self.val_confusion.reset()
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         audio, target = batch
