@@ -54,3 +54,30 @@ if ! command -v flite >/dev/null 2>&1 || ! [ -d /usr/share/festival/voices/us/cm
          "will use espeak-ng voices only. Install them (e.g. 'sudo apt-get install $tts_packages') for more voices."
   fi
 fi
+
+# More speakers for the leave-one-engine-out victims (issue 25), only on request: festival's other English voices
+# (`festival_extra`), SVOX Pico (`pico`) and RHVoice (`rhvoice`). Pico and the MBROLA voices are in Debian's non-free
+# section, which this reads through a sources list of its own instead of changing the machine's.
+more_voices="festival festvox-rablpc16k festvox-don festvox-us1 festvox-us2 festvox-us3 libttspico-utils rhvoice
+  rhvoice-english"
+more_voices=$(echo $more_voices)
+if [ "${LIT_APP_MORE_VOICES:-0}" = 1 ] && ! { command -v pico2wave && command -v RHVoice-test \
+     && [ -d /usr/share/festival/voices/english/us3_mbrola ]; } >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "[setup] installing more voices from Debian main and non-free ($more_voices)"
+    apt_dir=$(mktemp -d)
+    mkdir -p "$apt_dir/lists/partial"
+    . /etc/os-release
+    echo "deb http://deb.debian.org/debian ${VERSION_CODENAME:-bookworm} main contrib non-free" > "$apt_dir/sources.list"
+    apt_options="-o Dir::Etc::sourcelist=$apt_dir/sources.list -o Dir::Etc::sourceparts=/dev/null
+      -o Dir::State::Lists=$apt_dir/lists"
+    if ! { apt-get $apt_options update -qq >/dev/null 2>&1 \
+           && DEBIAN_FRONTEND=noninteractive apt-get $apt_options install -y -qq $more_voices >/dev/null 2>&1; }; then
+      echo "[setup] could not install the extra voices; corpora that list festival_extra, pico or rhvoice will" \
+           "stop with the command that installs them"
+    fi
+    rm -rf "$apt_dir"
+  else
+    echo "[setup] LIT_APP_MORE_VOICES=1 needs apt-get as root: install $more_voices from Debian's non-free section"
+  fi
+fi

@@ -86,3 +86,17 @@ def test_an_accented_keyword_corpus_builds(tmp_path):
 
 def test_only_corpora_with_accented_voices_record_them():
     assert "accented_voices" not in SyntheticKeywordCorpus(**{**TINY_CORPUS, "engines": ["espeak"]}).resolved_settings()
+
+
+@ACCENTED
+def test_a_speaker_keeps_few_festival_processes_and_a_restarted_voice_speaks_the_same():
+    speaker = Speaker(max_festival_processes=2)
+    voices = voice_catalogue(["festival_accented"])[:3]
+    try:
+        first = [speaker.speak("yes", voice) for voice in voices]
+        assert list(speaker._festival) == [voices[1].name, voices[2].name]  # the first was closed
+        again = speaker.speak("yes", voices[0])  # in a new process
+        assert list(speaker._festival) == [voices[2].name, voices[0].name]
+        np.testing.assert_array_equal(again, first[0])
+    finally:
+        speaker.close()

@@ -10,6 +10,7 @@ import yaml
 from lit_app.cli import main
 from lit_app.data.synth.tts import flite_available
 from lit_app.experiments.engine_transfer import (
+    BY_ENGINE,
     REFERENCE,
     held_out_overlay,
     keyword_accuracy,
@@ -142,6 +143,9 @@ def test_bad_settings_are_named(tmp_path):
 @pytest.mark.parametrize(("config", "engines"), [("kws/engine_transfer/demo", ["espeak", "flite", "festival"]),
                                                  ("kws/engine_transfer/accented",
                                                   ["espeak", "flite", "festival", "festival_accented"]),
+                                                 ("kws/engine_transfer/more_speakers",
+                                                  ["espeak", "flite", "festival", "festival_accented",
+                                                   "festival_extra", "rhvoice"]),
                                                  ("asr/engine_transfer/demo", ["espeak", "flite", "festival"])])
 def test_the_engine_transfer_configs_parse(config, engines, capsys):
     with pytest.raises(SystemExit):
@@ -236,3 +240,44 @@ def test_the_train_longer_overlays_change_the_epochs_only(victim, epochs, capsys
     assert after["trainer"]["max_epochs"] == epochs and after["trainer"]["default_root_dir"] == f"runs/{victim}-demo"
     after["trainer"]["max_epochs"] = before["trainer"]["max_epochs"]
     assert after == before
+
+
+def test_every_victim_is_tested_on_the_outside_engines_too(tmp_path, monkeypatch):
+    """The orchestration only: a stand-in for ``lit-app`` writes each test's results where its overlay says."""
+    monkeypatch.chdir(tmp_path)
+    calls = []
+
+    def fake_lit_app(args):
+        calls.append(args)
+        overlay = yaml.safe_load(Path([a for a in args if a.endswith(".yaml")][-1]).read_text())
+        run = Path(overlay["trainer"]["default_root_dir"]) if "default_root_dir" in overlay["trainer"] else None
+        if args[0] == "fit":
+            (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+            (run / "checkpoints" / "best.ckpt").touch()
+            (run / BY_ENGINE).write_text(json.dumps({"flite": 0.9}))
+            return
+        [results] = [c["init_args"]["path"] for c in overlay["trainer"]["callbacks"] if "path" in c["init_args"]]
+        root = overlay["data"]["init_args"]["root"]
+        accuracy = {"data/held-out-pico": 0.25, "data/held-out-rhvoice": 0.5}.get(root, 0.75)
+        metrics = {"test/acc": accuracy, "test/acc_yes": accuracy, "test/acc_no": accuracy}
+        Path(results).write_text(json.dumps({"stage": "test", "metrics": metrics}))
+
+    monkeypatch.setattr("lit_app.cli.main", fake_lit_app)
+    [row] = run_engine_transfer(victim_config=str(CONFIGS / "kws" / "demo.yaml"), engines=["espeak", "flite"],
+                                hold_out=["espeak"], outside_engines=["pico", "rhvoice"], trainer_configs=[],
+                                data_dir="data", out_dir="out")
+    assert [args[0] for args in calls] == ["fit", "test", "test", "test", "test"]
+    pico = yaml.safe_load((tmp_path / row["run"] / "outside-pico.yaml").read_text())
+    assert pico["data"]["init_args"]["synthesize"]["init_args"]["engines"] == ["pico"]
+    assert row["pico_keyword_acc"] == 0.25 and row["rhvoice_keyword_acc"] == 0.5 and row["held_out_keyword_acc"] == 0.75
+    table = (tmp_path / "out" / "engine_transfer.md").read_text()
+    assert "pico (no victim heard it): keywords" in table and table.rstrip().endswith("| 25.00% | 50.00% |")
+    run_engine_transfer(victim_config=str(CONFIGS / "kws" / "demo.yaml"), engines=["espeak", "flite"],
+                        hold_out=["espeak"], outside_engines=["pico", "rhvoice"], trainer_configs=[], data_dir="data",
+                        out_dir="out")
+    assert len(calls) == 5  # finished tests are not run again
+
+
+def test_an_outside_engine_must_be_one_no_victim_hears():
+    with pytest.raises(ValueError, match="outside_engines must be engines .* got \\['festival_extra'\\]"):
+        run_engine_transfer(engines=["espeak", "flite", "festival"], outside_engines=["pico", "festival_extra"])

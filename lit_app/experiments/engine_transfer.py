@@ -6,7 +6,8 @@ another engine of the same program: holding festival out holds out its accented 
 its own corpus's unseen voices, and on every voice of the engine it never heard. A keyword victim is scored on
 keywords (accuracy), DeepSpeech on sentences (character and word error rates). Each variant (overlays on the victim
 config: augmentation, SpecAugment, ...) trains its own victims, so the table shows what each change does to the
-held-out engines.
+held-out engines. Engines that no victim trains on (``outside_engines``: SVOX Pico, RHVoice) test every victim too:
+voices that the recipes were never tuned on.
 
 Every run is ``lit-app fit`` and ``lit-app test`` on the victim config plus a generated overlay kept in the run
 folder, so each number can be reproduced with the app's own commands. Finished runs are skipped and an interrupted
@@ -29,6 +30,7 @@ from lit_app.experiments.results_table import mean_std
 TRAINED = "results.json"  # the victim's test on its own unseen voices: written after fit and test
 BY_ENGINE = "own_voices_by_engine.json"  # a keyword victim's own unseen voices' keywords recognised, engine by engine
 HELD_OUT = "held_out.json"  # its test on the engine it never heard
+OUTSIDE = "outside-{engine}.json"  # its test on an engine that no victim hears (``outside_engines``)
 HELD_OUT_SENTENCE_SEED = 1  # the held-out sentences: mostly not the training corpus's (its seed is 0)
 # Every voice of the held-out engine equally, in a random order: espeak-ng's 856 voices speak 100 clips of a keyword
 # from all six of its English accents, not from 100 consecutive voices of one or two.
@@ -47,6 +49,7 @@ def run_engine_transfer(
     variants: dict[str, list[str]] = {"plain": []},
     seeds: list[int] = [0],
     own_voices: OwnVoices = "test",
+    outside_engines: list[str] = [],
     held_out_clips_per_keyword: int = 100,
     held_out_sentences: int = 200,
     trainer_configs: list[str] = ["configs/trainer/cpu.yaml", "configs/logger/csv.yaml"],
@@ -58,7 +61,8 @@ def run_engine_transfer(
     Args:
         victim_config: the victim's config (model, trainer, corpus sizes): a keyword spotter or DeepSpeech; its
             corpus is rebuilt without the held-out engine, in ``data_dir``.
-        engines: the corpus's engines (``espeak``, ``flite``, ``festival``, ``festival_accented``).
+        engines: the corpus's engines (``espeak``, ``flite``, ``festival``, ``festival_accented``, and where installed
+            ``festival_extra``, ``pico``, ``rhvoice``).
         hold_out: the engines held out in turn, each by its own victims, with every engine of the same program
             (festival and its accented voices); ``None``: every one of ``engines``.
         variants: name -> config overlays applied after ``victim_config`` (``[]``: the victim as configured).
@@ -67,6 +71,8 @@ def run_engine_transfer(
             (``validation``: the corpus keeps no test voices, so they train too - more speakers to learn from -
             and the own-voice cells are measured on voices that also chose the checkpoint). The held-out engine's
             test is the same either way.
+        outside_engines: engines that no victim trains on (none of ``engines``' programs), each tested by every
+            victim like a held-out engine: ``pico``, ``rhvoice``.
         held_out_clips_per_keyword: clips of each keyword in a held-out engine's test corpus (every voice of it).
         held_out_sentences: sentences in a held-out engine's test corpus (DeepSpeech; every voice of it).
         trainer_configs: presets applied to every fit and test (CPU trainer, CSV logger).
@@ -85,6 +91,11 @@ def run_engine_transfer(
     for path in [victim_config, *trainer_configs, *(p for overlays in variants.values() for p in overlays)]:
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such config (run lit-app from the repository root)")
+    heard_families = {ENGINE_FAMILY[engine] for engine in engines}
+    outside = [e for e in outside_engines if e not in ENGINE_FAMILY or ENGINE_FAMILY[e] in heard_families]
+    if outside:
+        raise ValueError(f"outside_engines must be engines of {ENGINES} whose program is not one of engines' "
+                         f"({sorted(heard_families)}), got {outside}")
     task = victim_task(victim_config)
     if task == "sentences" and "festival_accented" in engines:
         raise ValueError("festival_accented speaks the Speech Commands words only, not sentences: drop it from "
@@ -103,17 +114,21 @@ def run_engine_transfer(
         for engine, others in trained_on.items():
             for seed in seeds:
                 run = Path(out_dir) / "runs" / variant / f"without-{engine}{suffix}" / f"seed{seed}"
-                train_and_test(run, configs, task, others, engine, seed, data_dir, held_out_size, csv_logs, own_voices)
+                train_and_test(run, configs, task, others, engine, seed, data_dir, held_out_size, csv_logs, own_voices,
+                               outside_engines)
                 own = json.loads((run / TRAINED).read_text())
                 held_out = json.loads((run / HELD_OUT).read_text())["metrics"]
                 run_scores = scores(task, own["metrics"], held_out, "val" if own["stage"] == "validate" else "test")
+                for name in outside_engines:
+                    metrics = json.loads((run / OUTSIDE.format(engine=name)).read_text())["metrics"]
+                    run_scores |= {f"{name}_{key}": value for key, value in outside_scores(task, metrics).items()}
                 by_engine = {} if task == "sentences" else {"own_voices_by_engine": own_by_engine(
                     run, training_root(task, others, data_dir, test_voices), own_voices)}
                 rows.append({"variant": variant, "held_out": engine, "trained_on": others, "seed": seed,
                              "own_voices": own_voices, **run_scores, **by_engine, "run": str(run)})
                 print(f"{variant}, without {engine}, seed {seed}: "
                       + ", ".join(f"{key} {value:.2%}" for key, value in run_scores.items()), flush=True)
-    write_tables(Path(out_dir), rows, variants, hold_out, task)
+    write_tables(Path(out_dir), rows, variants, hold_out, task, outside_engines)
     return rows
 
 
@@ -139,6 +154,13 @@ def scores(task: Task, own: dict[str, float], held_out: dict[str, float], stage:
             "held_out_cer": held_out["test/cer"], "held_out_wer": held_out["test/wer"]}
 
 
+def outside_scores(task: Task, metrics: dict[str, float]) -> dict[str, float]:
+    """A test on an outside engine's table entries, named as a held-out engine's."""
+    if task == "keywords":
+        return {"keyword_acc": metrics["test/acc"]}
+    return {"cer": metrics["test/cer"], "wer": metrics["test/wer"]}
+
+
 def heard_without(engines: list[str], engine: str) -> list[str]:
     """The engines a victim trains on when ``engine`` is held out: not it, nor any engine of the same program
     (festival's accented voices are festival)."""
@@ -146,10 +168,12 @@ def heard_without(engines: list[str], engine: str) -> list[str]:
 
 
 def train_and_test(run: Path, configs: list[str], task: Task, others: list[str], engine: str, seed: int,
-                   data_dir: str, held_out_size: int, csv_logs: bool = False, own_voices: OwnVoices = "test") -> None:
-    """Fit (or resume) one victim, test it on its own unseen voices and on ``engine`` (``results.json`` and
-    ``held_out.json`` in ``run``); with ``csv_logs`` (the configs log to CSV) its metrics go to ``run/logs``.
-    ``own_voices``: as :func:`run_engine_transfer`'s."""
+                   data_dir: str, held_out_size: int, csv_logs: bool = False, own_voices: OwnVoices = "test",
+                   outside_engines: list[str] = []) -> None:
+    """Fit (or resume) one victim, test it on its own unseen voices, on ``engine`` and on each of
+    ``outside_engines`` (``results.json``, ``held_out.json`` and ``outside-<engine>.json`` in ``run``); with
+    ``csv_logs`` (the configs log to CSV) its metrics go to ``run/logs``. ``own_voices``: as
+    :func:`run_engine_transfer`'s."""
     from lit_app.cli import main
 
     run.mkdir(parents=True, exist_ok=True)
@@ -168,6 +192,12 @@ def train_and_test(run: Path, configs: list[str], task: Task, others: list[str],
         main(["test" if own_voices == "test" else "validate", *args, "-c", str(training), f"--ckpt_path={best}"])
     if not (run / HELD_OUT).exists():
         main(["test", *args, "-c", str(training), "-c", str(held_out), f"--ckpt_path={best}"])
+    for name in outside_engines:
+        results = OUTSIDE.format(engine=name)
+        if not (run / results).exists():
+            overlay = write_overlay(run / results.replace(".json", ".yaml"),
+                                    held_out_overlay(run, task, name, data_dir, held_out_size, results))
+            main(["test", *args, "-c", str(training), "-c", str(overlay), f"--ckpt_path={best}"])
 
 
 def logs_to_csv(configs: list[str]) -> bool:
@@ -244,10 +274,12 @@ def keyword_accuracy_by_engine(checkpoint: Path, root: Path, split: str = "testi
     return measured
 
 
-def held_out_overlay(run: Path, task: Task, engine: str, data_dir: str, size: int) -> dict[str, Any]:
+def held_out_overlay(run: Path, task: Task, engine: str, data_dir: str, size: int,
+                     results_file: str = HELD_OUT) -> dict[str, Any]:
     """The held-out test's changes: every voice of ``engine`` speaking ``size`` clips of each keyword, nothing
-    else, or ``size`` sentences (from another seed than the training corpus's)."""
-    results = {"callbacks": [{"class_path": "callbacks.ResultsFile", "init_args": {"path": str(run / HELD_OUT)}}]}
+    else, or ``size`` sentences (from another seed than the training corpus's); the metrics go to ``results_file``
+    in ``run``."""
+    results = {"callbacks": [{"class_path": "callbacks.ResultsFile", "init_args": {"path": str(run / results_file)}}]}
     if task == "sentences":
         return {"trainer": results, "data": {"init_args": {
             "root": f"{data_dir}/sentences-held-out-{engine}",
@@ -296,16 +328,21 @@ COLUMNS = {
 
 
 def write_tables(out: Path, rows: list[dict[str, Any]], variants: dict[str, list[str]], held_out: list[str],
-                 task: Task = "keywords") -> None:
+                 task: Task = "keywords", outside_engines: list[str] = []) -> None:
     """``engine_transfer.json`` (every run) and ``engine_transfer.md`` (mean ± std per variant and held-out engine).
 
-    A keyword table's last column is the reference for its held-out cell: the same engine's unseen voices, heard
-    by the variant's victims that held out another engine and so trained on this one ("-" when none did).
+    A keyword table's reference column follows its held-out cell: the same engine's unseen voices, heard by the
+    variant's victims that held out another engine and so trained on this one ("-" when none did). Then one
+    column per outside engine (its keywords recognised, or its CER).
     """
     out.mkdir(parents=True, exist_ok=True)
     (out / "engine_transfer.json").write_text(json.dumps(rows, indent=2) + "\n")
     columns = COLUMNS[task]
-    headings = [heading for heading, _ in columns] + ([REFERENCE] if task == "keywords" else [])
+    outside_key = "keyword_acc" if task == "keywords" else "cer"
+    outside = [(f"{name} (no victim heard it): {'keywords' if task == 'keywords' else 'CER'}",
+                f"{name}_{outside_key}") for name in outside_engines]
+    headings = ([heading for heading, _ in columns] + ([REFERENCE] if task == "keywords" else [])
+                + [heading for heading, _ in outside])
     lines = ["| variant (overlays) | held-out engine | trained on | seeds | " + " | ".join(headings) + " |",
              "|---" * (4 + len(headings)) + "|"]
     for variant, overlays in variants.items():
@@ -319,6 +356,7 @@ def write_tables(out: Path, rows: list[dict[str, Any]], variants: dict[str, list
                 heard = [r["own_voices_by_engine"][engine] for r in rows if r["variant"] == variant
                          and r["held_out"] != engine and engine in r.get("own_voices_by_engine", {})]
                 values.append(spread(heard) if heard else "-")
+            values += [spread([r[key] for r in cell]) for _, key in outside]
             lines.append(f"| {variant} ({', '.join(overlays) or 'none'}) | {engine} | {trained_on} "
                          f"| {len(cell)} | " + " | ".join(values) + " |")
     (out / "engine_transfer.md").write_text("\n".join(lines) + "\n")

@@ -5,7 +5,10 @@ voices when the Debian ``flite`` program is installed. Festival (Debian ``festiv
 is a third engine, used only where a corpus lists it: the default corpora were built from espeak-ng and flite,
 and a festival installed later must not change them. ``festival_accented`` is festival's voices of other
 languages reading respelled English words (``accents.py``): keyword corpora only, and never heard by a victim
-that holds festival out (:data:`ENGINE_FAMILY`). A :class:`Voice` is one speaker identity: the unit that
+that holds festival out (:data:`ENGINE_FAMILY`). More speakers, also only where a corpus lists them
+(``LIT_APP_MORE_VOICES=1 bash scripts/setup.sh`` installs them; Debian's non-free section): ``festival_extra``
+(festival's other English voices: two diphone voices and three MBROLA ones), ``pico`` (SVOX Pico, two voices) and
+``rhvoice`` (RHVoice, six English voices). A :class:`Voice` is one speaker identity: the unit that
 corpora split on, so test voices are never heard in training.
 """
 
@@ -38,18 +41,41 @@ FESTIVAL_VOICES = {
     "kal_diphone": "festvox-kallpc16k",
     "ked_diphone": "festvox-kdlpc16k",
 }
+#: Festival's other English voices in Debian (MBROLA's en1 is left out: it may be rab's speaker again).
+FESTIVAL_EXTRA_VOICES = {
+    "rab_diphone": "festvox-rablpc16k",
+    "don_diphone": "festvox-don",
+    "us1_mbrola": "festvox-us1",
+    "us2_mbrola": "festvox-us2",
+    "us3_mbrola": "festvox-us3",
+}
 #: Each festival engine's voices and the Debian package of each.
 FESTIVAL_PACKAGES = {
     "festival": FESTIVAL_VOICES,
     "festival_accented": {voice: package for voice, (package, _) in ACCENTED_VOICES.items()},
+    "festival_extra": FESTIVAL_EXTRA_VOICES,
+}
+#: SVOX Pico's English voices (Debian ``libttspico-utils``), by language tag.
+PICO_VOICES = ("en-GB", "en-US")
+#: RHVoice's English voices (Debian ``rhvoice-english``); evgeniy-eng and lyubov are Russian speakers of English.
+RHVOICE_VOICES = ("alan", "bdl", "clb", "evgeniy-eng", "lyubov", "slt")
+RHVOICE_VOICE_FOLDER = Path("/usr/share/RHVoice/voices")
+#: The Debian packages of the engines that ``LIT_APP_MORE_VOICES=1 bash scripts/setup.sh`` installs.
+MORE_VOICES_PACKAGES = {
+    "festival_extra": ("festival", *FESTIVAL_EXTRA_VOICES.values()),
+    "pico": ("libttspico-utils",),
+    "rhvoice": ("rhvoice", "rhvoice-english"),
 }
 FESTIVAL_VOICE_FOLDER = Path("/usr/share/festival/voices")
 #: Recorded speakers whom more than one engine speaks with (flite's and festival's voices of Kevin Lenzo and of the
 #: SLT Arctic speaker): a speaker's voices share a split, so that test voices are unseen speakers.
+#: RHVoice's slt and alan are built from the CMU Arctic recordings of slt and of awb, as flite's are.
 SHARED_SPEAKERS = {"flite:kal16": "kal", "festival:kal_diphone": "kal", "flite:slt": "slt",
-                   "festival:cmu_us_slt_arctic_hts": "slt"}
+                   "festival:cmu_us_slt_arctic_hts": "slt", "rhvoice:slt": "slt", "flite:awb": "awb",
+                   "rhvoice:alan": "awb"}
 #: The program behind each engine: holding an engine out holds out every engine of its program.
-ENGINE_FAMILY = {"espeak": "espeak", "flite": "flite", "festival": "festival", "festival_accented": "festival"}
+ENGINE_FAMILY = {"espeak": "espeak", "flite": "flite", "festival": "festival", "festival_accented": "festival",
+                 "festival_extra": "festival", "pico": "pico", "rhvoice": "rhvoice"}
 ENGINES = tuple(ENGINE_FAMILY)
 
 
@@ -100,6 +126,24 @@ def festival_voices(engine: str = "festival") -> tuple[str, ...]:
     return tuple(name for name in FESTIVAL_PACKAGES[engine] if any(FESTIVAL_VOICE_FOLDER.glob(f"*/{name}")))
 
 
+def pico_available() -> bool:
+    return shutil.which("pico2wave") is not None
+
+
+def rhvoice_voices() -> tuple[str, ...]:
+    """RHVoice's English voices installed here (none without the ``RHVoice-test`` program)."""
+    if shutil.which("RHVoice-test") is None:
+        return ()
+    return tuple(name for name in RHVOICE_VOICES if (RHVOICE_VOICE_FOLDER / name).is_dir())
+
+
+def missing_engine(engine: str, what: str) -> TTSError:
+    """The error for an engine of :data:`MORE_VOICES_PACKAGES` that is not (wholly) installed here."""
+    packages = " ".join(MORE_VOICES_PACKAGES[engine])
+    return TTSError(f"{what} not installed. Install them with `LIT_APP_MORE_VOICES=1 bash scripts/setup.sh` (or "
+                    f"`apt-get install {packages}` from Debian's non-free section), or drop {engine!r} from engines.")
+
+
 def available_engines() -> tuple[str, ...]:
     """The engines a corpus uses when it names none: espeak, and flite when installed (never festival, see above)."""
     return ("espeak", "flite") if flite_available() else ("espeak",)
@@ -121,12 +165,23 @@ def voice_catalogue(engines: tuple[str, ...] | list[str]) -> list[Voice]:
             packages = FESTIVAL_PACKAGES[engine]
             installed = festival_voices(engine)
             missing = [f"{name} ({package})" for name, package in packages.items() if name not in installed]
+            if missing and engine in MORE_VOICES_PACKAGES:
+                raise missing_engine(engine, f"festival voices {', '.join(missing)} are")
             if missing:
                 raise TTSError(
                     f"festival voices not installed: {', '.join(missing)}. Install them (`apt-get install festival "
                     f"{' '.join(packages.values())}`) or drop {engine!r} from engines."
                 )
             voices += [Voice(engine, name) for name in packages]
+        elif engine == "pico":
+            if not pico_available():
+                raise missing_engine("pico", "SVOX Pico (pico2wave) is")
+            voices += [Voice("pico", name) for name in PICO_VOICES]
+        elif engine == "rhvoice":
+            missing = sorted(set(RHVOICE_VOICES) - set(rhvoice_voices()))
+            if missing:
+                raise missing_engine("rhvoice", f"RHVoice's English voices {', '.join(missing)} are")
+            voices += [Voice("rhvoice", name) for name in RHVOICE_VOICES]
         else:
             raise TTSError(f"unknown TTS engine {engine!r}; choose from {ENGINES}")
     return sorted(voices)
@@ -176,6 +231,15 @@ class EspeakEngine:
             pass
 
 
+def spoken_by_program(command: list[str], out: str, what: str, text_input: str | None = None) -> tuple[np.ndarray, int]:
+    """Run a TTS program that writes one utterance to ``out``; returns its int16 samples and sample rate."""
+    result = subprocess.run(command, input=None if text_input is None else text_input.encode(), capture_output=True,
+                            timeout=60)
+    if result.returncode != 0 or not os.path.exists(out) or os.path.getsize(out) <= 44:
+        raise TTSError(f"{what} failed: {result.stderr.decode(errors='replace').strip()}")
+    return sf.read(out, dtype="int16")
+
+
 class FliteEngine:
     """The flite program (Debian package ``flite``); one short-lived process per utterance."""
 
@@ -191,11 +255,48 @@ class FliteEngine:
             out = os.path.join(folder, "utterance.wav")
             command = ["flite", "-voice", voice, "--setf", f"duration_stretch={duration_stretch:.3f}", "-t", text,
                        "-o", out]
-            result = subprocess.run(command, capture_output=True, timeout=60)
-            if result.returncode != 0 or not os.path.exists(out):
-                raise TTSError(f"flite failed for {text!r} with voice {voice!r}: {result.stderr.decode().strip()}")
-            samples, rate = sf.read(out, dtype="int16")
-        return samples, rate
+            return spoken_by_program(command, out, f"flite for {text!r} with voice {voice!r}")
+
+    def close(self) -> None:
+        """Nothing to release (the interface of the engines)."""
+
+
+class PicoEngine:
+    """SVOX Pico's ``pico2wave`` (Debian ``libttspico-utils``); one short-lived process per utterance."""
+
+    def __init__(self) -> None:
+        if not pico_available():
+            raise missing_engine("pico", "SVOX Pico (pico2wave) is")
+
+    def synthesise(self, text: str, voice: str, duration_stretch: float = 1.0) -> tuple[np.ndarray, int]:
+        """Speak ``text`` in language ``voice``; the stretch becomes Pico's speed markup (100 is its normal speed)."""
+        quoted = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        with tempfile.TemporaryDirectory(prefix="lit-app-pico-") as folder:
+            out = os.path.join(folder, "utterance.wav")  # pico2wave wants the .wav suffix
+            markup = f"<speed level='{round(100 / duration_stretch)}'>{quoted}</speed>"
+            return spoken_by_program(["pico2wave", "-l", voice, "-w", out, markup], out,
+                                     f"pico2wave for {text!r} with voice {voice!r}")
+
+    def close(self) -> None:
+        """Nothing to release (the interface of the engines)."""
+
+
+class RHVoiceEngine:
+    """RHVoice's ``RHVoice-test`` (Debian ``rhvoice``), reading the text on its input; one process per utterance."""
+
+    def __init__(self) -> None:
+        if not rhvoice_voices():
+            raise missing_engine("rhvoice", "RHVoice and its English voices are")
+
+    def synthesise(self, text: str, voice: str, duration_stretch: float = 1.0) -> tuple[np.ndarray, int]:
+        """Speak ``text``; the stretch becomes RHVoice's rate in percent of normal."""
+        if voice not in rhvoice_voices():  # RHVoice-test speaks an unknown profile in its default voice
+            raise TTSError(f"RHVoice for {text!r} with voice {voice!r} failed: no such voice installed "
+                           f"(installed: {', '.join(rhvoice_voices())})")
+        with tempfile.TemporaryDirectory(prefix="lit-app-rhvoice-") as folder:
+            out = os.path.join(folder, "utterance.wav")
+            command = ["RHVoice-test", "-p", voice, "-r", str(round(100 / duration_stretch)), "-o", out]
+            return spoken_by_program(command, out, f"RHVoice for {text!r} with voice {voice!r}", text_input=text)
 
     def close(self) -> None:
         """Nothing to release (the interface of the engines)."""
@@ -269,13 +370,18 @@ def trim_silence(samples: np.ndarray, threshold_db: float = -40.0, margin: int =
 class Speaker:
     """Speaks text with any catalogue voice: float32 mono at ``sample_rate``, silence trimmed.
 
-    Engines start on first use, so a worker process pays only for the engines its voices need.
+    Engines start on first use, so a worker process pays only for the engines its voices need. Each festival voice
+    speaks in a process of its own, and a festival process holds about 330 MB (its lexicon), so at most
+    ``max_festival_processes`` stay up: the one used longest ago is closed when another voice needs one.
     """
 
-    def __init__(self, sample_rate: int = 16000) -> None:
+    def __init__(self, sample_rate: int = 16000, max_festival_processes: int = 4) -> None:
         self.sample_rate = sample_rate
+        self.max_festival_processes = max_festival_processes
         self._espeak: EspeakEngine | None = None
         self._flite: FliteEngine | None = None
+        self._pico: PicoEngine | None = None
+        self._rhvoice: RHVoiceEngine | None = None
         # One festival process per voice: in a shared one, a voice can leave settings behind (the Czech voices do)
         # that change the next voice's samples, and a rebuilt clip must come out as it did the first time.
         self._festival: dict[str, FestivalEngine] = {}
@@ -291,9 +397,18 @@ class Speaker:
         elif voice.engine == "flite":
             self._flite = self._flite or FliteEngine()
             samples, source_rate = self._flite.synthesise(text, voice.name, stretch)
+        elif voice.engine == "pico":
+            self._pico = self._pico or PicoEngine()
+            samples, source_rate = self._pico.synthesise(text, voice.name, stretch)
+        elif voice.engine == "rhvoice":
+            self._rhvoice = self._rhvoice or RHVoiceEngine()
+            samples, source_rate = self._rhvoice.synthesise(text, voice.name, stretch)
         elif voice.engine in FESTIVAL_PACKAGES:
             if voice.name not in self._festival:
+                while len(self._festival) >= self.max_festival_processes:
+                    self._festival.pop(next(iter(self._festival))).close()
                 self._festival[voice.name] = FestivalEngine()
+            self._festival[voice.name] = self._festival.pop(voice.name)  # the last used last in the order
             text, encoding, settings = (festival_request(text, voice.name) if voice.engine == "festival_accented"
                                         else (text, "utf-8", ""))
             samples, source_rate = self._festival[voice.name].synthesise(text, voice.name, stretch, encoding, settings)
@@ -308,6 +423,6 @@ class Speaker:
         return trimmed
 
     def close(self) -> None:
-        for engine in (self._espeak, self._flite, *self._festival.values()):
+        for engine in (self._espeak, self._flite, self._pico, self._rhvoice, *self._festival.values()):
             if engine is not None:
                 engine.close()
