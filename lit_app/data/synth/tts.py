@@ -138,10 +138,15 @@ def rhvoice_voices() -> tuple[str, ...]:
 
 
 def missing_engine(engine: str, what: str) -> TTSError:
-    """The error for an engine of :data:`MORE_VOICES_PACKAGES` that is not (wholly) installed here."""
-    packages = " ".join(MORE_VOICES_PACKAGES[engine])
-    return TTSError(f"{what} not installed. Install them with `LIT_APP_MORE_VOICES=1 bash scripts/setup.sh` (or "
-                    f"`apt-get install {packages}` from Debian's non-free section), or drop {engine!r} from engines.")
+    """The error for a festival engine or one of :data:`MORE_VOICES_PACKAGES` that is not (wholly) installed here,
+    naming the command that installs it."""
+    if engine in MORE_VOICES_PACKAGES:
+        packages = " ".join(MORE_VOICES_PACKAGES[engine])
+        how = (f"with `LIT_APP_MORE_VOICES=1 bash scripts/setup.sh` (or `apt-get install {packages}` from Debian's "
+               "non-free section)")
+    else:
+        how = f"(`apt-get install festival {' '.join(FESTIVAL_PACKAGES[engine].values())}`)"
+    return TTSError(f"{what} not installed. Install them {how}, or drop {engine!r} from engines.")
 
 
 def available_engines() -> tuple[str, ...]:
@@ -165,13 +170,8 @@ def voice_catalogue(engines: tuple[str, ...] | list[str]) -> list[Voice]:
             packages = FESTIVAL_PACKAGES[engine]
             installed = festival_voices(engine)
             missing = [f"{name} ({package})" for name, package in packages.items() if name not in installed]
-            if missing and engine in MORE_VOICES_PACKAGES:
-                raise missing_engine(engine, f"festival voices {', '.join(missing)} are")
             if missing:
-                raise TTSError(
-                    f"festival voices not installed: {', '.join(missing)}. Install them (`apt-get install festival "
-                    f"{' '.join(packages.values())}`) or drop {engine!r} from engines."
-                )
+                raise missing_engine(engine, f"festival voices {', '.join(missing)} are")
             voices += [Voice(engine, name) for name in packages]
         elif engine == "pico":
             if not pico_available():
@@ -231,75 +231,86 @@ class EspeakEngine:
             pass
 
 
-def spoken_by_program(command: list[str], out: str, what: str, text_input: str | None = None) -> tuple[np.ndarray, int]:
-    """Run a TTS program that writes one utterance to ``out``; returns its int16 samples and sample rate."""
-    result = subprocess.run(command, input=None if text_input is None else text_input.encode(), capture_output=True,
-                            timeout=60)
-    if result.returncode != 0 or not os.path.exists(out) or os.path.getsize(out) <= 44:
-        raise TTSError(f"{what} failed: {result.stderr.decode(errors='replace').strip()}")
-    return sf.read(out, dtype="int16")
+class ProgramEngine:
+    """An engine that runs one short-lived program per utterance, which writes it to a WAV file.
+
+    Subclasses give the program's command (:meth:`command`) and, for a program that reads its text on its input,
+    :meth:`text_input`. A folder per utterance, gone when it is read: corpus workers end without closing their
+    engines, so a folder kept for the engine's lifetime was left behind by every build.
+    """
+
+    name: str  # in error messages and the temporary folder's name
+
+    def command(self, text: str, voice: str, duration_stretch: float, out: str) -> list[str]:
+        raise NotImplementedError
+
+    def text_input(self, text: str) -> str | None:
+        """The program's standard input (``None``: the text is in the command)."""
+        return None
+
+    def synthesise(self, text: str, voice: str, duration_stretch: float = 1.0) -> tuple[np.ndarray, int]:
+        """Speak ``text``; returns int16 samples and their sample rate."""
+        stdin = self.text_input(text)
+        with tempfile.TemporaryDirectory(prefix=f"lit-app-{self.name.lower()}-") as folder:
+            out = os.path.join(folder, "utterance.wav")  # pico2wave wants the .wav suffix
+            result = subprocess.run(self.command(text, voice, duration_stretch, out), capture_output=True,
+                                    input=None if stdin is None else stdin.encode(), timeout=60)
+            if result.returncode != 0 or not os.path.exists(out) or os.path.getsize(out) <= 44:
+                raise TTSError(f"{self.name} for {text!r} with voice {voice!r} failed: "
+                               f"{result.stderr.decode(errors='replace').strip()}")
+            return sf.read(out, dtype="int16")
+
+    def close(self) -> None:
+        """Nothing to release (the interface of the engines)."""
 
 
-class FliteEngine:
-    """The flite program (Debian package ``flite``); one short-lived process per utterance."""
+class FliteEngine(ProgramEngine):
+    """The flite program (Debian package ``flite``)."""
+
+    name = "flite"
 
     def __init__(self) -> None:
         if not flite_available():
             raise TTSError("flite is not installed. Install it (`apt-get install flite`) or use espeak only.")
 
-    def synthesise(self, text: str, voice: str, duration_stretch: float = 1.0) -> tuple[np.ndarray, int]:
-        """Speak ``text``; returns int16 samples and their sample rate."""
-        # A folder per utterance, gone when it is read: corpus workers end without closing their engines, so a
-        # folder kept for the engine's lifetime was left behind by every build.
-        with tempfile.TemporaryDirectory(prefix="lit-app-flite-") as folder:
-            out = os.path.join(folder, "utterance.wav")
-            command = ["flite", "-voice", voice, "--setf", f"duration_stretch={duration_stretch:.3f}", "-t", text,
-                       "-o", out]
-            return spoken_by_program(command, out, f"flite for {text!r} with voice {voice!r}")
-
-    def close(self) -> None:
-        """Nothing to release (the interface of the engines)."""
+    def command(self, text: str, voice: str, duration_stretch: float, out: str) -> list[str]:
+        return ["flite", "-voice", voice, "--setf", f"duration_stretch={duration_stretch:.3f}", "-t", text, "-o", out]
 
 
-class PicoEngine:
-    """SVOX Pico's ``pico2wave`` (Debian ``libttspico-utils``); one short-lived process per utterance."""
+class PicoEngine(ProgramEngine):
+    """SVOX Pico's ``pico2wave`` (Debian ``libttspico-utils``); a voice is a language tag."""
+
+    name = "pico2wave"
 
     def __init__(self) -> None:
         if not pico_available():
             raise missing_engine("pico", "SVOX Pico (pico2wave) is")
 
-    def synthesise(self, text: str, voice: str, duration_stretch: float = 1.0) -> tuple[np.ndarray, int]:
-        """Speak ``text`` in language ``voice``; the stretch becomes Pico's speed markup (100 is its normal speed)."""
+    def command(self, text: str, voice: str, duration_stretch: float, out: str) -> list[str]:
+        # The stretch becomes Pico's speed markup (100 is its normal speed).
         quoted = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        with tempfile.TemporaryDirectory(prefix="lit-app-pico-") as folder:
-            out = os.path.join(folder, "utterance.wav")  # pico2wave wants the .wav suffix
-            markup = f"<speed level='{round(100 / duration_stretch)}'>{quoted}</speed>"
-            return spoken_by_program(["pico2wave", "-l", voice, "-w", out, markup], out,
-                                     f"pico2wave for {text!r} with voice {voice!r}")
-
-    def close(self) -> None:
-        """Nothing to release (the interface of the engines)."""
+        return ["pico2wave", "-l", voice, "-w", out, f"<speed level='{round(100 / duration_stretch)}'>{quoted}</speed>"]
 
 
-class RHVoiceEngine:
-    """RHVoice's ``RHVoice-test`` (Debian ``rhvoice``), reading the text on its input; one process per utterance."""
+class RHVoiceEngine(ProgramEngine):
+    """RHVoice's ``RHVoice-test`` (Debian ``rhvoice``), reading the text on its input."""
+
+    name = "RHVoice"
 
     def __init__(self) -> None:
-        if not rhvoice_voices():
+        self.voices = rhvoice_voices()  # looked up once: a corpus asks for thousands of utterances
+        if not self.voices:
             raise missing_engine("rhvoice", "RHVoice and its English voices are")
 
-    def synthesise(self, text: str, voice: str, duration_stretch: float = 1.0) -> tuple[np.ndarray, int]:
-        """Speak ``text``; the stretch becomes RHVoice's rate in percent of normal."""
-        if voice not in rhvoice_voices():  # RHVoice-test speaks an unknown profile in its default voice
+    def command(self, text: str, voice: str, duration_stretch: float, out: str) -> list[str]:
+        if voice not in self.voices:  # RHVoice-test speaks an unknown profile in its default voice
             raise TTSError(f"RHVoice for {text!r} with voice {voice!r} failed: no such voice installed "
-                           f"(installed: {', '.join(rhvoice_voices())})")
-        with tempfile.TemporaryDirectory(prefix="lit-app-rhvoice-") as folder:
-            out = os.path.join(folder, "utterance.wav")
-            command = ["RHVoice-test", "-p", voice, "-r", str(round(100 / duration_stretch)), "-o", out]
-            return spoken_by_program(command, out, f"RHVoice for {text!r} with voice {voice!r}", text_input=text)
+                           f"(installed: {', '.join(self.voices)})")
+        # The stretch becomes RHVoice's rate in percent of normal.
+        return ["RHVoice-test", "-p", voice, "-r", str(round(100 / duration_stretch)), "-o", out]
 
-    def close(self) -> None:
-        """Nothing to release (the interface of the engines)."""
+    def text_input(self, text: str) -> str:
+        return text
 
 
 class FestivalEngine:
