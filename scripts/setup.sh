@@ -56,13 +56,25 @@ if ! command -v flite >/dev/null 2>&1 || ! [ -d /usr/share/festival/voices/us/cm
 fi
 
 # More speakers for the leave-one-engine-out victims (issue 25), only on request: festival's other English voices
-# (`festival_extra`), SVOX Pico (`pico`) and RHVoice (`rhvoice`). Pico and the MBROLA voices are in Debian's non-free
-# section, which this reads through a sources list of its own instead of changing the machine's.
+# (`festival_extra`), SVOX Pico (`pico`), RHVoice (`rhvoice`) and MBROLA's voices of other languages
+# (`mbrola_accented`). Pico and the MBROLA voices are in Debian's non-free section, which this reads through a sources
+# list of its own instead of changing the machine's.
 more_voices="festival festvox-rablpc16k festvox-don festvox-us1 festvox-us2 festvox-us3 libttspico-utils rhvoice
-  rhvoice-english"
+  rhvoice-english festvox-kallpc16k mbrola mbrola-af1 mbrola-br1 mbrola-br2 mbrola-br3 mbrola-br4 mbrola-ca1
+  mbrola-ca2 mbrola-cr1 mbrola-de1 mbrola-de2 mbrola-de3 mbrola-de4 mbrola-de5 mbrola-de6 mbrola-de7 mbrola-ee1
+  mbrola-es1 mbrola-es2 mbrola-es3 mbrola-es4 mbrola-fr1 mbrola-fr2 mbrola-fr3 mbrola-fr4 mbrola-fr5 mbrola-fr6
+  mbrola-fr7 mbrola-gr1 mbrola-gr2 mbrola-hb1 mbrola-ic1 mbrola-la1 mbrola-lt1 mbrola-lt2 mbrola-mx1 mbrola-mx2
+  mbrola-nl2 mbrola-nl3 mbrola-pl1 mbrola-pt1 mbrola-ro1 mbrola-sw1 mbrola-sw2 mbrola-tr1 mbrola-tr2"
 more_voices=$(echo $more_voices)
+mbrola_voices_missing() {  # true when a voice of the list is not installed (the list grew once already)
+  local package
+  for package in $more_voices; do
+    case $package in mbrola-*) [ -f "/usr/share/mbrola/${package#mbrola-}/${package#mbrola-}" ] || return 0 ;; esac
+  done
+  return 1
+}
 if [ "${LIT_APP_MORE_VOICES:-0}" = 1 ] && ! { command -v pico2wave && command -v RHVoice-test \
-     && [ -d /usr/share/festival/voices/english/us3_mbrola ]; } >/dev/null 2>&1; then
+     && [ -d /usr/share/festival/voices/english/us3_mbrola ] && ! mbrola_voices_missing; } >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     echo "[setup] installing more voices from Debian main and non-free ($more_voices)"
     apt_dir=$(mktemp -d)
@@ -73,7 +85,7 @@ if [ "${LIT_APP_MORE_VOICES:-0}" = 1 ] && ! { command -v pico2wave && command -v
       -o Dir::State::Lists=$apt_dir/lists"
     if ! { apt-get $apt_options update -qq >/dev/null 2>&1 \
            && DEBIAN_FRONTEND=noninteractive apt-get $apt_options install -y -qq $more_voices >/dev/null 2>&1; }; then
-      echo "[setup] could not install the extra voices; corpora that list festival_extra, pico or rhvoice will" \
+      echo "[setup] could not install the extra voices; corpora that list festival_extra, pico, rhvoice or mbrola_accented will" \
            "stop with the command that installs them"
     fi
     rm -rf "$apt_dir"

@@ -146,6 +146,9 @@ def test_bad_settings_are_named(tmp_path):
                                                  ("kws/engine_transfer/more_speakers",
                                                   ["espeak", "flite", "festival", "festival_accented",
                                                    "festival_extra", "rhvoice"]),
+                                                 ("kws/engine_transfer/mbrola_speakers",
+                                                  ["espeak", "flite", "festival", "festival_accented",
+                                                   "festival_extra", "rhvoice", "mbrola_accented"]),
                                                  ("asr/engine_transfer/demo", ["espeak", "flite", "festival"])])
 def test_the_engine_transfer_configs_parse(config, engines, capsys):
     with pytest.raises(SystemExit):
@@ -154,6 +157,14 @@ def test_the_engine_transfer_configs_parse(config, engines, capsys):
     assert printed["engines"] == engines
     for overlays in printed["variants"].values():
         assert all((CONFIGS.parent / path).is_file() for path in overlays)
+
+
+def test_the_res8_overlay_swaps_the_network_only(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "-c", str(CONFIGS / "kws" / "demo.yaml"), "-c", str(CONFIGS / "kws" / "overlays" / "res8.yaml"),
+              "--print_config"])
+    model = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
+    assert model["network"] == "res8" and model["lr"] == 0.003
 
 
 def test_the_augmentation_overlay_parses(capsys):

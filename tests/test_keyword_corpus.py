@@ -116,6 +116,15 @@ def test_flite_leaves_no_temporary_files(tmp_path, monkeypatch):
     assert samples.size > rate // 10 and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.skipif(not flite_available(), reason="flite is not installed")
+def test_flite_refuses_a_voice_it_does_not_have():
+    """flite itself would speak an unknown voice name in its default voice, so a typo would go unnoticed."""
+    engine = FliteEngine()
+    assert set(FLITE_VOICES) <= set(engine.voices)
+    with pytest.raises(TTSError, match="flite for 'yes' with voice 'kal61' failed: no such voice"):
+        engine.synthesise("yes", "kal61")
+
+
 def test_a_claim_made_between_a_builders_two_looks_is_checked_not_refused(tmp_path, monkeypatch):
     """The second of two builders started together can miss corpus.json, then find it in the folder's listing."""
     root = tmp_path / "shared"

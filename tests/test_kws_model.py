@@ -8,6 +8,7 @@ from lit_app.checkpoints import CheckpointError, load_module
 from lit_app.data.vocab import task_labels
 from lit_app.models.kws import LEGACY_SETTINGS, KWSModule
 from lit_app.nets.kws_cnn import CnnTradFpool3
+from lit_app.nets.kws_resnet import Res8
 from tests.conftest import save_checkpoint
 
 
@@ -202,3 +203,17 @@ def test_spec_augment_masks_training_features_only(monkeypatch):
     zeroed = (masked == 0) & (unmasked != 0)
     assert zeroed.any(2).any(1).float().mean() > 0.5  # most clips lose whole coefficients or frames
     assert torch.equal(module(audio), unmasked.sum((1, 2))[:, None].expand(-1, 12))  # no masks outside training
+
+
+def test_res8_is_an_option_that_a_checkpoint_rebuilds(tmp_path):
+    """Tang & Lin's res8 (ours as an option): 110k parameters, and it comes back from its checkpoint as res8."""
+    model = KWSModule(network="res8", n_mfcc=20, n_mels=40).eval()
+    assert isinstance(model.net, Res8) and 100_000 < sum(p.numel() for p in model.net.parameters()) < 120_000
+    assert model.describe().startswith("keyword spotter: res8 (Tang & Lin) (12 labels; 20 MFCC of 40 mel bands")
+    path = tmp_path / "res8.ckpt"
+    save_checkpoint(model, path)
+    loaded = load_module(path, KWSModule)
+    wave = torch.randn(2, 16000) * 0.1
+    assert isinstance(loaded.net, Res8) and torch.allclose(loaded(wave), model(wave), atol=1e-5)
+    with pytest.raises(ValueError, match="network must be 'tf_conv' or 'res8'"):
+        KWSModule(network="res15")

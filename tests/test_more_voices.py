@@ -1,5 +1,5 @@
-"""The engines that `LIT_APP_MORE_VOICES=1 bash scripts/setup.sh` adds: festival's other English voices, SVOX Pico
-and RHVoice. Where they are not installed (CI), each names the command that installs it."""
+"""The engines that `LIT_APP_MORE_VOICES=1 bash scripts/setup.sh` adds: festival's other English voices, SVOX Pico,
+RHVoice and MBROLA's voices of other languages. Where they are not installed (CI), each names the command that installs it."""
 
 from pathlib import Path
 
@@ -36,7 +36,7 @@ def test_setup_installs_every_extra_voice_on_request():
     assert all(package in setup for packages in MORE_VOICES_PACKAGES.values() for package in packages)
 
 
-@pytest.mark.parametrize("engine", ["festival_extra", "pico", "rhvoice"])
+@pytest.mark.parametrize("engine", ["festival_extra", "pico", "rhvoice", "mbrola_accented"])
 def test_a_missing_engine_names_the_command_that_installs_it(engine, monkeypatch):
     monkeypatch.setattr(tts.shutil, "which", lambda program: None)
     with pytest.raises(TTSError, match=rf"LIT_APP_MORE_VOICES=1 bash scripts/setup.sh.*drop '{engine}' from engines"):

@@ -22,6 +22,7 @@ from lit_app.base import LitAppModule
 from lit_app.data.vocab import task_labels
 from lit_app.nets.feature_norm import standardise_per_clip
 from lit_app.nets.kws_cnn import CnnTradFpool3
+from lit_app.nets.kws_resnet import Res8
 from lit_app.run_folder import run_folder
 
 # What checkpoints written before these settings existed were built with (they were not yet hparams then).
@@ -66,6 +67,9 @@ class KWSModule(LitAppModule):
         label_smoothing: label smoothing of the cross-entropy loss.
         freq_mask: SpecAugment in training: widest band of coefficients masked per clip (0: none).
         time_mask: SpecAugment in training: longest run of frames masked per clip (0: none).
+        network: ``tf_conv`` (TensorFlow's conv model, the paper's victim) or ``res8`` (Tang & Lin's residual
+            network, ours as an option; ``dropout``, ``padding``, ``batch_norm`` and ``second_pool`` are
+            TensorFlow's model's and do not apply to it).
         **optimizer_settings: optimiser and schedule settings of :class:`~lit_app.base.LitAppModule`.
     """
 
@@ -94,9 +98,12 @@ class KWSModule(LitAppModule):
         label_smoothing: float = 0.0,
         freq_mask: int = 0,
         time_mask: int = 0,
+        network: Literal["tf_conv", "res8"] = "tf_conv",
         **optimizer_settings: Any,
     ) -> None:
         super().__init__(**optimizer_settings)
+        if network not in ("tf_conv", "res8"):
+            raise ValueError(f"network must be 'tf_conv' or 'res8', got {network!r}")
         if utterance_norm not in ("none", "mean", "mean_var"):
             raise ValueError(f"utterance_norm must be 'none', 'mean' or 'mean_var', got {utterance_norm!r}")
         self.save_hyperparameters()
@@ -106,8 +113,11 @@ class KWSModule(LitAppModule):
         self.front_end = MFCC(sample_rate, n_mfcc=n_mfcc, n_mels=n_mels or n_mfcc, win_ms=win_ms, hop_ms=hop_ms, f_min=f_min,
                               f_max=f_max, power=mel_power, centred=centred_frames)
         self.feature_norm = nn.BatchNorm1d(n_mfcc, affine=False) if feature_norm else nn.Identity()
-        self.net = CnnTradFpool3(num_classes, self.front_end.num_frames(clip_samples), n_mfcc, dropout, padding,
-                                 batch_norm, second_pool)
+        if network == "res8":
+            self.net: nn.Module = Res8(num_classes)
+        else:
+            self.net = CnnTradFpool3(num_classes, self.front_end.num_frames(clip_samples), n_mfcc, dropout, padding,
+                                     batch_norm, second_pool)
         self.label_smoothing = label_smoothing
         # Masks over [batch, coefficients, frames], drawn per clip.
         self.spec_augment = nn.Sequential(
@@ -129,7 +139,10 @@ class KWSModule(LitAppModule):
                                          ("per-clip cepstral mean removal", h.utterance_norm == "mean"),
                                          ("per-clip cepstral mean and variance removal", h.utterance_norm == "mean_var"))
                    if on]
-        network = "TensorFlow's conv model" + (f" with {', '.join(options)}" if options else "")
+        name = "TensorFlow's conv model"
+        if h.get("network", "tf_conv") == "res8":  # the other options are TensorFlow's model's
+            name, options = "res8 (Tang & Lin)", [option for option in options if "cepstral" in option]
+        network = name + (f" with {', '.join(options)}" if options else "")
         band = f"{h.f_min:g}-{h.f_max:g} Hz" if h.f_max else f"from {h.f_min:g} Hz"
         filters = f" of {h.n_mels} mel bands" if h.n_mels and h.n_mels != h.n_mfcc else ""
         return (f"keyword spotter: {network} ({len(self.labels)} labels; {h.n_mfcc} MFCC{filters}, {band}, "

@@ -7,8 +7,9 @@ and a festival installed later must not change them. ``festival_accented`` is fe
 languages reading respelled English words (``accents.py``): keyword corpora only, and never heard by a victim
 that holds festival out (:data:`ENGINE_FAMILY`). More speakers, also only where a corpus lists them
 (``LIT_APP_MORE_VOICES=1 bash scripts/setup.sh`` installs them; Debian's non-free section): ``festival_extra``
-(festival's other English voices: two diphone voices and three MBROLA ones), ``pico`` (SVOX Pico, two voices) and
-``rhvoice`` (RHVoice, six English voices). A :class:`Voice` is one speaker identity: the unit that
+(festival's other English voices: two diphone voices and three MBROLA ones), ``pico`` (SVOX Pico, two voices),
+``rhvoice`` (RHVoice, six English voices), and ours, ``mbrola_accented`` (MBROLA's voices of other languages
+reading English, ``mbrola.py``). A :class:`Voice` is one speaker identity: the unit that
 corpora split on, so test voices are never heard in training.
 """
 
@@ -30,6 +31,7 @@ import numpy as np
 import soundfile as sf
 
 from lit_app.data.synth.accents import ACCENTED_VOICES, festival_request
+from lit_app.data.synth.mbrola import MBROLA_ACCENTED_VOICES, MbrolaAccentedEngine, mbrola_voices
 
 ESPEAK_ACCENTS = (
     "en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc",
@@ -65,6 +67,7 @@ MORE_VOICES_PACKAGES = {
     "festival_extra": ("festival", *FESTIVAL_EXTRA_VOICES.values()),
     "pico": ("libttspico-utils",),
     "rhvoice": ("rhvoice", "rhvoice-english"),
+    "mbrola_accented": ("festival", "festvox-kallpc16k", "mbrola", *(f"mbrola-{name}" for name in MBROLA_ACCENTED_VOICES)),
 }
 FESTIVAL_VOICE_FOLDER = Path("/usr/share/festival/voices")
 #: Recorded speakers whom more than one engine speaks with (flite's and festival's voices of Kevin Lenzo and of the
@@ -74,8 +77,9 @@ SHARED_SPEAKERS = {"flite:kal16": "kal", "festival:kal_diphone": "kal", "flite:s
                    "festival:cmu_us_slt_arctic_hts": "slt", "rhvoice:slt": "slt", "flite:awb": "awb",
                    "rhvoice:alan": "awb"}
 #: The program behind each engine: holding an engine out holds out every engine of its program.
+#: MBROLA's accented voices speak what festival's front end says (``mbrola.py``): festival's family.
 ENGINE_FAMILY = {"espeak": "espeak", "flite": "flite", "festival": "festival", "festival_accented": "festival",
-                 "festival_extra": "festival", "pico": "pico", "rhvoice": "rhvoice"}
+                 "festival_extra": "festival", "pico": "pico", "rhvoice": "rhvoice", "mbrola_accented": "festival"}
 ENGINES = tuple(ENGINE_FAMILY)
 
 
@@ -182,6 +186,13 @@ def voice_catalogue(engines: tuple[str, ...] | list[str]) -> list[Voice]:
             if missing:
                 raise missing_engine("rhvoice", f"RHVoice's English voices {', '.join(missing)} are")
             voices += [Voice("rhvoice", name) for name in RHVOICE_VOICES]
+        elif engine == "mbrola_accented":
+            missing = sorted(set(MBROLA_ACCENTED_VOICES) - set(mbrola_voices()))
+            if missing:
+                raise missing_engine("mbrola_accented", f"MBROLA voices {', '.join(missing)} are")
+            if "kal_diphone" not in festival_voices():
+                raise missing_engine("mbrola_accented", "festival's kal_diphone (the English front end) is")
+            voices += [Voice("mbrola_accented", name) for name in MBROLA_ACCENTED_VOICES]
         else:
             raise TTSError(f"unknown TTS engine {engine!r}; choose from {ENGINES}")
     return sorted(voices)
@@ -272,8 +283,14 @@ class FliteEngine(ProgramEngine):
     def __init__(self) -> None:
         if not flite_available():
             raise TTSError("flite is not installed. Install it (`apt-get install flite`) or use espeak only.")
+        # Looked up once; flite speaks an unknown voice name in its default voice without an error, as RHVoice does.
+        listed = subprocess.run(["flite", "-lv"], capture_output=True, text=True).stdout
+        self.voices = tuple(listed.split(":", 1)[-1].split())
 
     def command(self, text: str, voice: str, duration_stretch: float, out: str) -> list[str]:
+        if voice not in self.voices:
+            raise TTSError(f"flite for {text!r} with voice {voice!r} failed: no such voice "
+                           f"(flite has: {', '.join(self.voices)})")
         return ["flite", "-voice", voice, "--setf", f"duration_stretch={duration_stretch:.3f}", "-t", text, "-o", out]
 
 
@@ -333,28 +350,43 @@ class FestivalEngine:
                    settings: str = "") -> tuple[np.ndarray, int]:
         """Speak ``text`` (sent in the voice's ``encoding``, after the voice's Scheme ``settings``); returns int16
         samples and their sample rate (16 kHz diphone, 32 kHz HTS voices)."""
-        self.requests += 1
-        marker = f"lit-app-done-{self.requests}"
-        quoted = text.replace("\\", "\\\\").replace('"', '\\"')
         # A folder per utterance, gone when it is read (as for flite).
         with tempfile.TemporaryDirectory(prefix="lit-app-festival-") as folder:
             out = os.path.join(folder, "utterance.wav")
-            request = (f"(begin (voice_{voice}) {settings} (Parameter.set 'Duration_Stretch {duration_stretch:.3f})"
-                       f' (utt.save.wave (utt.synth (Utterance Text "{quoted}")) "{out}" \'riff))'
-                       f'(format t "{marker}\\n")(fflush nil)\n')
-            try:
-                self.process.stdin.write(request.encode(encoding))
-                self.process.stdin.flush()
-                answer = self.process.stdout.readline().decode().strip()
-            except BrokenPipeError:
-                answer = ""
-            # An error (an unknown voice) skips the rest of the ``begin``, the wave included, but not the marker.
-            if answer != marker or not os.path.exists(out):
-                self.errors.seek(0)
-                message = self.errors.read().decode(errors="replace").strip().splitlines()[-1:] or ["festival exited"]
-                raise TTSError(f"festival failed for {text!r} with voice {voice!r}: {message[0]}")
+            self._run(text, voice, duration_stretch, encoding, settings, f"(utt.save.wave UTT \"{out}\" 'riff)", out)
             samples, rate = sf.read(out, dtype="int16")
         return samples, rate
+
+    def phones(self, text: str, voice: str, duration_stretch: float = 1.0) -> str:
+        """The phones of ``text`` as the voice's front end says them, in MBROLA's ``.pho`` format (a phone, its
+        duration in ms and its pitch targets a line), without making a waveform."""
+        with tempfile.TemporaryDirectory(prefix="lit-app-festival-") as folder:
+            out = os.path.join(folder, "utterance.pho")
+            no_waveform = "(require 'mbrola)(Parameter.set 'Synth_Method (lambda (utt) utt))(set! after_synth_hooks nil)"
+            self._run(text, voice, duration_stretch, "utf-8", no_waveform, f'(save_segments_mbrola UTT "{out}")', out)
+            return Path(out).read_text()
+
+    def _run(self, text: str, voice: str, duration_stretch: float, encoding: str, settings: str, save: str,
+             out: str) -> None:
+        """Synthesise ``text`` and run ``save`` (Scheme, ``UTT`` standing for the utterance), which writes ``out``."""
+        self.requests += 1
+        marker = f"lit-app-done-{self.requests}"
+        quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+        utterance = f'(utt.synth (Utterance Text "{quoted}"))'
+        request = (f"(begin (voice_{voice}) {settings} (Parameter.set 'Duration_Stretch {duration_stretch:.3f})"
+                   f" {save.replace('UTT', utterance)})"
+                   f'(format t "{marker}\\n")(fflush nil)\n')
+        try:
+            self.process.stdin.write(request.encode(encoding))
+            self.process.stdin.flush()
+            answer = self.process.stdout.readline().decode().strip()
+        except BrokenPipeError:
+            answer = ""
+        # An error (an unknown voice) skips the rest of the ``begin``, the wave included, but not the marker.
+        if answer != marker or not os.path.exists(out):
+            self.errors.seek(0)
+            message = self.errors.read().decode(errors="replace").strip().splitlines()[-1:] or ["festival exited"]
+            raise TTSError(f"festival failed for {text!r} with voice {voice!r}: {message[0]}")
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -393,6 +425,7 @@ class Speaker:
         self._flite: FliteEngine | None = None
         self._pico: PicoEngine | None = None
         self._rhvoice: RHVoiceEngine | None = None
+        self._mbrola: MbrolaAccentedEngine | None = None
         # One festival process per voice: in a shared one, a voice can leave settings behind (the Czech voices do)
         # that change the next voice's samples, and a rebuilt clip must come out as it did the first time.
         self._festival: dict[str, FestivalEngine] = {}
@@ -414,6 +447,9 @@ class Speaker:
         elif voice.engine == "rhvoice":
             self._rhvoice = self._rhvoice or RHVoiceEngine()
             samples, source_rate = self._rhvoice.synthesise(text, voice.name, stretch)
+        elif voice.engine == "mbrola_accented":
+            self._mbrola = self._mbrola or MbrolaAccentedEngine()
+            samples, source_rate = self._mbrola.synthesise(text, voice.name, stretch)
         elif voice.engine in FESTIVAL_PACKAGES:
             if voice.name not in self._festival:
                 while len(self._festival) >= self.max_festival_processes:
@@ -434,6 +470,6 @@ class Speaker:
         return trimmed
 
     def close(self) -> None:
-        for engine in (self._espeak, self._flite, self._pico, self._rhvoice, *self._festival.values()):
+        for engine in (self._espeak, self._flite, self._pico, self._rhvoice, self._mbrola, *self._festival.values()):
             if engine is not None:
                 engine.close()

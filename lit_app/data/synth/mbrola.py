@@ -1,0 +1,150 @@
+"""MBROLA's voices of other languages reading English: the engine ``mbrola_accented`` (ours).
+
+The keyword victims' gap on engines they never heard shrinks with every recorded speaker they train on
+(docs/results.md, section 2.1), and Debian's non-free section has MBROLA diphone voices of dozens of speakers of
+other languages. MBROLA only turns phones into sound, so festival's English front end (``kal_diphone``'s lexicon,
+durations and intonation) says which phones, how long and on what pitch; each English phone then becomes the
+nearest one the voice's language has (a German voice has no /th/ and says /s/, a Spanish one says /b/ for /v/), and
+the voice speaks them: English with the speaker's accent, as ``festival_accented`` does with respelled words.
+
+Which phones a voice has is asked of MBROLA itself, once per voice, so a voice of any language maps its own way.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+MBROLA_FOLDER = Path("/usr/share/mbrola")
+#: The voices (MBROLA databases), each a speaker of its own: name -> speaks with a female voice. Left out: the
+#: English ones (festival_extra has us1-us3; en1 may be rab); Italian and Czech, whose speakers festival's accented
+#: voices may already be; and those that lack a phone every English word needs a stand-in for (the Arabic, Breton,
+#: Chinese, Farsi, Hindi, Indonesian, Japanese, Korean, Malay, Maori and Telugu voices, hb2, hu1, nl1, vz1).
+MBROLA_ACCENTED_VOICES = {
+    "af1": False, "br1": False, "br2": True, "br3": False, "br4": True, "ca1": False, "ca2": False, "cr1": False,
+    "de1": True, "de2": False, "de3": True, "de4": False, "de5": True, "de6": False, "de7": True, "ee1": False,
+    "es1": False, "es2": False, "es3": True, "es4": False, "fr1": False, "fr2": True, "fr3": False, "fr4": True,
+    "fr5": False, "fr6": False, "fr7": False, "gr1": False, "gr2": False, "hb1": False, "ic1": False, "la1": False,
+    "lt1": False, "lt2": False, "mx1": False, "mx2": False, "nl2": False, "nl3": True, "pl1": True, "pt1": True,
+    "ro1": False, "sw1": False, "sw2": True, "tr1": False, "tr2": True,
+}
+#: The front end's intonation is a man's; a female voice speaks it this much higher.
+FEMALE_PITCH_RATIO = 1.7
+FRONT_END_VOICE = "kal_diphone"
+#: Festival's English phones (its ``radio`` set) -> the SAMPA phones that stand in for each, nearest first.
+ENGLISH_TO_SAMPA = {
+    "aa": ("A", "a:", "a", "A:"), "ae": ("{", "E", "a", "e"), "ah": ("V", "6", "a", "@"),
+    "ao": ("O:", "O", "o:", "o", "a"), "aw": ("aU", "au", "a", "A"), "ax": ("@", "6", "e", "E", "a"),
+    "axr": ("6", "@", "9", "e", "a"), "ay": ("aI", "ai", "a", "A"), "b": ("b",), "ch": ("tS", "ts", "S", "t"),
+    "d": ("d",), "dh": ("D", "d", "z"), "dx": ("4", "d", "t"), "eh": ("E", "e", "a"), "el": ("l",), "em": ("m",),
+    "en": ("n",), "er": ("3:", "9", "6", "@", "e", "a"), "ey": ("EI", "eI", "e:", "e", "E"), "f": ("f",),
+    "g": ("g", "k"), "hh": ("h", "x", "X", "_"), "hv": ("h", "x", "X", "_"), "ih": ("I", "i", "e"),
+    "iy": ("i:", "i", "I"), "jh": ("dZ", "Z", "j", "d"), "k": ("k",), "l": ("l",), "m": ("m",), "n": ("n",),
+    "nx": ("n",), "ng": ("N", "n"), "ow": ("@U", "oU", "o:", "o", "O"), "oy": ("OY", "OI", "Oy", "o", "O"),
+    "p": ("p",), "r": ("r\\", "R", "r", "l"), "s": ("s",), "sh": ("S", "s"), "t": ("t",), "th": ("T", "s", "t", "f"),
+    "uh": ("U", "u", "o"), "uw": ("u:", "u", "U"), "v": ("v", "b", "f"), "w": ("w", "u", "v", "b"),
+    "y": ("j", "i", "I", "e"), "z": ("z", "s"), "zh": ("Z", "S", "z", "s"), "pau": ("_",), "brth": ("_",),
+}
+_CONTEXTS = ("_", "a", "A", "a:", "e", "i", "o")  # vowels between which a consonant is asked for
+
+
+def _error(message: str) -> Exception:
+    from lit_app.data.synth.tts import TTSError  # tts imports this module
+
+    return TTSError(message)
+
+
+def mbrola_voices() -> tuple[str, ...]:
+    """The voices of :data:`MBROLA_ACCENTED_VOICES` installed here (none without the ``mbrola`` program)."""
+    if shutil.which("mbrola") is None:
+        return ()
+    return tuple(name for name in MBROLA_ACCENTED_VOICES if (MBROLA_FOLDER / name / name).is_file())
+
+
+def _speaks(voice: str, phones: list[str], folder: str) -> bool:
+    pho = os.path.join(folder, "probe.pho")
+    Path(pho).write_text("".join(f"{phone} 80\n" for phone in phones))
+    database = str(MBROLA_FOLDER / voice / voice)
+    result = subprocess.run(["mbrola", database, pho, os.path.join(folder, "probe.wav")], capture_output=True)
+    return result.returncode == 0
+
+
+@cache
+def phone_map(voice: str) -> dict[str, str]:
+    """Each English phone -> the first of its :data:`ENGLISH_TO_SAMPA` stand-ins that ``voice`` can say.
+
+    A phone counts as the voice's when MBROLA speaks it after silence or between two of the voice's vowels (a
+    German voice has no /d/ before a pause).
+
+    Raises:
+        TTSError: the voice can say none of an English phone's stand-ins.
+    """
+    with tempfile.TemporaryDirectory(prefix="lit-app-mbrola-") as folder:
+        contexts = [c for c in _CONTEXTS if _speaks(voice, ["_", c, "_"], folder)]
+        known: dict[str, bool] = {}
+
+        def has(phone: str) -> bool:
+            if phone not in known:
+                known[phone] = any(_speaks(voice, ["_", c, phone, c, "_"], folder) for c in contexts)
+            return known[phone]
+
+        mapping = {}
+        for english, stand_ins in ENGLISH_TO_SAMPA.items():
+            found = next((phone for phone in stand_ins if phone == "_" or has(phone)), None)
+            if found is None:
+                raise _error(f"MBROLA voice {voice!r} can say none of {stand_ins} for English /{english}/; "
+                             "drop it from MBROLA_ACCENTED_VOICES")
+            mapping[english] = found
+    return mapping
+
+
+def accented_pho(pho: str, voice: str) -> str:
+    """Festival's ``.pho`` phones rewritten into ``voice``'s own phones."""
+    mapping = phone_map(voice)
+    lines = []
+    for line in pho.splitlines():
+        fields = line.split()
+        if fields:
+            if fields[0] not in mapping:
+                raise _error(f"festival said a phone we have no stand-in for: {fields[0]!r} "
+                             "(add it to ENGLISH_TO_SAMPA)")
+            lines.append(" ".join([mapping[fields[0]], *fields[1:]]))
+    return "\n".join(lines) + "\n"
+
+
+class MbrolaAccentedEngine:
+    """Festival's English front end, one process for every voice, and one ``mbrola`` run per utterance."""
+
+    def __init__(self) -> None:
+        from lit_app.data.synth.tts import FestivalEngine, missing_engine
+
+        if not mbrola_voices():
+            raise missing_engine("mbrola_accented", "MBROLA and its voices are")
+        self.front_end = FestivalEngine()
+
+    def synthesise(self, text: str, voice: str, duration_stretch: float = 1.0) -> tuple[np.ndarray, int]:
+        """Speak ``text`` with MBROLA ``voice``; returns int16 samples and their sample rate."""
+        if voice not in MBROLA_ACCENTED_VOICES or not (MBROLA_FOLDER / voice / voice).is_file():
+            raise _error(f"MBROLA voice {voice!r} is not installed (mbrola-{voice}) or not one of ours")
+        pho = accented_pho(self.front_end.phones(text, FRONT_END_VOICE, duration_stretch), voice)
+        ratio = FEMALE_PITCH_RATIO if MBROLA_ACCENTED_VOICES[voice] else 1.0
+        with tempfile.TemporaryDirectory(prefix="lit-app-mbrola-") as folder:
+            source, out = os.path.join(folder, "utterance.pho"), os.path.join(folder, "utterance.wav")
+            Path(source).write_text(pho)
+            # -e: a diphone the voice lacks (English puts phones together that its language never does) is skipped.
+            command = ["mbrola", "-e", "-f", f"{ratio}", str(MBROLA_FOLDER / voice / voice), source, out]
+            result = subprocess.run(command, capture_output=True, timeout=60)
+            if result.returncode != 0 or not os.path.exists(out) or os.path.getsize(out) <= 44:
+                raise _error(f"mbrola for {text!r} with voice {voice!r} failed: "
+                             f"{result.stderr.decode(errors='replace').strip()}")
+            return sf.read(out, dtype="int16")
+
+    def close(self) -> None:
+        self.front_end.close()
