@@ -140,7 +140,7 @@ class KWSModule(LitAppModule):
                                          ("per-clip cepstral mean and variance removal", h.utterance_norm == "mean_var"))
                    if on]
         name = "TensorFlow's conv model"
-        if h.get("network", "tf_conv") == "res8":  # the other options are TensorFlow's model's
+        if h.network == "res8":  # the other options are TensorFlow's model's
             name, options = "res8 (Tang & Lin)", [option for option in options if "cepstral" in option]
         network = name + (f" with {', '.join(options)}" if options else "")
         band = f"{h.f_min:g}-{h.f_max:g} Hz" if h.f_max else f"from {h.f_min:g} Hz"

@@ -8,6 +8,7 @@ nearest one the voice's language has (a German voice has no /th/ and says /s/, a
 the voice speaks them: English with the speaker's accent, as ``festival_accented`` does with respelled words.
 
 Which phones a voice has is asked of MBROLA itself, once per voice, so a voice of any language maps its own way.
+This module knows the voices and their phones; the engine that runs festival and MBROLA is ``tts.MbrolaEngine``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,6 @@ import subprocess
 import tempfile
 from functools import cache
 from pathlib import Path
-
-import numpy as np
-import soundfile as sf
 
 MBROLA_FOLDER = Path("/usr/share/mbrola")
 #: The voices (MBROLA databases), each a speaker of its own: name -> speaks with a female voice. Left out: the
@@ -61,18 +59,23 @@ def _error(message: str) -> Exception:
     return TTSError(message)
 
 
+def database(voice: str) -> Path:
+    """The MBROLA database file of ``voice``."""
+    return MBROLA_FOLDER / voice / voice
+
+
 def mbrola_voices() -> tuple[str, ...]:
     """The voices of :data:`MBROLA_ACCENTED_VOICES` installed here (none without the ``mbrola`` program)."""
     if shutil.which("mbrola") is None:
         return ()
-    return tuple(name for name in MBROLA_ACCENTED_VOICES if (MBROLA_FOLDER / name / name).is_file())
+    return tuple(name for name in MBROLA_ACCENTED_VOICES if database(name).is_file())
 
 
 def _speaks(voice: str, phones: list[str], folder: str) -> bool:
     pho = os.path.join(folder, "probe.pho")
     Path(pho).write_text("".join(f"{phone} 80\n" for phone in phones))
-    database = str(MBROLA_FOLDER / voice / voice)
-    result = subprocess.run(["mbrola", database, pho, os.path.join(folder, "probe.wav")], capture_output=True)
+    result = subprocess.run(["mbrola", str(database(voice)), pho, os.path.join(folder, "probe.wav")],
+                            capture_output=True)
     return result.returncode == 0
 
 
@@ -117,34 +120,3 @@ def accented_pho(pho: str, voice: str) -> str:
                              "(add it to ENGLISH_TO_SAMPA)")
             lines.append(" ".join([mapping[fields[0]], *fields[1:]]))
     return "\n".join(lines) + "\n"
-
-
-class MbrolaAccentedEngine:
-    """Festival's English front end, one process for every voice, and one ``mbrola`` run per utterance."""
-
-    def __init__(self) -> None:
-        from lit_app.data.synth.tts import FestivalEngine, missing_engine
-
-        if not mbrola_voices():
-            raise missing_engine("mbrola_accented", "MBROLA and its voices are")
-        self.front_end = FestivalEngine()
-
-    def synthesise(self, text: str, voice: str, duration_stretch: float = 1.0) -> tuple[np.ndarray, int]:
-        """Speak ``text`` with MBROLA ``voice``; returns int16 samples and their sample rate."""
-        if voice not in MBROLA_ACCENTED_VOICES or not (MBROLA_FOLDER / voice / voice).is_file():
-            raise _error(f"MBROLA voice {voice!r} is not installed (mbrola-{voice}) or not one of ours")
-        pho = accented_pho(self.front_end.phones(text, FRONT_END_VOICE, duration_stretch), voice)
-        ratio = FEMALE_PITCH_RATIO if MBROLA_ACCENTED_VOICES[voice] else 1.0
-        with tempfile.TemporaryDirectory(prefix="lit-app-mbrola-") as folder:
-            source, out = os.path.join(folder, "utterance.pho"), os.path.join(folder, "utterance.wav")
-            Path(source).write_text(pho)
-            # -e: a diphone the voice lacks (English puts phones together that its language never does) is skipped.
-            command = ["mbrola", "-e", "-f", f"{ratio}", str(MBROLA_FOLDER / voice / voice), source, out]
-            result = subprocess.run(command, capture_output=True, timeout=60)
-            if result.returncode != 0 or not os.path.exists(out) or os.path.getsize(out) <= 44:
-                raise _error(f"mbrola for {text!r} with voice {voice!r} failed: "
-                             f"{result.stderr.decode(errors='replace').strip()}")
-            return sf.read(out, dtype="int16")
-
-    def close(self) -> None:
-        self.front_end.close()

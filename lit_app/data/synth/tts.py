@@ -31,7 +31,14 @@ import numpy as np
 import soundfile as sf
 
 from lit_app.data.synth.accents import ACCENTED_VOICES, festival_request
-from lit_app.data.synth.mbrola import MBROLA_ACCENTED_VOICES, MbrolaAccentedEngine, mbrola_voices
+from lit_app.data.synth.mbrola import (
+    FEMALE_PITCH_RATIO,
+    FRONT_END_VOICE,
+    MBROLA_ACCENTED_VOICES,
+    accented_pho,
+    database,
+    mbrola_voices,
+)
 
 ESPEAK_ACCENTS = (
     "en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc",
@@ -245,8 +252,8 @@ class EspeakEngine:
 class ProgramEngine:
     """An engine that runs one short-lived program per utterance, which writes it to a WAV file.
 
-    Subclasses give the program's command (:meth:`command`) and, for a program that reads its text on its input,
-    :meth:`text_input`. A folder per utterance, gone when it is read: corpus workers end without closing their
+    Subclasses give the program's command (:meth:`command`) and, for a program that reads its input on its standard
+    input, :meth:`text_input`. A folder per utterance, gone when it is read: corpus workers end without closing their
     engines, so a folder kept for the engine's lifetime was left behind by every build.
     """
 
@@ -255,13 +262,13 @@ class ProgramEngine:
     def command(self, text: str, voice: str, duration_stretch: float, out: str) -> list[str]:
         raise NotImplementedError
 
-    def text_input(self, text: str) -> str | None:
+    def text_input(self, text: str, voice: str, duration_stretch: float) -> str | None:
         """The program's standard input (``None``: the text is in the command)."""
         return None
 
     def synthesise(self, text: str, voice: str, duration_stretch: float = 1.0) -> tuple[np.ndarray, int]:
         """Speak ``text``; returns int16 samples and their sample rate."""
-        stdin = self.text_input(text)
+        stdin = self.text_input(text, voice, duration_stretch)
         with tempfile.TemporaryDirectory(prefix=f"lit-app-{self.name.lower()}-") as folder:
             out = os.path.join(folder, "utterance.wav")  # pico2wave wants the .wav suffix
             result = subprocess.run(self.command(text, voice, duration_stretch, out), capture_output=True,
@@ -326,7 +333,7 @@ class RHVoiceEngine(ProgramEngine):
         # The stretch becomes RHVoice's rate in percent of normal.
         return ["RHVoice-test", "-p", voice, "-r", str(round(100 / duration_stretch)), "-o", out]
 
-    def text_input(self, text: str) -> str:
+    def text_input(self, text: str, voice: str, duration_stretch: float) -> str:
         return text
 
 
@@ -401,6 +408,33 @@ class FestivalEngine:
             pass
 
 
+class MbrolaEngine(ProgramEngine):
+    """MBROLA's voices of other languages reading English (``mbrola.py``): festival's English front end says the
+    phones, :func:`~lit_app.data.synth.mbrola.accented_pho` turns them into the voice's own, and one ``mbrola`` run
+    per utterance reads them on its input. The front end is one festival process for every voice."""
+
+    name = "mbrola"
+
+    def __init__(self) -> None:
+        self.voices = mbrola_voices()  # looked up once, as RHVoice's
+        if not self.voices:
+            raise missing_engine("mbrola_accented", "MBROLA and its voices are")
+        self.front_end = FestivalEngine()
+
+    def text_input(self, text: str, voice: str, duration_stretch: float) -> str:
+        if voice not in self.voices:  # checked first: this runs before the command
+            raise TTSError(f"MBROLA voice {voice!r} is not installed (mbrola-{voice}) or not one of ours")
+        return accented_pho(self.front_end.phones(text, FRONT_END_VOICE, duration_stretch), voice)
+
+    def command(self, text: str, voice: str, duration_stretch: float, out: str) -> list[str]:
+        ratio = FEMALE_PITCH_RATIO if MBROLA_ACCENTED_VOICES[voice] else 1.0
+        # -e: a diphone the voice lacks (English puts phones together that its language never does) is skipped.
+        return ["mbrola", "-e", "-f", f"{ratio}", str(database(voice)), "-", out]
+
+    def close(self) -> None:
+        self.front_end.close()
+
+
 def trim_silence(samples: np.ndarray, threshold_db: float = -40.0, margin: int = 160) -> np.ndarray:
     """Cut leading and trailing samples quieter than ``threshold_db`` below the peak (keeps ``margin``)."""
     peak = np.abs(samples).max() if samples.size else 0.0
@@ -415,7 +449,8 @@ class Speaker:
 
     Engines start on first use, so a worker process pays only for the engines its voices need. Each festival voice
     speaks in a process of its own, and a festival process holds about 330 MB (its lexicon), so at most
-    ``max_festival_processes`` stay up: the one used longest ago is closed when another voice needs one.
+    ``max_festival_processes`` stay up: the one used longest ago is closed when another voice needs one. MBROLA's
+    voices share one more, their English front end.
     """
 
     def __init__(self, sample_rate: int = 16000, max_festival_processes: int = 4) -> None:
@@ -425,7 +460,7 @@ class Speaker:
         self._flite: FliteEngine | None = None
         self._pico: PicoEngine | None = None
         self._rhvoice: RHVoiceEngine | None = None
-        self._mbrola: MbrolaAccentedEngine | None = None
+        self._mbrola: MbrolaEngine | None = None
         # One festival process per voice: in a shared one, a voice can leave settings behind (the Czech voices do)
         # that change the next voice's samples, and a rebuilt clip must come out as it did the first time.
         self._festival: dict[str, FestivalEngine] = {}
@@ -448,7 +483,7 @@ class Speaker:
             self._rhvoice = self._rhvoice or RHVoiceEngine()
             samples, source_rate = self._rhvoice.synthesise(text, voice.name, stretch)
         elif voice.engine == "mbrola_accented":
-            self._mbrola = self._mbrola or MbrolaAccentedEngine()
+            self._mbrola = self._mbrola or MbrolaEngine()
             samples, source_rate = self._mbrola.synthesise(text, voice.name, stretch)
         elif voice.engine in FESTIVAL_PACKAGES:
             if voice.name not in self._festival:
