@@ -159,14 +159,6 @@ def test_the_engine_transfer_configs_parse(config, engines, capsys):
         assert all((CONFIGS.parent / path).is_file() for path in overlays)
 
 
-def test_the_res8_overlay_swaps_the_network_only(capsys):
-    with pytest.raises(SystemExit):
-        main(["fit", "-c", str(CONFIGS / "kws" / "demo.yaml"), "-c", str(CONFIGS / "kws" / "overlays" / "res8.yaml"),
-              "--print_config"])
-    model = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
-    assert model["network"] == "res8" and model["lr"] == 0.003
-
-
 def test_the_augmentation_overlay_parses(capsys):
     with pytest.raises(SystemExit):
         main(["fit", "-c", str(CONFIGS / "kws" / "demo.yaml"), "-c", str(CONFIGS / "kws" / "overlays" / "voice_augment.yaml"),
@@ -224,28 +216,34 @@ def test_the_main_jobs_held_out_overlay_builds_engine_transfers_festival_corpus(
     assert overlay == expected
 
 
-@pytest.mark.parametrize(("overlay", "changed"), [("batch_norm", {"batch_norm": True}),
-                                                  ("utterance_norm", {"utterance_norm": "mean"}),
-                                                  ("utterance_mean_var", {"utterance_norm": "mean_var"}),
-                                                  ("cepstral_envelope", {"n_mfcc": 20, "n_mels": 40})])
-def test_the_network_overlays_change_their_one_setting(overlay, changed, capsys):
+@pytest.mark.parametrize(("overlays", "changed"), [(["batch_norm"], {"batch_norm": True}),
+                                                   (["utterance_norm"], {"utterance_norm": "mean"}),
+                                                   (["utterance_mean_var"], {"utterance_norm": "mean_var"}),
+                                                   (["cepstral_envelope"], {"n_mfcc": 20, "n_mels": 40}),
+                                                   (["res8"], {"network": "res8"}),
+                                                   (["mixup"], {"mixup_alpha": 0.2}),
+                                                   (["res8", "mixstyle"], {"network": "res8", "mixstyle_probability": 0.5})])
+def test_the_network_overlays_change_their_settings_only(overlays, changed, capsys):
     with pytest.raises(SystemExit):
         main(["fit", "-c", str(CONFIGS / "kws" / "demo.yaml"), "--print_config"])
-    plain = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
+    before = yaml.safe_load(capsys.readouterr().out)
+    extra = [arg for name in overlays for arg in ("-c", str(CONFIGS / "kws" / "overlays" / f"{name}.yaml"))]
     with pytest.raises(SystemExit):
-        main(["fit", "-c", str(CONFIGS / "kws" / "demo.yaml"), "-c", str(CONFIGS / "kws" / "overlays" / f"{overlay}.yaml"),
-              "--print_config"])
-    model = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
+        main(["fit", "-c", str(CONFIGS / "kws" / "demo.yaml"), *extra, "--print_config"])
+    after = yaml.safe_load(capsys.readouterr().out)
+    plain, model = before["model"]["init_args"], after["model"]["init_args"]
     assert {key: value for key, value in model.items() if plain.get(key) != value} == changed
+    assert after["data"] == before["data"] and after["trainer"] == before["trainer"]
 
 
-@pytest.mark.parametrize(("victim", "epochs"), [("kws", 12), ("asr", 16)])
-def test_the_train_longer_overlays_change_the_epochs_only(victim, epochs, capsys):
+@pytest.mark.parametrize(("victim", "overlay", "epochs"), [("kws", "train_longer", 12), ("kws", "train_24_epochs", 24),
+                                                        ("asr", "train_longer", 16)])
+def test_the_train_longer_overlays_change_the_epochs_only(victim, overlay, epochs, capsys):
     with pytest.raises(SystemExit):
         main(["fit", "-c", str(CONFIGS / victim / "demo.yaml"), "--print_config"])
     before = yaml.safe_load(capsys.readouterr().out)
     with pytest.raises(SystemExit):
-        main(["fit", "-c", str(CONFIGS / victim / "demo.yaml"), "-c", str(CONFIGS / victim / "overlays" / "train_longer.yaml"),
+        main(["fit", "-c", str(CONFIGS / victim / "demo.yaml"), "-c", str(CONFIGS / victim / "overlays" / f"{overlay}.yaml"),
               "--print_config"])
     after = yaml.safe_load(capsys.readouterr().out)
     assert after["trainer"]["max_epochs"] == epochs and after["trainer"]["default_root_dir"] == f"runs/{victim}-demo"

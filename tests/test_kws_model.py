@@ -217,3 +217,32 @@ def test_res8_is_an_option_that_a_checkpoint_rebuilds(tmp_path):
     assert isinstance(loaded.net, Res8) and torch.allclose(loaded(wave), model(wave), atol=1e-5)
     with pytest.raises(ValueError, match="network must be 'tf_conv' or 'res8'"):
         KWSModule(network="res15")
+
+
+def test_mixstyle_and_mixup_are_training_options_that_keep_the_checkpoint(monkeypatch):
+    """MixStyle (res8) and mixup (ours) change training batches only; the weights are those of a plain res8."""
+    torch.manual_seed(0)
+    module = KWSModule(network="res8", mixup_alpha=0.2, mixstyle_probability=1.0)
+    plain = KWSModule(network="res8")
+    assert module.state_dict().keys() == plain.state_dict().keys()
+    plain.load_state_dict(module.state_dict())
+    audio = torch.randn(16, 16000) * 0.1
+    module.eval(), plain.eval()
+    assert torch.equal(module(audio), plain(audio))
+    monkeypatch.setattr(module, "log", lambda *args, **kwargs: None)
+    module.train()
+    seen = []
+    forward = module.net.forward
+    monkeypatch.setattr(module.net, "forward", lambda features: seen.append(features) or forward(features))
+    monkeypatch.setattr(module.mixup, "sample", lambda: torch.tensor(0.25))
+    target = torch.arange(16) % 12
+    loss = module.training_step((audio, target), 0)
+    features = module.features(audio)
+    # Each clip is mixed a quarter of itself to three quarters of another clip of the batch.
+    other = (seen[0] - 0.25 * features) / 0.75
+    distances = torch.cdist(other.flatten(1), features.flatten(1))
+    assert torch.allclose(distances.min(1).values, torch.zeros(16), atol=1e-3) and torch.isfinite(loss)
+    with pytest.raises(ValueError, match="res8 only"):
+        KWSModule(mixstyle_probability=0.5)
+    with pytest.raises(ValueError, match="mixup_alpha"):
+        KWSModule(mixup_alpha=-1.0)

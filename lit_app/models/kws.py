@@ -70,6 +70,10 @@ class KWSModule(LitAppModule):
         network: ``tf_conv`` (TensorFlow's conv model, the paper's victim) or ``res8`` (Tang & Lin's residual
             network, ours as an option; ``dropout``, ``padding``, ``batch_norm`` and ``second_pool`` are
             TensorFlow's model's and do not apply to it).
+        mixup_alpha: mixup in training (Zhang et al. 2018; ours): each clip's features and labels are mixed with
+            another clip's of the batch, with a Beta(alpha, alpha) weight (0: none).
+        mixstyle_probability: res8 only: chance that a training batch goes through MixStyle (Zhou et al. 2021;
+            ours), which mixes the early feature maps' statistics between clips (0: none).
         **optimizer_settings: optimiser and schedule settings of :class:`~lit_app.base.LitAppModule`.
     """
 
@@ -99,11 +103,17 @@ class KWSModule(LitAppModule):
         freq_mask: int = 0,
         time_mask: int = 0,
         network: Literal["tf_conv", "res8"] = "tf_conv",
+        mixup_alpha: float = 0.0,
+        mixstyle_probability: float = 0.0,
         **optimizer_settings: Any,
     ) -> None:
         super().__init__(**optimizer_settings)
         if network not in ("tf_conv", "res8"):
             raise ValueError(f"network must be 'tf_conv' or 'res8', got {network!r}")
+        if mixstyle_probability and network != "res8":
+            raise ValueError("mixstyle_probability applies to network: res8 only; set it to 0 for tf_conv")
+        if mixup_alpha < 0:
+            raise ValueError(f"mixup_alpha must be >= 0 (0: no mixup), got {mixup_alpha}")
         if utterance_norm not in ("none", "mean", "mean_var"):
             raise ValueError(f"utterance_norm must be 'none', 'mean' or 'mean_var', got {utterance_norm!r}")
         self.save_hyperparameters()
@@ -114,11 +124,12 @@ class KWSModule(LitAppModule):
                               f_max=f_max, power=mel_power, centred=centred_frames)
         self.feature_norm = nn.BatchNorm1d(n_mfcc, affine=False) if feature_norm else nn.Identity()
         if network == "res8":
-            self.net: nn.Module = Res8(num_classes)
+            self.net: nn.Module = Res8(num_classes, mixstyle_probability=mixstyle_probability)
         else:
             self.net = CnnTradFpool3(num_classes, self.front_end.num_frames(clip_samples), n_mfcc, dropout, padding,
                                      batch_norm, second_pool)
         self.label_smoothing = label_smoothing
+        self.mixup = torch.distributions.Beta(mixup_alpha, mixup_alpha) if mixup_alpha else None
         # Masks over [batch, coefficients, frames], drawn per clip.
         self.spec_augment = nn.Sequential(
             *([T.FrequencyMasking(freq_mask, iid_masks=True)] if freq_mask else []),
@@ -163,8 +174,15 @@ class KWSModule(LitAppModule):
         features = self.features(audio)
         # The masks take [batch, channel, frequency, time]; our features are [batch, frames, coefficients].
         masked = self.spec_augment(features.transpose(1, 2).unsqueeze(1)).squeeze(1).transpose(1, 2)
-        logits = self.net(masked)
-        loss = F.cross_entropy(logits, target, label_smoothing=self.label_smoothing)
+        if self.mixup is None:
+            logits = self.net(masked)
+            loss = F.cross_entropy(logits, target, label_smoothing=self.label_smoothing)
+        else:
+            weight = self.mixup.sample().item()
+            other = torch.randperm(len(target), device=target.device)
+            logits = self.net(weight * masked + (1 - weight) * masked[other])
+            loss = (weight * F.cross_entropy(logits, target, label_smoothing=self.label_smoothing)
+                    + (1 - weight) * F.cross_entropy(logits, target[other], label_smoothing=self.label_smoothing))
         self.train_acc(logits, target)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lit_app.nets.mixstyle import MixStyle
+
 
 class ResidualBlock(nn.Module):
     """Two 3x3 convolutions, each followed by ReLU and batch norm (the paper's order), and the identity around them."""
@@ -32,12 +34,16 @@ class Res8(nn.Module):
         num_classes: number of output classes.
         channels: feature maps of every convolution (45 in the paper).
         blocks: residual blocks (3 in res8).
+        mixstyle_probability: chance that a training batch goes through MixStyle after the stem and after the first
+            block (0: never; not in Tang & Lin).
     """
 
     memory_format = torch.channels_last
 
-    def __init__(self, num_classes: int, channels: int = 45, blocks: int = 3) -> None:
+    def __init__(self, num_classes: int, channels: int = 45, blocks: int = 3, mixstyle_probability: float = 0.0) -> None:
         super().__init__()
+        # Without weights of its own, so checkpoints keep their keys either way.
+        self.mixstyle = MixStyle(mixstyle_probability) if mixstyle_probability else nn.Identity()
         self.stem = nn.Sequential(nn.Conv2d(1, channels, 3, padding=1, bias=False), nn.ReLU(),
                                   nn.AvgPool2d((4, 3)))
         self.blocks = nn.Sequential(*(ResidualBlock(channels) for _ in range(blocks)))
@@ -46,4 +52,5 @@ class Res8(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Map ``[batch, frames, coefficients]`` features to ``[batch, num_classes]`` logits."""
         images = features.unsqueeze(1).contiguous(memory_format=self.memory_format)
-        return self.classifier(self.blocks(self.stem(images)).mean(dim=(2, 3)))
+        maps = self.mixstyle(self.blocks[0](self.mixstyle(self.stem(images))))
+        return self.classifier(self.blocks[1:](maps).mean(dim=(2, 3)))
