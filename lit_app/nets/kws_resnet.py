@@ -43,7 +43,7 @@ class Res8(nn.Module):
     def __init__(self, num_classes: int, channels: int = 45, blocks: int = 3, mixstyle_probability: float = 0.0) -> None:
         super().__init__()
         # Without weights of its own, so checkpoints keep their keys either way.
-        self.mixstyle = MixStyle(mixstyle_probability) if mixstyle_probability else nn.Identity()
+        self.mixstyle = MixStyle(mixstyle_probability)
         self.stem = nn.Sequential(nn.Conv2d(1, channels, 3, padding=1, bias=False), nn.ReLU(),
                                   nn.AvgPool2d((4, 3)))
         self.blocks = nn.Sequential(*(ResidualBlock(channels) for _ in range(blocks)))
@@ -52,5 +52,7 @@ class Res8(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Map ``[batch, frames, coefficients]`` features to ``[batch, num_classes]`` logits."""
         images = features.unsqueeze(1).contiguous(memory_format=self.memory_format)
-        maps = self.mixstyle(self.blocks[0](self.mixstyle(self.stem(images))))
-        return self.classifier(self.blocks[1:](maps).mean(dim=(2, 3)))
+        maps = self.stem(images)
+        for index, block in enumerate(self.blocks):
+            maps = block(self.mixstyle(maps) if index < 2 else maps)  # after the stem and after the first block
+        return self.classifier(maps.mean(dim=(2, 3)))

@@ -33,7 +33,8 @@ class MixStyle(nn.Module):
         self.eps = eps
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
-        if not self.training or maps.shape[0] < 2 or torch.rand(()) >= self.probability:
+        # At probability 0 nothing is drawn, so a network with MixStyle off trains on the random stream it had before.
+        if not self.training or self.probability == 0 or maps.shape[0] < 2 or torch.rand(()) >= self.probability:
             return maps
         # The statistics are treated as constants, as in the paper: the gradient flows through the content only.
         mean = maps.mean(dim=(2, 3), keepdim=True).detach()

@@ -20,6 +20,8 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
+from lit_app.data.synth.errors import TTSError
+
 MBROLA_FOLDER = Path("/usr/share/mbrola")
 #: The voices (MBROLA databases), each a speaker of its own: name -> speaks with a female voice. Left out: the
 #: English ones (festival_extra has us1-us3; en1 may be rab); Italian and Czech, whose speakers festival's accented
@@ -51,12 +53,6 @@ ENGLISH_TO_SAMPA = {
     "y": ("j", "i", "I", "e"), "z": ("z", "s"), "zh": ("Z", "S", "z", "s"), "pau": ("_",), "brth": ("_",),
 }
 _CONTEXTS = ("_", "a", "A", "a:", "e", "i", "o")  # vowels between which a consonant is asked for
-
-
-def _error(message: str) -> Exception:
-    from lit_app.data.synth.tts import TTSError  # tts imports this module
-
-    return TTSError(message)
 
 
 def database(voice: str) -> Path:
@@ -102,7 +98,7 @@ def phone_map(voice: str) -> dict[str, str]:
         for english, stand_ins in ENGLISH_TO_SAMPA.items():
             found = next((phone for phone in stand_ins if phone == "_" or has(phone)), None)
             if found is None:
-                raise _error(f"MBROLA voice {voice!r} can say none of {stand_ins} for English /{english}/; "
+                raise TTSError(f"MBROLA voice {voice!r} can say none of {stand_ins} for English /{english}/; "
                              "drop it from MBROLA_ACCENTED_VOICES")
             mapping[english] = found
     return mapping
@@ -116,7 +112,7 @@ def accented_pho(pho: str, voice: str) -> str:
         fields = line.split()
         if fields:
             if fields[0] not in mapping:
-                raise _error(f"festival said a phone we have no stand-in for: {fields[0]!r} "
+                raise TTSError(f"festival said a phone we have no stand-in for: {fields[0]!r} "
                              "(add it to ENGLISH_TO_SAMPA)")
             lines.append(" ".join([mapping[fields[0]], *fields[1:]]))
     return "\n".join(lines) + "\n"

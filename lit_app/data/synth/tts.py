@@ -31,6 +31,7 @@ import numpy as np
 import soundfile as sf
 
 from lit_app.data.synth.accents import ACCENTED_VOICES, festival_request
+from lit_app.data.synth.errors import TTSError
 from lit_app.data.synth.mbrola import (
     FEMALE_PITCH_RATIO,
     FRONT_END_VOICE,
@@ -88,10 +89,6 @@ SHARED_SPEAKERS = {"flite:kal16": "kal", "festival:kal_diphone": "kal", "flite:s
 ENGINE_FAMILY = {"espeak": "espeak", "flite": "flite", "festival": "festival", "festival_accented": "festival",
                  "festival_extra": "festival", "pico": "pico", "rhvoice": "rhvoice", "mbrola_accented": "festival"}
 ENGINES = tuple(ENGINE_FAMILY)
-
-
-class TTSError(RuntimeError):
-    """A text-to-speech engine is missing or failed; the message says how to get it working."""
 
 
 @dataclass(frozen=True, order=True)
