@@ -102,9 +102,10 @@ def test_run_adaptive_writes_its_table(tiny_keywords, tmp_path):
         # Fused, a clip is flagged when either the detector or noise flooding flags it.
         assert row["fused_detection_rate"] >= max(row["detection_rate"], row["flooding_detection_rate"])
         assert row["fused_false_positive_rate"] >= row["false_positive_rate"]
+        assert 0.0 <= row["calibrated_detection_rate"] <= 1.0
     saved = json.loads((tmp_path / "out" / "adaptive.json").read_text())
     assert saved["settings"]["attack"] == "PGD" and len(saved["rows"]) == 2
-    assert "fused with noise flooding |" in (tmp_path / "out" / "adaptive.md").read_text()
+    assert "fused with noise flooding | detection rate, calibrated fusion |" in (tmp_path / "out" / "adaptive.md").read_text()
 
 
 def test_adaptive_demo_config_parses(monkeypatch):
@@ -115,3 +116,15 @@ def test_adaptive_demo_config_parses(monkeypatch):
     with pytest.raises(SystemExit) as stop:
         main(["-c", str(CONFIGS / "detector" / "adaptive_demo.yaml"), "--print_config"])
     assert stop.value.code == 0
+
+
+def test_the_calibrated_fusion_flags_what_lies_beyond_the_clean_clips():
+    from lit_app.experiments.adaptive import summarise
+
+    clean_cnn, clean_flooding = torch.linspace(0.1, 0.4, 60), torch.zeros(60)
+    # Attacked clips: beyond every clean CNN score; flooded where no clean clip is; neither (a clean-looking one).
+    scores, flooding = torch.tensor([0.9, 0.2, 0.2]), torch.tensor([0.0, 0.5, 0.0])
+    row = summarise(1.0, clean_cnn, scores, torch.tensor([True, True, True]), [20.0] * 3, [-40.0] * 3, 0.5,
+                    (clean_flooding, flooding))
+    assert row["calibrated_detection_rate"] == pytest.approx(2 / 3)
+    assert row["detection_rate"] == pytest.approx(1 / 3) and row["flooding_detection_rate"] == pytest.approx(1 / 3)

@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 from torch import nn
+from torchmetrics.functional.classification import binary_auroc
 
 from lit_app.attacks import ClassifierVictim, CTCVictim
 from lit_app.defences import NoiseFlooding
@@ -94,6 +95,29 @@ def test_fusion_rules():
     assert torch.allclose(noise_flooding.FUSION_RULES["mean"](cnn, flooding), torch.tensor([0.45, 0.55, 0.425]))
 
 
+def test_the_calibrated_rule_ranks_each_score_among_clean_validation_clips():
+    clean = noise_flooding.NormalScores(cnn=torch.tensor([0.50, 0.52, 0.54, 0.56]), flooding=torch.tensor([0.0, 0.0, 0.0, 0.625]))
+    # A confident attack only the CNN sees (just above every clean CNN score), one only noise flooding sees, and a
+    # clean clip that noise flooding half-suspects, as one clean validation clip was.
+    cnn, flooding = torch.tensor([0.58, 0.51, 0.53]), torch.tensor([0.0, 0.75, 0.625])
+    labels = torch.tensor([1, 1, 0])
+    fused = noise_flooding.FUSION_RULES["calibrated"](cnn, flooding, clean)
+    # Tail probabilities: the share of clean clips at or above, itself counted: 1/5, 1/5, 2/5.
+    tails = torch.tensor([0.2, 0.2, 0.4])
+    alpha = noise_flooding.CALIBRATED_FALSE_ALARMS / 2
+    assert torch.allclose(fused, tails.log() / (tails.log() + math.log(alpha)))
+    at_alpha = noise_flooding.FUSION_RULES["calibrated"](torch.tensor([0.0]), torch.tensor([1.0]),
+                                                         noise_flooding.NormalScores(torch.zeros(39), torch.zeros(39)))
+    assert at_alpha.item() == noise_flooding.CALIBRATED_THRESHOLD  # beyond all 39 clean clips: p = 1/40 = alpha
+    assert binary_auroc(fused, labels) == 1.0
+    # The raw larger score ranks the clean clip above the CNN-only attack: the CNN's scores live near 0.5.
+    assert binary_auroc(noise_flooding.FUSION_RULES["max"](cnn, flooding), labels) == 0.5
+    rescaled = noise_flooding.NormalScores(cnn=clean.cnn * 10, flooding=clean.flooding)  # no raw scale matters
+    assert torch.equal(noise_flooding.FUSION_RULES["calibrated"](cnn * 10, flooding, rescaled), fused)
+    with pytest.raises(ValueError, match="normal validation"):
+        noise_flooding.FUSION_RULES["calibrated"](cnn, flooding)
+
+
 def test_the_fusion_rule_is_chosen_by_validation_auroc():
     labels = torch.tensor([0, 1])
     # A clean clip the CNN scores high: only the mean ranks it below the adversarial one.
@@ -109,18 +133,19 @@ def test_the_fusion_rule_is_chosen_by_validation_auroc():
 def test_the_experiment_scores_fuses_writes_and_resumes(pgd_grid, tmp_path, monkeypatch):
     out = tmp_path / "out"
     settings = dict(grid=pgd_grid, snr_db=[20.0, 60.0], draws=2, seeds=[0, 1], batch_size=8, device="cpu",
-                    fuse_with={"pgd": str(tmp_path / "detector{seed}.ckpt")}, fuse_snr_db=20.0, fusion=["max", "mean"],
+                    fuse_with={"pgd": str(tmp_path / "detector{seed}.ckpt")}, fuse_snr_db=20.0, fusion=["max", "mean", "calibrated"],
                     choose_fusion_on_val=True, out_dir=str(out))
     table = run_noise_flooding(**settings)
     assert table.kinds == {("nothing", "pgd"): "unknown", ("pgd", "pgd"): "known"}
     assert table.features == ["noise flooding 20 dB", "noise flooding 60 dB", "trained CNN", "CNN + noise flooding 20 dB",
-                              "mean of CNN and noise flooding 20 dB", "CNN + noise flooding 20 dB, rule chosen on val"]
+                              "mean of CNN and noise flooding 20 dB", "CNN or noise flooding 20 dB, calibrated on normal val clips",
+                              "CNN + noise flooding 20 dB, rule chosen on val"]
     auroc = table.values("test/auroc")
     choices = json.loads((out / "fusion_choices.json").read_text())
     assert set(choices) == {"pgd seed0", "pgd seed1"}
     for seed in (0, 1):  # the chosen column repeats the column of the rule chosen for that detector
         rule = choices[f"pgd seed{seed}"]["rule"]
-        assert set(choices[f"pgd seed{seed}"]["val/auroc"]) == {"max", "mean"}
+        assert set(choices[f"pgd seed{seed}"]["val/auroc"]) == {"max", "mean", "calibrated"}
         column = noise_flooding.FUSED_COLUMNS[rule].format("noise flooding 20 dB")
         assert auroc[("pgd", "pgd", "CNN + noise flooding 20 dB, rule chosen on val")][seed] == auroc[("pgd", "pgd", column)][seed]
     val_clips = torch.load(out / "runs" / "noise flooding 20 dB" / "seed0-val" / "scores.pt", weights_only=True)["pgd"]

@@ -40,6 +40,7 @@ from lit_app.defences import NoiseFlooding
 from lit_app.device import resolve_device
 from lit_app.experiments.command import run_command
 from lit_app.experiments.figures import save_curve_figure
+from lit_app.experiments.noise_flooding import CALIBRATED_THRESHOLD, NormalScores, calibrated_max
 from lit_app.experiments.stage_log import StageLog
 from lit_app.models.detector import DetectorModule
 
@@ -127,7 +128,9 @@ def summarise(weight: float, clean_scores: torch.Tensor, scores: torch.Tensor, f
               snr: list[float], db_x: list[float], threshold: float,
               flooding: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, Any]:
     """One row of the table; with ``flooding`` (noise-flooding scores of the clean and the attacked clips), also
-    what the detector fused with noise flooding (flagged when either flags) catches."""
+    what the detector fused with noise flooding catches: flagged when either flags at its threshold, and by the
+    calibrated rule with these clean clips as its reference (flagged when either score lies beyond nearly every
+    clean clip's)."""
     detected, clean_detected = scores >= threshold, clean_scores >= threshold
     successful = fooled.sum().item()
     ok = fooled.tolist()
@@ -141,6 +144,8 @@ def summarise(weight: float, clean_scores: torch.Tensor, scores: torch.Tensor, f
             "flooding_false_positive_rate": clean_flooded.float().mean().item(),
             "fused_detection_rate": (fused & fooled).sum().item() / max(successful, 1),
             "fused_false_positive_rate": (clean_detected | clean_flooded).float().mean().item(),
+            "calibrated_detection_rate": (calibrated_max(scores, flooding_scores, NormalScores(clean_scores, clean_flooding))
+                                          >= CALIBRATED_THRESHOLD)[fooled].sum().item() / max(successful, 1),
         }
     return {
         "weight": weight,
@@ -161,12 +166,14 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     head = ("| detector weight | victim success | detection rate (of successful) | fools victim and detector | "
             "mean detector score | median SNR dB | median dB_x |")
     if fused:
-        head += " detection rate, noise flooding alone | detection rate, fused with noise flooding |"
+        head += (" detection rate, noise flooding alone | detection rate, fused with noise flooding |"
+                 " detection rate, calibrated fusion |")
     lines = [head, "|---" * head.count(" |") + "|"]
     for r in rows:
         lines.append(f"| {r['weight']:g} | {r['victim_success']:.3f} | {r['detection_rate']:.3f} | {r['fools_both']:.3f} | "
                      f"{r['mean_score']:.3f} | {r['median_snr_db']:.1f} | {r['median_db_x']:.1f} |"
-                     + (f" {r['flooding_detection_rate']:.3f} | {r['fused_detection_rate']:.3f} |" if fused else ""))
+                     + (f" {r['flooding_detection_rate']:.3f} | {r['fused_detection_rate']:.3f} |"
+                        f" {r['calibrated_detection_rate']:.3f} |" if fused else ""))
     return "\n".join(lines)
 
 

@@ -13,7 +13,9 @@ mean ± std over noise seeds)::
 With ``fuse_with``, trained detectors of the grid are scored on the same clips, alone and fused with noise
 flooding, in rows ``train -> test``: by the larger of the two scores (flagged when either flags it) and, with
 ``fusion: [max, mean]``, also by their average (a clean clip that one of them wrongly scores high stays low);
-with ``choose_fusion_on_val``, also by whichever rule does better on each detector's own validation split.
+with ``calibrated``, by the larger of the two scores once each is ranked among the normal clips of the detector's
+own validation split (raw scales no longer decide; ours, issue 25); with ``choose_fusion_on_val``, also by
+whichever rule does better on each detector's own validation split.
 The two fail on different attacks: a CNN trained on loud black-box perturbations catches PGD, which noise
 flooding misses, and noise flooding catches the minimal perturbations of other attacks that the CNN never saw.
 
@@ -129,20 +131,56 @@ def column_name(snr_db: float) -> str:
     return f"noise flooding {snr_db:g} dB"
 
 
-FUSION_RULES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "max": torch.maximum,
-    "mean": lambda cnn, flooding: (cnn + flooding) / 2,
+@dataclass(frozen=True)
+class NormalScores:
+    """A fused detector's two scores on the normal clips of its own validation split (clean clips, and the noise
+    negatives of a detector trained with them): what the ``calibrated`` rule ranks every clip against."""
+
+    cnn: torch.Tensor
+    flooding: torch.Tensor
+
+
+def normal_tail(reference: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """Each score's tail probability among normal clips: the share of ``reference`` at or above it, the score itself
+    counted (a permutation p-value, never 0)."""
+    at_or_above = (reference[None, :] >= scores[:, None]).sum(1)
+    return (at_or_above + 1).double() / (reference.numel() + 1)
+
+
+CALIBRATED_FALSE_ALARMS = 0.05  # the calibrated rule's design share of clean clips flagged at its threshold
+CALIBRATED_THRESHOLD = 0.5
+
+
+def calibrated_max(cnn: torch.Tensor, flooding: torch.Tensor, normal: NormalScores | None = None) -> torch.Tensor:
+    """Either detector's evidence, each on the scale of normal clips: the smaller of the two scores' tail
+    probabilities among normal validation clips (the min-p combination of two tests), mapped to [0, 1) so that 0.5
+    is that p at ``CALIBRATED_FALSE_ALARMS / 2`` (a Bonferroni split: about 5% of clean clips flagged). A clip is as
+    suspect as it is unusual to either detector, whatever the scale of its raw scores."""
+    if normal is None:
+        raise ValueError("the calibrated fusion rule needs the detectors' scores on normal validation clips")
+    smaller = torch.minimum(normal_tail(normal.cnn, cnn), normal_tail(normal.flooding, flooding))
+    log_p, log_alpha = smaller.log(), torch.tensor(CALIBRATED_FALSE_ALARMS / 2, dtype=torch.float64).log()
+    return (log_p / (log_p + log_alpha)).float()  # 0 at p = 1, 0.5 at p = alpha, towards 1 as p -> 0
+
+
+FusionRule = Callable[[torch.Tensor, torch.Tensor, "NormalScores | None"], torch.Tensor]
+FUSION_RULES: dict[str, FusionRule] = {
+    "max": lambda cnn, flooding, normal=None: torch.maximum(cnn, flooding),
+    "mean": lambda cnn, flooding, normal=None: (cnn + flooding) / 2,
+    "calibrated": calibrated_max,
 }
-FUSED_COLUMNS = {"max": "CNN + {}", "mean": "mean of CNN and {}"}  # {}: the noise-flooding column
+FUSED_COLUMNS = {"max": "CNN + {}", "mean": "mean of CNN and {}",
+                 "calibrated": "CNN or {}, calibrated on normal val clips"}  # {}: the noise-flooding column
+CALIBRATED_RULES = {"calibrated"}  # rules that need scores on normal validation clips
 CHOSEN_COLUMN = "CNN + {}, rule chosen on val"
 
 
 def choose_fusion(
-    rules: list[str], alone: torch.Tensor, flooded: torch.Tensor, labels: torch.Tensor
+    rules: list[str], alone: torch.Tensor, flooded: torch.Tensor, labels: torch.Tensor, normal: NormalScores | None = None
 ) -> tuple[str, dict[str, float]]:
     """The rule of ``rules`` whose fused scores have the highest ROC-AUC on these (validation) clips (the first
     on a tie), and every rule's ROC-AUC."""
-    aurocs = {rule: float(binary_auroc(FUSION_RULES[rule](alone, flooded), labels)) for rule in rules}
+    aurocs = {rule: float(binary_auroc(FUSION_RULES[rule](alone, flooded, normal), labels)) for rule in rules}
     return max(rules, key=aurocs.__getitem__), aurocs
 
 
@@ -177,7 +215,7 @@ def run_noise_flooding(
     splits: list[str] = ["test"],
     fuse_with: dict[str, str] = {},
     fuse_snr_db: float | None = None,
-    fusion: list[Literal["max", "mean"]] = ["max"],
+    fusion: list[Literal["max", "mean", "calibrated"]] = ["max"],
     choose_fusion_on_val: bool = False,
     bootstrap: int = 1000,
     batch_size: int = 64,
@@ -204,8 +242,10 @@ def run_noise_flooding(
             -> checkpoint path with ``{seed}`` (seed k of the detector pairs with noise seed k), e.g.
             ``black: runs/detector-grid-demo/runs/black/IMFCC/seed{seed}/checkpoints/best.ckpt``.
         fuse_snr_db: the noise level fused with them; the first of ``snr_db`` by default.
-        fusion: how the two scores combine, one column each: ``max`` (flagged when either flags) and ``mean``
-            (their average: a clean clip one of them wrongly scores high is held down by the other).
+        fusion: how the two scores combine, one column each: ``max`` (flagged when either flags), ``mean``
+            (their average: a clean clip one of them wrongly scores high is held down by the other) and
+            ``calibrated`` (each score first turned into its tail probability among the normal clips of the
+            detector's validation split, then the larger: raw scores on different scales no longer decide).
         choose_fusion_on_val: also a column in which each fused detector uses the rule of ``fusion`` with the
             higher ROC-AUC on the ``val`` split of its own train condition (the first listed on a tie), so the
             rule is picked without looking at any test clip or unknown attack (the choices go to
@@ -346,10 +386,14 @@ def fuse_detectors(
     flooding_by_seed = {seed: torch.load(out / "runs" / column_name(fused_level) / f"seed{seed}" / "scores.pt",
                                          weights_only=True) for seed in seeds}
     val_rules: dict[tuple[str, int], str] = {}
+    references: dict[tuple[str, int], NormalScores] = {}
     chosen_column = CHOSEN_COLUMN.format(column_name(fused_level))
+    if choose_fusion_on_val or CALIBRATED_RULES & set(fusion):
+        val_scores = validation_scores({name: spec["train"][name] for name in fuse_with}, sources, detectors, loaded,
+                                       fused_level, draws, batch_size, device, out)
+        references = normal_references(val_scores)
     if choose_fusion_on_val:
-        val_rules = choose_fusion_rules({name: spec["train"][name] for name in fuse_with}, sources, detectors, fusion,
-                                        loaded, fused_level, draws, batch_size, device, out)
+        val_rules = choose_fusion_rules(val_scores, references, fusion, out)
         columns.append(chosen_column)
     # Bootstrap intervals for the CNN alone and the fused detector of record (each costs about 0.4 s).
     interval_columns = {alone_column, chosen_column} if val_rules else {alone_column, *fused_columns.values()}
@@ -363,7 +407,8 @@ def fuse_detectors(
             alone = torch.cat([alone_by_source[m] for m in members])
             flooded = torch.cat([flooding[m]["scores"] for m in members])
             cells = fused_cells(alone, flooded, labels, fusion, alone_column, fused_columns,
-                                (chosen_column, val_rules[train_name, seed]) if val_rules else None)
+                                (chosen_column, val_rules[train_name, seed]) if val_rules else None,
+                                references.get((train_name, seed)))
             for column, scores, values in cells:
                 results.append(RunResult(train_name, test_name, column, seed, values))
                 if bootstrap and column in interval_columns:
@@ -383,10 +428,12 @@ def fused_cells(
     alone_column: str,
     fused_columns: dict[str, str],
     chosen: tuple[str, str] | None,
+    normal: NormalScores | None = None,
 ) -> list[tuple[str, torch.Tensor, dict[str, float]]]:
     """``(column, scores, metrics)`` of one detector on one test condition: alone, fused by each rule and, with
-    ``chosen`` (column, rule), the rule chosen on val (a repeat of that rule's scores and metrics)."""
-    fused = {rule: FUSION_RULES[rule](alone, flooded) for rule in fusion}
+    ``chosen`` (column, rule), the rule chosen on val (a repeat of that rule's scores and metrics); ``normal``: the
+    detector's scores on normal validation clips, for the calibrated rule."""
+    fused = {rule: FUSION_RULES[rule](alone, flooded, normal) for rule in fusion}
     by_rule = {rule: evaluate(scores, labels)[0] for rule, scores in fused.items()}
     cells = [(alone_column, alone, evaluate(alone, labels)[0])]
     cells += [(column, fused[rule], by_rule[rule]) for rule, column in fused_columns.items()]
@@ -396,35 +443,54 @@ def fused_cells(
     return cells
 
 
-def choose_fusion_rules(
+def validation_scores(
     conditions: dict[str, list[str]],
     sources: dict[str, Any],
     detectors: dict[tuple[str, int], DetectorModule],
-    rules: list[str],
     victims: dict[str, Victim],
     snr_db: float,
     draws: int,
     batch_size: int,
     device: torch.device,
     out: Path,
-) -> dict[tuple[str, int], str]:
-    """Per fused detector ``(train condition, seed)``, the rule with the best ROC-AUC on the validation split of
-    its train condition (``conditions``: name -> sources); noise-flooding scores of those clips are kept (and
-    reused) beside the test runs."""
+) -> dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per fused detector ``(train condition, seed)``: the CNN's scores, noise flooding's scores and the labels of
+    the validation split of its train condition (``conditions``: name -> sources). The noise-flooding scores of
+    those clips are kept (and reused) beside the test runs."""
     members = sorted({member for names in conditions.values() for member in names})
     items = {name: victim_items(name, sources[name], ["val"], "train_sets") for name in members}
     trained = trained_scores(detectors, {name: clip_paths(by_victim) for name, by_victim in items.items()}, device, batch_size)
-    chosen, record = {}, {}
+    scores = {}
     for seed in sorted({seed for _, seed in detectors}):
         run_dir = out / "runs" / column_name(snr_db) / f"seed{seed}-val"
         run_one(run_dir, items, conditions, victims, snr_db, draws, seed, batch_size, device)
         flooding = torch.load(run_dir / "scores.pt", weights_only=True)
         for train_name, names in conditions.items():
-            labels = torch.cat([flooding[m]["labels"] for m in names])
-            alone = torch.cat([trained[train_name, seed][m] for m in names])
-            flooded = torch.cat([flooding[m]["scores"] for m in names])
-            chosen[train_name, seed], aurocs = choose_fusion(rules, alone, flooded, labels)
-            record[f"{train_name} seed{seed}"] = {"rule": chosen[train_name, seed], "val/auroc": aurocs}
+            scores[train_name, seed] = (torch.cat([trained[train_name, seed][m] for m in names]),
+                                        torch.cat([flooding[m]["scores"] for m in names]),
+                                        torch.cat([flooding[m]["labels"] for m in names]))
+    return scores
+
+
+def normal_references(
+    val_scores: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+) -> dict[tuple[str, int], NormalScores]:
+    """Each fused detector's two scores on the normal clips (label 0) of its validation split."""
+    return {key: NormalScores(alone[labels == 0], flooded[labels == 0]) for key, (alone, flooded, labels) in val_scores.items()}
+
+
+def choose_fusion_rules(
+    val_scores: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    references: dict[tuple[str, int], NormalScores],
+    rules: list[str],
+    out: Path,
+) -> dict[tuple[str, int], str]:
+    """Per fused detector, the rule of ``rules`` with the best ROC-AUC on its validation split (written to
+    ``fusion_choices.json``)."""
+    chosen, record = {}, {}
+    for (train_name, seed), (alone, flooded, labels) in sorted(val_scores.items(), key=lambda item: (item[0][1], item[0][0])):
+        chosen[train_name, seed], aurocs = choose_fusion(rules, alone, flooded, labels, references[train_name, seed])
+        record[f"{train_name} seed{seed}"] = {"rule": chosen[train_name, seed], "val/auroc": aurocs}
     write_json_atomic(out / "fusion_choices.json", record)
     rank_zero_info(f"fusion rules chosen on the validation splits: {json.dumps(record, indent=1)}")
     return chosen
