@@ -171,7 +171,6 @@ FUSION_RULES: dict[str, FusionRule] = {
 }
 FUSED_COLUMNS = {"max": "CNN + {}", "mean": "mean of CNN and {}",
                  "calibrated": "CNN or {}, calibrated on normal val clips"}  # {}: the noise-flooding column
-CALIBRATED_RULES = {"calibrated"}  # rules that need scores on normal validation clips
 CHOSEN_COLUMN = "CNN + {}, rule chosen on val"
 
 
@@ -388,7 +387,7 @@ def fuse_detectors(
     val_rules: dict[tuple[str, int], str] = {}
     references: dict[tuple[str, int], NormalScores] = {}
     chosen_column = CHOSEN_COLUMN.format(column_name(fused_level))
-    if choose_fusion_on_val or CALIBRATED_RULES & set(fusion):
+    if choose_fusion_on_val or "calibrated" in fusion:  # both need the validation clips' scores
         val_scores = validation_scores({name: spec["train"][name] for name in fuse_with}, sources, detectors, loaded,
                                        fused_level, draws, batch_size, device, out)
         references = normal_references(val_scores)
@@ -488,7 +487,7 @@ def choose_fusion_rules(
     """Per fused detector, the rule of ``rules`` with the best ROC-AUC on its validation split (written to
     ``fusion_choices.json``)."""
     chosen, record = {}, {}
-    for (train_name, seed), (alone, flooded, labels) in sorted(val_scores.items(), key=lambda item: (item[0][1], item[0][0])):
+    for (train_name, seed), (alone, flooded, labels) in val_scores.items():
         chosen[train_name, seed], aurocs = choose_fusion(rules, alone, flooded, labels, references[train_name, seed])
         record[f"{train_name} seed{seed}"] = {"rule": chosen[train_name, seed], "val/auroc": aurocs}
     write_json_atomic(out / "fusion_choices.json", record)

@@ -108,7 +108,7 @@ class Scorer:
         flooded = None if self.flooding is None else self.flooding.score(audio, lengths)
         if flooded is None:
             return alone
-        return flooded if alone is None else FUSION_RULES[self.fusion](alone, flooded, None)
+        return flooded if alone is None else FUSION_RULES[self.fusion](alone, flooded)
 
 
 def score(

@@ -174,15 +174,15 @@ class KWSModule(LitAppModule):
         features = self.features(audio)
         # The masks take [batch, channel, frequency, time]; our features are [batch, frames, coefficients].
         masked = self.spec_augment(features.transpose(1, 2).unsqueeze(1)).squeeze(1).transpose(1, 2)
-        if self.mixup is None:
-            logits = self.net(masked)
-            loss = F.cross_entropy(logits, target, label_smoothing=self.label_smoothing)
-        else:
+        weighted_targets = [(1.0, target)]
+        if self.mixup is not None:
             weight = self.mixup.sample().item()
             other = torch.randperm(len(target), device=target.device)
-            logits = self.net(weight * masked + (1 - weight) * masked[other])
-            loss = (weight * F.cross_entropy(logits, target, label_smoothing=self.label_smoothing)
-                    + (1 - weight) * F.cross_entropy(logits, target[other], label_smoothing=self.label_smoothing))
+            masked = weight * masked + (1 - weight) * masked[other]
+            weighted_targets = [(weight, target), (1 - weight, target[other])]
+        logits = self.net(masked)
+        loss = sum(share * F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+                   for share, labels in weighted_targets)
         self.train_acc(logits, target)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
