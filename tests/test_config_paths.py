@@ -47,10 +47,13 @@ def written_checkpoints() -> set[str]:
 
 @cache
 def grid_detectors() -> set[str]:
-    """Detector checkpoints that the grid configs write: ``<out_dir>/runs/<train>/<feature>/seed<k>``."""
+    """Detector checkpoints that the grid configs write, alone or with one of their overlays over the demo grid:
+    ``<out_dir>/runs/<train>/<feature>/seed<k>``."""
+    grids = [load(grid) for grid in sorted((CONFIGS / "detector").glob("grid_*.yaml"))]
+    demo = load(CONFIGS / "detector" / "grid_demo.yaml")
+    grids += [{**demo, **load(overlay)} for overlay in sorted((CONFIGS / "detector" / "grid_overlays").glob("*.yaml"))]
     paths = set()
-    for grid in sorted((CONFIGS / "detector").glob("grid_*.yaml")):
-        config = load(grid)
+    for config in grids:
         for train in config["train"]:
             for feature in config["features"]:
                 for seed in config["seeds"]:

@@ -149,6 +149,9 @@ def test_bad_settings_are_named(tmp_path):
                                                  ("kws/engine_transfer/mbrola_speakers",
                                                   ["espeak", "flite", "festival", "festival_accented",
                                                    "festival_extra", "rhvoice", "mbrola_accented"]),
+                                                 ("kws/engine_transfer/mbrola_british",
+                                                  ["espeak", "flite", "festival", "festival_accented",
+                                                   "festival_extra", "rhvoice", "mbrola_accented", "mbrola_british"]),
                                                  ("asr/engine_transfer/demo", ["espeak", "flite", "festival"])])
 def test_the_engine_transfer_configs_parse(config, engines, capsys):
     with pytest.raises(SystemExit):

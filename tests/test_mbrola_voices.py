@@ -5,11 +5,15 @@ import numpy as np
 import pytest
 
 from lit_app.data.synth import mbrola
+from lit_app.data.synth.corpus import split_voices
 from lit_app.data.synth.keywords import SyntheticKeywordCorpus
 from lit_app.data.synth.mbrola import (
+    BRITISH_TO_SAMPA,
     ENGLISH_TO_SAMPA,
     MBROLA_ACCENTED_VOICES,
     accented_pho,
+    british_phone_map,
+    halves,
     mbrola_voices,
     phone_map,
 )
@@ -32,8 +36,30 @@ def test_festivals_phones_become_the_voices_own(monkeypatch):
 
 def test_mbrola_voices_are_festivals_family():
     """Festival's front end says what they speak, so holding festival out holds them out."""
-    assert ENGINE_FAMILY["mbrola_accented"] == "festival"
+    assert ENGINE_FAMILY["mbrola_accented"] == ENGINE_FAMILY["mbrola_british"] == "festival"
     assert all(stand_ins for stand_ins in ENGLISH_TO_SAMPA.values())
+    assert all(stand_ins for stand_ins in BRITISH_TO_SAMPA.values())
+
+
+def test_a_diphthong_the_voice_lacks_is_spoken_as_its_two_halves(monkeypatch):
+    assert halves(["ou", "151", "0", "120", "50", "110", "80", "100"], ["@", "U"]) == [
+        ["@", "75", "0", "120"], ["U", "76", "0", "110", "60", "100"]]
+    monkeypatch.setattr(mbrola, "british_phone_map", lambda voice: {"#": "_", "g": "g", "ou": "@ U"})
+    assert accented_pho("# 100\ng 60\nou 200 25 120 75 100\n# 50\n", "de1", british=True) == (
+        "_ 100\ng 60\n@ 100 50 120\nU 100 50 100\n_ 50\n")
+    with pytest.raises(TTSError, match="no stand-in for: 'ow'.*BRITISH_TO_SAMPA"):
+        accented_pho("ow 100\n", "de1", british=True)
+
+
+def test_a_speaker_read_through_both_front_ends_is_one_speaker_in_one_split():
+    american, british = Voice("mbrola_accented", "de1"), Voice("mbrola_british", "de1")
+    assert british.speaker == american.speaker == "mbrola_accented:de1"
+    names = sorted(MBROLA_ACCENTED_VOICES)
+    voices = [Voice(engine, name) for engine in ("mbrola_accented", "mbrola_british") for name in names]
+    splits = split_voices(voices, 0.1, 0.1, np.random.default_rng(0))
+    where = {voice: split for split, members in splits.items() for voice in members}
+    assert all(where[Voice("mbrola_accented", name)] == where[Voice("mbrola_british", name)] for name in names)
+    assert {"train", "testing"} <= set(where.values())
 
 
 @FESTIVAL
@@ -58,6 +84,11 @@ def test_every_voice_maps_every_english_phone_and_speaks():
             assert set(phone_map(name)) == set(ENGLISH_TO_SAMPA), name
             normal = speaker.speak("left", Voice("mbrola_accented", name))
             assert 0.2 < normal.size / 16000 < 2.0 and np.abs(normal).max() > 0.05, name
+        for name in ("de1", "sw2", "es1"):
+            assert set(british_phone_map(name)) == set(BRITISH_TO_SAMPA), name
+            british = speaker.speak("go", Voice("mbrola_british", name))
+            assert 0.1 < british.size / 16000 < 2.0 and np.abs(british).max() > 0.05, name
+        assert british_phone_map("sw2")["ou"] == "@ U"  # RP's GOAT from a voice without the diphthong
         german = phone_map("de2")
         assert german["th"] == "s" and german["r"] == "R"  # no /th/ in German; its r is uvular
         assert phone_map("es1")["v"] == "b"

@@ -13,7 +13,7 @@ from torch import nn
 from torchmetrics.functional.classification import binary_auroc
 
 from lit_app.attacks import ClassifierVictim, CTCVictim
-from lit_app.defences import NoiseFlooding
+from lit_app.defences import NoiseFlooding, OverConfidence
 from lit_app.defences.noise_flooding import disagreement
 from lit_app.experiments import noise_flooding
 from lit_app.experiments.noise_flooding import run_noise_flooding
@@ -72,6 +72,26 @@ def test_a_recogniser_is_scored_by_the_transcripts_of_noisy_copies():
     scores = NoiseFlooding(victim, snr_db=10.0, draws=3, seed=1).score(audio, lengths)
     assert scores.shape == (2,) and ((scores >= 0) & (scores <= 1)).all()
     assert torch.equal(scores, NoiseFlooding(victim, snr_db=10.0, draws=3, seed=1).score(audio, lengths))
+
+
+def test_over_confidence_flags_margins_beyond_the_natural_clips_of_the_answered_class():
+    victim = ClassifierVictim(SignOfMean())  # margin: 2000 x |mean|, answer: the mean's sign
+    # Natural "up" clips have offsets up to 0.01 (margin 20); natural "down" ones are far surer, up to 0.1.
+    natural = tone_with_offsets([0.0005 * k for k in range(1, 21)] + [-0.005 * k for k in range(1, 21)])
+    check = OverConfidence(victim, natural, quantile=1.0)
+    assert torch.allclose(check.limits, torch.tensor([20.0, 200.0]))
+    # An "up" clip surer than any natural "up" one is flagged; the same margin answered "down" is natural there.
+    clips = tone_with_offsets([0.03, 0.005, -0.03, -0.2])
+    assert torch.equal(check.score(clips, torch.full((4,), SAMPLES)), torch.tensor([1.0, 0.0, 0.0, 1.0]))
+    # A class the victim answers on too few natural clips takes the quantile of all of them.
+    few = OverConfidence(victim, natural[:21], quantile=1.0)
+    assert torch.allclose(few.limits, torch.tensor([20.0, 20.0]))
+    with pytest.raises(ValueError, match="classifier victim"):
+        OverConfidence(CTCVictim(TinyCTC()), natural)
+    with pytest.raises(ValueError, match="quantile"):
+        OverConfidence(victim, natural, quantile=0.0)
+    with pytest.raises(ValueError, match="got none"):
+        OverConfidence(victim, natural[:0])
 
 
 @pytest.fixture
@@ -192,6 +212,25 @@ def test_the_experiment_scores_fuses_writes_and_resumes(pgd_grid, tmp_path, monk
         run_noise_flooding(**{**settings, "fuse_with": {"black": "x{seed}.ckpt"}})
     with pytest.raises(FileNotFoundError, match="detector checkpoint"):
         run_noise_flooding(**{**settings, "fuse_with": {"pgd": str(tmp_path / "missing{seed}.ckpt")}})
+
+
+@pytest.mark.timeout(240)
+def test_over_confidence_flags_join_every_fused_column(pgd_grid, tmp_path):
+    settings = dict(grid=pgd_grid, snr_db=[20.0], draws=1, seeds=[0], batch_size=8, device="cpu", bootstrap=0,
+                    wandb=False, fuse_with={"pgd": str(tmp_path / "detector{seed}.ckpt")}, fusion=["max", "mean"])
+    plain = run_noise_flooding(**settings, out_dir=str(tmp_path / "plain"))
+    flagged = run_noise_flooding(**settings, over_confidence_quantile=0.5, out_dir=str(tmp_path / "flagged"))
+    suffix = noise_flooding.OVER_CONFIDENCE_SUFFIX
+    assert flagged.features == plain.features[:2] + [column + suffix for column in plain.features[2:]]
+    assert flagged.values("test/auroc")[("pgd", "pgd", "trained CNN")] == plain.values("test/auroc")[("pgd", "pgd", "trained CNN")]
+    # Half the natural clips of each class lie beyond the median: the fused detectors flag more clips, never fewer.
+    def flagged_clips(table, column):  # the share of adversarial clips caught plus that of clean clips flagged
+        return sum(table.values(metric)[("pgd", "pgd", column)][0] for metric in ("test/recall", "test/fpr"))
+
+    for column in plain.features[2:]:
+        assert flagged.values("test/recall")[("pgd", "pgd", column + suffix)][0] >= plain.values("test/recall")[("pgd", "pgd", column)][0]
+    mean = "mean of CNN and noise flooding 20 dB"
+    assert flagged_clips(flagged, mean + suffix) > flagged_clips(plain, mean)  # clips beyond the median were flagged
 
 
 def test_a_source_that_names_no_victim_is_refused_clearly(detection_sets, tmp_path):  # noqa: F811

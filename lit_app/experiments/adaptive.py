@@ -36,7 +36,7 @@ from lit_app.audio.io import STRICT, read_audio
 from lit_app.base import LitAppDataModule
 from lit_app.checkpoints import load_module
 from lit_app.data.source_clip import SourceClip
-from lit_app.defences import NoiseFlooding
+from lit_app.defences import NoiseFlooding, OverConfidence
 from lit_app.device import resolve_device
 from lit_app.experiments.command import run_command
 from lit_app.experiments.figures import save_curve_figure
@@ -126,11 +126,14 @@ def detector_scores(detector: DetectorModule, audio: torch.Tensor, lengths: torc
 
 def summarise(weight: float, clean_scores: torch.Tensor, scores: torch.Tensor, fooled: torch.Tensor,
               snr: list[float], db_x: list[float], threshold: float,
-              flooding: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, Any]:
+              flooding: tuple[torch.Tensor, torch.Tensor] | None = None,
+              over: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, Any]:
     """One row of the table; with ``flooding`` (noise-flooding scores of the clean and the attacked clips), also
     what the detector fused with noise flooding catches: flagged when either flags at its threshold, and by the
     calibrated rule with these clean clips as its reference (flagged when either score lies beyond nearly every
-    clean clip's)."""
+    clean clip's); with ``over`` too (over-confidence flags of the clean and the attacked clips), what the mean of
+    the detector and noise flooding catches with the over-confidence check (flagged when the mean reaches the
+    threshold or the clip is over-confident)."""
     detected, clean_detected = scores >= threshold, clean_scores >= threshold
     successful = fooled.sum().item()
     ok = fooled.tolist()
@@ -147,6 +150,15 @@ def summarise(weight: float, clean_scores: torch.Tensor, scores: torch.Tensor, f
             "calibrated_detection_rate": (calibrated_max(scores, flooding_scores, NormalScores(clean_scores, clean_flooding))
                                           >= CALIBRATED_THRESHOLD)[fooled].sum().item() / max(successful, 1),
         }
+        if over is not None:
+            clean_over, attacked_over = over[0] > 0, over[1] > 0
+            mean_over = ((scores + flooding_scores) / 2 >= threshold) | attacked_over
+            clean_mean_over = ((clean_scores + clean_flooding) / 2 >= threshold) | clean_over
+            extra |= {
+                "over_confidence_detection_rate": (attacked_over & fooled).sum().item() / max(successful, 1),
+                "mean_over_detection_rate": (mean_over & fooled).sum().item() / max(successful, 1),
+                "mean_over_false_positive_rate": clean_mean_over.float().mean().item(),
+            }
     return {
         "weight": weight,
         "clips": len(ok),
@@ -162,18 +174,21 @@ def summarise(weight: float, clean_scores: torch.Tensor, scores: torch.Tensor, f
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    fused = "fused_detection_rate" in rows[0]
+    fused, over = "fused_detection_rate" in rows[0], "mean_over_detection_rate" in rows[0]
     head = ("| detector weight | victim success | detection rate (of successful) | fools victim and detector | "
             "mean detector score | median SNR dB | median dB_x |")
     if fused:
         head += (" detection rate, noise flooding alone | detection rate, fused with noise flooding |"
                  " detection rate, calibrated fusion |")
+    if over:
+        head += " detection rate, over-confidence alone | detection rate, mean fusion with over-confidence |"
     lines = [head, "|---" * head.count(" |") + "|"]
     for r in rows:
         lines.append(f"| {r['weight']:g} | {r['victim_success']:.3f} | {r['detection_rate']:.3f} | {r['fools_both']:.3f} | "
                      f"{r['mean_score']:.3f} | {r['median_snr_db']:.1f} | {r['median_db_x']:.1f} |"
                      + (f" {r['flooding_detection_rate']:.3f} | {r['fused_detection_rate']:.3f} |"
-                        f" {r['calibrated_detection_rate']:.3f} |" if fused else ""))
+                        f" {r['calibrated_detection_rate']:.3f} |" if fused else "")
+                     + (f" {r['over_confidence_detection_rate']:.3f} | {r['mean_over_detection_rate']:.3f} |" if over else ""))
     return "\n".join(lines)
 
 
@@ -192,6 +207,7 @@ def run_adaptive(
     seed: int = 0,
     flooding_snr_db: float | None = None,
     flooding_draws: int = 8,
+    over_confidence_quantile: float | None = None,
     device: str = "auto",
     wandb: bool = True,
     out_dir: str = "runs/adaptive",
@@ -214,6 +230,9 @@ def run_adaptive(
         flooding_snr_db: also fuse the detector with noise flooding at this SNR (:mod:`lit_app.defences`) and
             report what the pair catches; the attack itself still knows only the detector.
         flooding_draws: noisy copies per clip for noise flooding.
+        over_confidence_quantile: with ``flooding_snr_db``, also report the over-confidence check
+            (:class:`lit_app.defences.OverConfidence`, at this quantile of the victim's margins on the source's
+            ``val`` clips), alone and with the mean of the detector and noise flooding; the attack does not know it.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda:N``.
         wandb: also log the table and the curve to an offline W&B run (``WANDB_MODE`` may say otherwise).
         out_dir: where ``adaptive.json``, ``adaptive.md`` and the curve ``adaptive.png`` are written.
@@ -234,6 +253,12 @@ def run_adaptive(
     clean_scores = detector_scores(trained, clean_batch.audio, clean_batch.lengths)
     flooding = None if flooding_snr_db is None else NoiseFlooding(plain, flooding_snr_db, flooding_draws, seed)
     clean_flooding = None if flooding is None else flooding.score(clean_batch.audio, clean_batch.lengths)
+    check = None
+    if flooding is not None and over_confidence_quantile is not None:
+        natural = collate_detection([(plain.prepare(read_audio(c.path, STRICT)), 0)
+                                     for c in source.attack_sources() if c.split == "val"]).audio
+        check = OverConfidence(plain, natural, over_confidence_quantile)
+    clean_over = None if check is None else check.score(clean_batch.audio)
     for weight in weights:
         attacked = plain if weight == 0 else DetectorAwareVictim(plain, trained, weight, threshold, margin)
         adversarial, lengths, fooled, snr, db_x = [], [], [], [], []
@@ -250,13 +275,15 @@ def run_adaptive(
         audio = torch.stack([F.pad(a, (0, width - a.numel())) for a in adversarial])
         scores = detector_scores(trained, audio, torch.cat(lengths))
         flooded = None if flooding is None else (clean_flooding, flooding.score(audio, torch.cat(lengths)))
-        rows.append(summarise(weight, clean_scores, scores, torch.tensor(fooled), snr, db_x, threshold, flooded))
+        over = None if check is None else (clean_over, check.score(audio))
+        rows.append(summarise(weight, clean_scores, scores, torch.tensor(fooled), snr, db_x, threshold, flooded, over))
         print(markdown(rows[-1:]).splitlines()[-1], flush=True)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     settings = {"victim": victim, "detector": detector, "attack": type(attack).__name__, "attack_settings": attack.settings(),
                 "clips": len(clips), "split": split, "threshold": threshold, "margin": margin, "seed": seed,
-                "flooding_snr_db": flooding_snr_db, "flooding_draws": flooding_draws}
+                "flooding_snr_db": flooding_snr_db, "flooding_draws": flooding_draws,
+                "over_confidence_quantile": over_confidence_quantile}
     (out / "adaptive.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
     (out / "adaptive.md").write_text(markdown(rows) + "\n")
     log_adaptive(rows, settings, out, wandb)
@@ -265,7 +292,8 @@ def run_adaptive(
 
 
 CURVES = {"victim_success": "victim success", "detection_rate": "detection rate (of successful)",
-          "fools_both": "fools victim and detector", "fused_detection_rate": "detection rate, fused with noise flooding"}
+          "fools_both": "fools victim and detector", "fused_detection_rate": "detection rate, fused with noise flooding",
+          "mean_over_detection_rate": "detection rate, mean fusion with over-confidence"}
 
 
 def log_adaptive(rows: list[dict[str, Any]], settings: dict[str, Any], out: Path, enabled: bool) -> None:

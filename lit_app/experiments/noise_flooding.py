@@ -15,7 +15,9 @@ flooding, in rows ``train -> test``: by the larger of the two scores (flagged wh
 ``fusion: [max, mean]``, also by their average (a clean clip that one of them wrongly scores high stays low);
 with ``calibrated``, by the larger of the two scores once each is ranked among the normal clips of the detector's
 own validation split (raw scales no longer decide; ours, issue 25); with ``choose_fusion_on_val``, also by
-whichever rule does better on each detector's own validation split.
+whichever rule does better on each detector's own validation split; with ``over_confidence_quantile``, every fused
+column also flags the clips its keyword victim is surer of than of nearly any natural clip of their class
+(:class:`lit_app.defences.OverConfidence`; ours, issue 25).
 The two fail on different attacks: a CNN trained on loud black-box perturbations catches PGD, which noise
 flooding misses, and noise flooding catches the minimal perturbations of other attacks that the CNN never saw.
 
@@ -41,9 +43,9 @@ from torchmetrics.classification import BinaryROC
 from torchmetrics.functional.classification import binary_auroc
 
 from lit_app.advsets.detection import DetectionClipDataset, collate_detection
-from lit_app.attacks.victims import Victim, load_victim
+from lit_app.attacks.victims import ClassifierVictim, Victim, load_victim
 from lit_app.checkpoints import load_module
-from lit_app.defences import NoiseFlooding
+from lit_app.defences import NoiseFlooding, OverConfidence
 from lit_app.device import resolve_device
 from lit_app.experiments.command import run_command
 from lit_app.experiments.figures import save_det_figure
@@ -216,6 +218,7 @@ def run_noise_flooding(
     fuse_snr_db: float | None = None,
     fusion: list[Literal["max", "mean", "calibrated"]] = ["max"],
     choose_fusion_on_val: bool = False,
+    over_confidence_quantile: float | None = None,
     bootstrap: int = 1000,
     batch_size: int = 64,
     victims: dict[str, str] = {},
@@ -249,6 +252,10 @@ def run_noise_flooding(
             higher ROC-AUC on the ``val`` split of its own train condition (the first listed on a tie), so the
             rule is picked without looking at any test clip or unknown attack (the choices go to
             ``fusion_choices.json``). The CNN's checkpoint was picked on the same split, which flatters it there.
+        over_confidence_quantile: also flag, in every fused column, the clips on which their keyword victim's logit
+            margin lies above this quantile of its margins on natural clips of the class it answers (the validation
+            clips of the data its corpora attacked; :class:`lit_app.defences.OverConfidence`): the examples pushed
+            far past the boundary that noise flooding cannot catch. Clips made against a recogniser are not checked.
         bootstrap: resamples of the 95% bootstrap interval over test clips of the ROC-AUC (mean over seeds) of the
             trained CNN and of the fused detector (the rule chosen on val when there is one, else every fusion
             column); 0 for none.
@@ -282,8 +289,10 @@ def run_noise_flooding(
     intervals: dict[tuple[str, str, str], tuple[float, float]] = {}  # with fuse_with only
     if fuse_with:
         print(f"noise flooding: fusing with the trained detectors of {sorted(fuse_with)}", flush=True)
+        over = None if over_confidence_quantile is None else over_confidence_flags(
+            items, sources, loaded, over_confidence_quantile, batch_size, device)
         fused = fuse_detectors(spec, conditions, sources, items, loaded, fuse_with, fused_level, fusion,
-                               choose_fusion_on_val, seeds, draws, bootstrap, batch_size, device, out)
+                               choose_fusion_on_val, seeds, draws, bootstrap, batch_size, device, out, over)
         results += fused.results
         columns += fused.columns
         intervals = fused.intervals
@@ -374,10 +383,13 @@ def fuse_detectors(
     batch_size: int,
     device: torch.device,
     out: Path,
+    over: dict[str, torch.Tensor] | None = None,
 ) -> FusedResults:
-    """Score the trained detectors of ``fuse_with`` alone and fused with noise flooding at ``fused_level``."""
+    """Score the trained detectors of ``fuse_with`` alone and fused with noise flooding at ``fused_level`` (and,
+    with ``over``, each source's over-confidence flags, added to every fused score)."""
     alone_column = "trained CNN"
-    fused_columns = {rule: FUSED_COLUMNS[rule].format(column_name(fused_level)) for rule in fusion}
+    suffix = OVER_CONFIDENCE_SUFFIX if over is not None else ""
+    fused_columns = {rule: FUSED_COLUMNS[rule].format(column_name(fused_level)) + suffix for rule in fusion}
     columns = [alone_column, *fused_columns.values()]
     checkpoints = {(train_name, seed): pattern.format(seed=seed) for train_name, pattern in fuse_with.items() for seed in seeds}
     detectors = load_detectors(checkpoints, device)
@@ -386,7 +398,7 @@ def fuse_detectors(
                                          weights_only=True) for seed in seeds}
     val_rules: dict[tuple[str, int], str] = {}
     references: dict[tuple[str, int], NormalScores] = {}
-    chosen_column = CHOSEN_COLUMN.format(column_name(fused_level))
+    chosen_column = CHOSEN_COLUMN.format(column_name(fused_level)) + suffix
     if choose_fusion_on_val or "calibrated" in fusion:  # both need the validation clips' scores
         val_scores = validation_scores({name: spec["train"][name] for name in fuse_with}, sources, detectors, loaded,
                                        fused_level, draws, batch_size, device, out)
@@ -407,7 +419,8 @@ def fuse_detectors(
             flooded = torch.cat([flooding[m]["scores"] for m in members])
             cells = fused_cells(alone, flooded, labels, fusion, alone_column, fused_columns,
                                 (chosen_column, val_rules[train_name, seed]) if val_rules else None,
-                                references.get((train_name, seed)))
+                                references.get((train_name, seed)),
+                                None if over is None else torch.cat([over[m] for m in members]))
             for column, scores, values in cells:
                 results.append(RunResult(train_name, test_name, column, seed, values))
                 if bootstrap and column in interval_columns:
@@ -428,11 +441,13 @@ def fused_cells(
     fused_columns: dict[str, str],
     chosen: tuple[str, str] | None,
     normal: NormalScores | None = None,
+    over: torch.Tensor | None = None,
 ) -> list[tuple[str, torch.Tensor, dict[str, float]]]:
     """``(column, scores, metrics)`` of one detector on one test condition: alone, fused by each rule and, with
     ``chosen`` (column, rule), the rule chosen on val (a repeat of that rule's scores and metrics); ``normal``: the
-    detector's scores on normal validation clips, for the calibrated rule."""
-    fused = {rule: FUSION_RULES[rule](alone, flooded, normal) for rule in fusion}
+    detector's scores on normal validation clips, for the calibrated rule; ``over``: over-confidence flags (0 or
+    1), added to every fused score so that a flagged clip ranks above every unflagged one."""
+    fused = {rule: FUSION_RULES[rule](alone, flooded, normal) + (0 if over is None else over) for rule in fusion}
     by_rule = {rule: evaluate(scores, labels)[0] for rule, scores in fused.items()}
     cells = [(alone_column, alone, evaluate(alone, labels)[0])]
     cells += [(column, fused[rule], by_rule[rule]) for rule, column in fused_columns.items()]
@@ -440,6 +455,47 @@ def fused_cells(
         column, rule = chosen
         cells.append((column, fused[rule], by_rule[rule]))
     return cells
+
+
+OVER_CONFIDENCE_SUFFIX = ", over-confident clips flagged"
+
+
+def natural_clips(sources: dict[str, Any], names: list[str]) -> dict[str, list[tuple[str, int]]]:
+    """Per victim checkpoint, the validation-split keyword clips of the data that the corpora of the sources
+    ``names`` made against it attacked: natural speech of voices the victim never trained on."""
+    found: dict[str, set[str]] = {}
+    for name in names:
+        for corpus in [*getattr(sources[name], "test_sets", []), *getattr(sources[name], "train_sets", [])]:
+            if getattr(corpus, "source", None) is not None and hasattr(corpus.source, "attack_sources"):
+                clips = corpus.source.attack_sources()
+                found.setdefault(str(corpus.victim), set()).update(clip.path for clip in clips if clip.split == "val")
+    return {victim: [(path, 0) for path in sorted(paths)] for victim, paths in found.items()}
+
+
+def over_confidence_flags(
+    items: dict[str, dict[str, list[tuple[str, int]]]],
+    sources: dict[str, Any],
+    victims: dict[str, Victim],
+    quantile: float,
+    batch_size: int,
+    device: torch.device,
+) -> dict[str, torch.Tensor]:
+    """Per source, each clip's over-confidence flag (1 or 0, in scoring order) from :class:`OverConfidence` fitted
+    on its keyword victim's natural clips (:func:`natural_clips`); clips of a recogniser, or of a victim with no
+    natural clips named, are never flagged."""
+    checks: dict[str, OverConfidence] = {}
+    for checkpoint, clips in natural_clips(sources, list(items)).items():
+        if checkpoint not in victims:
+            victims[checkpoint] = load_victim(checkpoint, device)
+        if isinstance(victims[checkpoint], ClassifierVictim) and clips:
+            natural = collate_detection([DetectionClipDataset(clips)[i] for i in range(len(clips))]).audio
+            checks[checkpoint] = OverConfidence(victims[checkpoint], natural, quantile)
+            print(f"over-confidence: {checkpoint}, margins of {len(clips)} natural clips", flush=True)
+    flags = {}
+    for name, by_victim in items.items():
+        flags[name] = torch.cat([score_clips(checks[checkpoint].score, clips, batch_size)[0] if checkpoint in checks
+                                 else torch.zeros(len(clips)) for checkpoint, clips in by_victim.items()])
+    return flags
 
 
 def validation_scores(

@@ -133,13 +133,13 @@ class SyntheticCorpus(ABC):
 
     def resolved_settings(self) -> dict[str, Any]:
         """The build settings with ``engines: None`` replaced by the engines installed here, and the accented voices
-        installed here when ``festival_accented`` speaks (MBROLA's when ``mbrola_accented`` does)."""
+        installed here when ``festival_accented`` speaks (MBROLA's when one of its engines does)."""
         settings = dict(self.settings)
         settings["engines"] = settings["engines"] or list(available_engines())
         if "festival_accented" in settings["engines"]:
             # There were nine, then eleven: a folder built with other accented voices is refused, not reused.
             settings["accented_voices"] = sorted(festival_voices("festival_accented"))
-        if "mbrola_accented" in settings["engines"]:
+        if {"mbrola_accented", "mbrola_british"} & set(settings["engines"]):
             # The list grew from 34 to 45 voices: a folder built with another list is refused too.
             settings["mbrola_voices"] = sorted(MBROLA_ACCENTED_VOICES)
         return settings

@@ -9,6 +9,10 @@ the voice speaks them: English with the speaker's accent, as ``festival_accented
 
 Which phones a voice has is asked of MBROLA itself, once per voice, so a voice of any language maps its own way.
 This module knows the voices and their phones; the engine that runs festival and MBROLA is ``tts.MbrolaEngine``.
+
+``mbrola_british`` (also ours) is the same speakers reading through festival's British front end (``rab_diphone``:
+RP vowels from the OALD lexicon, a British speaker's durations and intonation): the GOAT vowel as [@U], a rounded
+LOT, no r after a vowel. A diphthong a voice lacks is spoken as its two halves where the voice has both (``"@ U"``).
 """
 
 from __future__ import annotations
@@ -52,6 +56,32 @@ ENGLISH_TO_SAMPA = {
     "uh": ("U", "u", "o"), "uw": ("u:", "u", "U"), "v": ("v", "b", "f"), "w": ("w", "u", "v", "b"),
     "y": ("j", "i", "I", "e"), "z": ("z", "s"), "zh": ("Z", "S", "z", "s"), "pau": ("_",), "brth": ("_",),
 }
+#: Festival's British English phones (``mrpa``, said by ``rab_diphone``'s front end) -> SAMPA stand-ins, nearest
+#: first; two phones with a space between are a diphthong's halves, each spoken for half its duration.
+_CONSONANTS = {
+    "b": ("b",), "ch": ("tS", "ts", "S", "t"), "d": ("d",), "dh": ("D", "d", "z"), "f": ("f",), "g": ("g", "k"),
+    "h": ("h", "x", "X", "_"), "jh": ("dZ", "Z", "j", "d"), "k": ("k",), "l": ("l",), "m": ("m",), "n": ("n",),
+    "ng": ("N", "n"), "p": ("p",), "r": ("r\\", "R", "r", "l"), "s": ("s",), "sh": ("S", "s"), "t": ("t",),
+    "th": ("T", "s", "t", "f"), "v": ("v", "b", "f"), "w": ("w", "u", "v", "b"), "y": ("j", "i", "I", "e"),
+    "z": ("z", "s"), "zh": ("Z", "S", "z", "s"),
+}
+#: The American phone whose stand-ins follow a British vowel's own: every voice says one of them (see phone_map).
+_AMERICAN_EQUIVALENT = {"a": "ae", "aa": "aa", "ai": "ay", "au": "aw", "@": "ax", "@@": "er", "e": "eh", "e@": "eh",
+                        "ei": "ey", "i": "ih", "i@": "ih", "ii": "iy", "o": "aa", "oi": "oy", "oo": "ao", "ou": "ow",
+                        "u": "uh", "u@": "uh", "uh": "ah", "uu": "uw"}
+_BRITISH_VOWELS = {
+    "a": ("{", "a", "E"), "aa": ("A:", "a:", "A", "a"), "ai": ("aI", "ai", "a I"), "au": ("aU", "au", "a U"),
+    "@": ("@", "6"), "@@": ("3:", "9", "2", "@"), "e": ("e", "E"), "e@": ("E@", "E:", "E @"), "ei": ("eI", "EI", "e I"),
+    "i": ("I", "i"), "i@": ("I@", "i@", "I @", "i @"), "ii": ("i:", "i"), "o": ("Q", "O", "o"),
+    "oi": ("OI", "OY", "Oy", "O I"), "oo": ("O:", "O", "o:"), "ou": ("@U", "@u", "@ U", "@ u"), "u": ("U", "u"),
+    "u@": ("U@", "u@", "U @", "u @"), "uh": ("V", "6", "a"), "uu": ("u:", "u"),
+}
+BRITISH_TO_SAMPA = {
+    **_CONSONANTS, "#": ("_",),
+    **{vowel: tuple(dict.fromkeys(own + ENGLISH_TO_SAMPA[_AMERICAN_EQUIVALENT[vowel]]))
+       for vowel, own in _BRITISH_VOWELS.items()},
+}
+BRITISH_FRONT_END_VOICE = "rab_diphone"
 _CONTEXTS = ("_", "a", "A", "a:", "e", "i", "o")  # vowels between which a consonant is asked for
 
 
@@ -85,6 +115,17 @@ def phone_map(voice: str) -> dict[str, str]:
     Raises:
         TTSError: the voice can say none of an English phone's stand-ins.
     """
+    return _stand_ins(voice, ENGLISH_TO_SAMPA, "ENGLISH_TO_SAMPA")
+
+
+@cache
+def british_phone_map(voice: str) -> dict[str, str]:
+    """Each British English phone -> the first of its :data:`BRITISH_TO_SAMPA` stand-ins that ``voice`` can say
+    (a diphthong's halves: when it can say both), as :func:`phone_map`."""
+    return _stand_ins(voice, BRITISH_TO_SAMPA, "BRITISH_TO_SAMPA")
+
+
+def _stand_ins(voice: str, table: dict[str, tuple[str, ...]], table_name: str) -> dict[str, str]:
     with tempfile.TemporaryDirectory(prefix="lit-app-mbrola-") as folder:
         contexts = [c for c in _CONTEXTS if _speaks(voice, ["_", c, "_"], folder)]
         known: dict[str, bool] = {}
@@ -95,8 +136,8 @@ def phone_map(voice: str) -> dict[str, str]:
             return known[phone]
 
         mapping = {}
-        for english, stand_ins in ENGLISH_TO_SAMPA.items():
-            found = next((phone for phone in stand_ins if phone == "_" or has(phone)), None)
+        for english, stand_ins in table.items():
+            found = next((phones for phones in stand_ins if phones == "_" or all(map(has, phones.split()))), None)
             if found is None:
                 raise TTSError(f"MBROLA voice {voice!r} can say none of {stand_ins} for English /{english}/; "
                              "drop it from MBROLA_ACCENTED_VOICES")
@@ -104,15 +145,29 @@ def phone_map(voice: str) -> dict[str, str]:
     return mapping
 
 
-def accented_pho(pho: str, voice: str) -> str:
-    """Festival's ``.pho`` phones rewritten into ``voice``'s own phones."""
-    mapping = phone_map(voice)
+def halves(fields: list[str], phones: list[str]) -> list[list[str]]:
+    """One ``.pho`` line (phone, duration in ms, pitch targets as position-percent and Hz pairs) spoken as two
+    phones, each for half the duration and with the pitch targets of its half, re-expressed within it."""
+    duration, targets = int(fields[1]), list(zip(fields[2::2], fields[3::2]))
+    first, second = duration // 2, duration - duration // 2
+    lines = [[phones[0], str(first)], [phones[1], str(second)]]
+    for position, hertz in targets:
+        half = int(float(position) >= 50)
+        lines[half] += [f"{(float(position) - 50 * half) * 2:g}", hertz]
+    return lines
+
+
+def accented_pho(pho: str, voice: str, british: bool = False) -> str:
+    """Festival's ``.pho`` phones (its American or, with ``british``, its British ones) rewritten into ``voice``'s
+    own phones."""
+    mapping, table = (british_phone_map(voice), "BRITISH_TO_SAMPA") if british else (phone_map(voice), "ENGLISH_TO_SAMPA")
     lines = []
     for line in pho.splitlines():
         fields = line.split()
         if fields:
             if fields[0] not in mapping:
-                raise TTSError(f"festival said a phone we have no stand-in for: {fields[0]!r} "
-                             "(add it to ENGLISH_TO_SAMPA)")
-            lines.append(" ".join([mapping[fields[0]], *fields[1:]]))
+                raise TTSError(f"festival said a phone we have no stand-in for: {fields[0]!r} (add it to {table})")
+            phones = mapping[fields[0]].split()
+            spoken = [[phones[0], *fields[1:]]] if len(phones) == 1 else halves(fields, phones)
+            lines += [" ".join(line_fields) for line_fields in spoken]
     return "\n".join(lines) + "\n"

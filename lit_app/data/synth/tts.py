@@ -9,8 +9,8 @@ that holds festival out (:data:`ENGINE_FAMILY`). More speakers, also only where 
 (``LIT_APP_MORE_VOICES=1 bash scripts/setup.sh`` installs them; Debian's non-free section): ``festival_extra``
 (festival's other English voices: two diphone voices and three MBROLA ones), ``pico`` (SVOX Pico, two voices),
 ``rhvoice`` (RHVoice, six English voices), and ours, ``mbrola_accented`` (MBROLA's voices of other languages
-reading English, ``mbrola.py``). A :class:`Voice` is one speaker identity: the unit that
-corpora split on, so test voices are never heard in training.
+reading English, ``mbrola.py``) and ``mbrola_british`` (the same speakers through a British front end). A
+:class:`Voice` is one speaker identity: the unit that corpora split on, so test voices are never heard in training.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import soundfile as sf
 from lit_app.data.synth.accents import ACCENTED_VOICES, festival_request
 from lit_app.data.synth.errors import TTSError
 from lit_app.data.synth.mbrola import (
+    BRITISH_FRONT_END_VOICE,
     FEMALE_PITCH_RATIO,
     FRONT_END_VOICE,
     MBROLA_ACCENTED_VOICES,
@@ -76,6 +77,7 @@ MORE_VOICES_PACKAGES = {
     "pico": ("libttspico-utils",),
     "rhvoice": ("rhvoice", "rhvoice-english"),
     "mbrola_accented": ("festival", "festvox-kallpc16k", "mbrola", *(f"mbrola-{name}" for name in MBROLA_ACCENTED_VOICES)),
+    "mbrola_british": ("festival", "festvox-rablpc16k", "mbrola", *(f"mbrola-{name}" for name in MBROLA_ACCENTED_VOICES)),
 }
 FESTIVAL_VOICE_FOLDER = Path("/usr/share/festival/voices")
 #: Recorded speakers whom more than one engine speaks with (flite's and festival's voices of Kevin Lenzo and of the
@@ -84,10 +86,14 @@ FESTIVAL_VOICE_FOLDER = Path("/usr/share/festival/voices")
 SHARED_SPEAKERS = {"flite:kal16": "kal", "festival:kal_diphone": "kal", "flite:slt": "slt",
                    "festival:cmu_us_slt_arctic_hts": "slt", "rhvoice:slt": "slt", "flite:awb": "awb",
                    "rhvoice:alan": "awb"}
+#: Engines whose voices are another engine's speakers (MBROLA's, through another front end): a voice of one is the
+#: same speaker as the other's voice of that name.
+SAME_SPEAKERS_AS = {"mbrola_british": "mbrola_accented"}
 #: The program behind each engine: holding an engine out holds out every engine of its program.
 #: MBROLA's accented voices speak what festival's front end says (``mbrola.py``): festival's family.
 ENGINE_FAMILY = {"espeak": "espeak", "flite": "flite", "festival": "festival", "festival_accented": "festival",
-                 "festival_extra": "festival", "pico": "pico", "rhvoice": "rhvoice", "mbrola_accented": "festival"}
+                 "festival_extra": "festival", "pico": "pico", "rhvoice": "rhvoice", "mbrola_accented": "festival",
+                 "mbrola_british": "festival"}
 ENGINES = tuple(ENGINE_FAMILY)
 
 
@@ -104,7 +110,10 @@ class Voice:
 
     @property
     def speaker(self) -> str:
-        """Who speaks: the voice's id, or the name of a speaker that several engines have (:data:`SHARED_SPEAKERS`)."""
+        """Who speaks: the voice's id, or the name of a speaker that several engines have (:data:`SHARED_SPEAKERS`,
+        :data:`SAME_SPEAKERS_AS`)."""
+        if self.engine in SAME_SPEAKERS_AS:
+            return Voice(SAME_SPEAKERS_AS[self.engine], self.name).speaker
         return SHARED_SPEAKERS.get(self.id, self.id)
 
     @property
@@ -190,13 +199,14 @@ def voice_catalogue(engines: tuple[str, ...] | list[str]) -> list[Voice]:
             if missing:
                 raise missing_engine("rhvoice", f"RHVoice's English voices {', '.join(missing)} are")
             voices += [Voice("rhvoice", name) for name in RHVOICE_VOICES]
-        elif engine == "mbrola_accented":
+        elif engine in ("mbrola_accented", "mbrola_british"):
             missing = sorted(set(MBROLA_ACCENTED_VOICES) - set(mbrola_voices()))
             if missing:
-                raise missing_engine("mbrola_accented", f"MBROLA voices {', '.join(missing)} are")
-            if "kal_diphone" not in festival_voices():
-                raise missing_engine("mbrola_accented", "festival's kal_diphone (the English front end) is")
-            voices += [Voice("mbrola_accented", name) for name in MBROLA_ACCENTED_VOICES]
+                raise missing_engine(engine, f"MBROLA voices {', '.join(missing)} are")
+            front_end = FRONT_END_VOICE if engine == "mbrola_accented" else BRITISH_FRONT_END_VOICE
+            if front_end not in festival_voices("festival") + festival_voices("festival_extra"):
+                raise missing_engine(engine, f"festival's {front_end} (the English front end) is")
+            voices += [Voice(engine, name) for name in MBROLA_ACCENTED_VOICES]
         else:
             raise TTSError(f"unknown TTS engine {engine!r}; choose from {ENGINES}")
     return sorted(voices)
@@ -412,16 +422,18 @@ class MbrolaEngine(ProgramEngine):
 
     name = "mbrola"
 
-    def __init__(self) -> None:
+    def __init__(self, british: bool = False) -> None:
         self.voices = mbrola_voices()  # looked up once, as RHVoice's
         if not self.voices:
-            raise missing_engine("mbrola_accented", "MBROLA and its voices are")
+            raise missing_engine("mbrola_british" if british else "mbrola_accented", "MBROLA and its voices are")
+        self.british = british
+        self.front_end_voice = BRITISH_FRONT_END_VOICE if british else FRONT_END_VOICE
         self.front_end = FestivalEngine()
 
     def text_input(self, text: str, voice: str, duration_stretch: float) -> str:
         if voice not in self.voices:  # checked first: this runs before the command
             raise TTSError(f"MBROLA voice {voice!r} is not installed (mbrola-{voice}) or not one of ours")
-        return accented_pho(self.front_end.phones(text, FRONT_END_VOICE, duration_stretch), voice)
+        return accented_pho(self.front_end.phones(text, self.front_end_voice, duration_stretch), voice, self.british)
 
     def command(self, text: str, voice: str, duration_stretch: float, out: str) -> list[str]:
         ratio = FEMALE_PITCH_RATIO if MBROLA_ACCENTED_VOICES[voice] else 1.0
@@ -458,6 +470,7 @@ class Speaker:
         self._pico: PicoEngine | None = None
         self._rhvoice: RHVoiceEngine | None = None
         self._mbrola: MbrolaEngine | None = None
+        self._mbrola_british: MbrolaEngine | None = None
         # One festival process per voice: in a shared one, a voice can leave settings behind (the Czech voices do)
         # that change the next voice's samples, and a rebuilt clip must come out as it did the first time.
         self._festival: dict[str, FestivalEngine] = {}
@@ -482,6 +495,9 @@ class Speaker:
         elif voice.engine == "mbrola_accented":
             self._mbrola = self._mbrola or MbrolaEngine()
             samples, source_rate = self._mbrola.synthesise(text, voice.name, stretch)
+        elif voice.engine == "mbrola_british":
+            self._mbrola_british = self._mbrola_british or MbrolaEngine(british=True)
+            samples, source_rate = self._mbrola_british.synthesise(text, voice.name, stretch)
         elif voice.engine in FESTIVAL_PACKAGES:
             if voice.name not in self._festival:
                 while len(self._festival) >= self.max_festival_processes:
@@ -502,6 +518,6 @@ class Speaker:
         return trimmed
 
     def close(self) -> None:
-        for engine in (self._espeak, self._flite, self._pico, self._rhvoice, self._mbrola, *self._festival.values()):
+        for engine in (self._espeak, self._flite, self._pico, self._rhvoice, self._mbrola, self._mbrola_british, *self._festival.values()):
             if engine is not None:
                 engine.close()

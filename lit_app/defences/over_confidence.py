@@ -1,0 +1,62 @@
+"""Over-confidence: flag clips on which a classifier victim is surer than on nearly any natural clip of that class.
+
+Noise flooding (:mod:`lit_app.defences.noise_flooding`) catches examples left just across a decision boundary. An
+attack run to a fixed budget instead of stopping at the boundary (PGD's 50 steps) overshoots it: the victim is then
+more confident of the attacker's class than it is of natural speech, and noisy copies no longer change its answer
+(docs/results.md, section 4.7). This check (ours) is the other side of the same question. It measures the victim's
+logit margin (best class minus runner-up) on natural clips that no attack touched, per class the victim answers,
+and flags a clip whose margin lies above the ``quantile`` of its answer's natural margins: with 0.995, about one
+natural clip in 200. It learns from no adversarial example; it needs natural clips the victim was not trained on
+(its validation clips) and a classifier (a recogniser's margin has no class to compare within).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lit_app.attacks.victims import ClassifierVictim, Victim
+
+
+def logit_margins(victim: ClassifierVictim, audio: torch.Tensor, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """The victim's margin (top logit minus the second) and answer (class index) on each ``[batch, samples]`` clip."""
+    margins, answers = [], []
+    with torch.no_grad():
+        for start in range(0, audio.shape[0], batch_size):
+            top = victim.logits(audio[start : start + batch_size].to(victim.device, torch.float32)).topk(2, -1)
+            margins.append((top.values[:, 0] - top.values[:, 1]).cpu())
+            answers.append(top.indices[:, 0].cpu())
+    return torch.cat(margins), torch.cat(answers)
+
+
+class OverConfidence:
+    """Flag clips whose margin exceeds the ``quantile`` of natural clips' margins for the class the victim answers.
+
+    Args:
+        victim: a classifier victim (:func:`lit_app.attacks.load_victim` of a keyword spotter).
+        natural: ``[clips, samples]`` natural clips the victim did not train on (its validation clips).
+        quantile: the share of natural clips of a class left unflagged (0.995: about 1 in 200 flagged).
+        min_clips: a class the victim answers on fewer natural clips than this takes the quantile of all of them.
+    """
+
+    threshold = 0.5
+
+    def __init__(self, victim: Victim, natural: torch.Tensor, quantile: float = 0.995, min_clips: int = 20) -> None:
+        if not isinstance(victim, ClassifierVictim):
+            raise ValueError(f"the over-confidence check needs a classifier victim, not a {type(victim).__name__}: "
+                             "a recogniser's answer has no class whose natural margins a clip can be ranked among")
+        if not 0.0 < quantile <= 1.0:
+            raise ValueError(f"quantile must be in (0, 1], got {quantile}")
+        if natural.shape[0] == 0:
+            raise ValueError("the over-confidence check needs natural clips to rank margins among, got none")
+        self.victim = victim
+        margins, answers = logit_margins(victim, natural)
+        overall = margins.quantile(quantile)
+        self.limits = torch.stack([
+            margins[answers == label].quantile(quantile) if (answers == label).sum() >= min_clips else overall
+            for label in range(len(victim.labels))
+        ])
+
+    def score(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """1 for each ``[batch, samples]`` clip beyond its answer's natural margins, else 0 (on the CPU)."""
+        margins, answers = logit_margins(self.victim, audio)
+        return (margins > self.limits[answers]).float()
