@@ -75,9 +75,14 @@ def test_attack_sets_name_a_victim_and_a_source_that_configs_produce(config):
         assert settings["victim"] in written_checkpoints(), f"{config.name}: no config writes {settings['victim']}"
 
 
-@pytest.mark.parametrize("config", sorted((CONFIGS / "detector").glob("adaptive_*.yaml")), ids=lambda p: p.stem)
+ADAPTIVE = sorted((CONFIGS / "detector").glob("adaptive_*.yaml"))
+ADAPTIVE_OVERLAYS = sorted((CONFIGS / "detector" / "adaptive_overlays").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", ADAPTIVE + ADAPTIVE_OVERLAYS, ids=lambda p: p.stem)
 def test_adaptive_configs_name_products_of_other_configs(config):
-    settings = load(config)
+    base = load(CONFIGS / "detector" / "adaptive_demo.yaml") if config in ADAPTIVE_OVERLAYS else {}
+    settings = {**base, **load(config)}
     assert settings["victim"] in written_checkpoints()
     assert settings["source"]["init_args"]["root"] in built_corpora()
     assert settings["detector"] in grid_detectors()

@@ -115,14 +115,15 @@ def test_run_adaptive_writes_its_table(tiny_keywords, tmp_path):
     assert "| detection rate, over-confidence alone | detection rate, mean fusion with over-confidence |" in table
 
 
-@pytest.mark.parametrize("config", ["adaptive_demo.yaml", "adaptive_over_confidence_demo.yaml", "adaptive_strong_victim_demo.yaml"])
-def test_adaptive_demo_configs_parse(config, monkeypatch):
+@pytest.mark.parametrize("overlay", [None, "over_confidence.yaml", "strong_victim.yaml"])
+def test_adaptive_demo_configs_parse(overlay, monkeypatch):
     from lit_app.experiments.adaptive import main
     from tests.conftest import CONFIGS
 
     monkeypatch.chdir(CONFIGS.parent)
+    extra = [] if overlay is None else ["-c", str(CONFIGS / "detector" / "adaptive_overlays" / overlay)]
     with pytest.raises(SystemExit) as stop:
-        main(["-c", str(CONFIGS / "detector" / config), "--print_config"])
+        main(["-c", str(CONFIGS / "detector" / "adaptive_demo.yaml"), *extra, "--print_config"])
     assert stop.value.code == 0
 
 

@@ -12,9 +12,13 @@ natural clip in 200. It learns from no adversarial example; it needs natural cli
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
+from lit_app.advsets.detection import collate_detection
 from lit_app.attacks.victims import ClassifierVictim, Victim
+from lit_app.audio.io import STRICT, read_audio
 
 
 def logit_margins(victim: ClassifierVictim, audio: torch.Tensor, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
@@ -28,6 +32,12 @@ def logit_margins(victim: ClassifierVictim, audio: torch.Tensor, batch_size: int
     return torch.cat(margins), torch.cat(answers)
 
 
+def validation_clips(source: Any) -> torch.Tensor:
+    """``[clips, samples]``: the keyword clips of the validation split of a clean corpus (a data module with
+    ``attack_sources``, such as ``KWSDataModule``), zero-padded: natural speech of voices its victim never trained on."""
+    return collate_detection([(read_audio(clip.path, STRICT), 0) for clip in source.attack_sources() if clip.split == "val"]).audio
+
+
 class OverConfidence:
     """Flag clips whose margin exceeds the ``quantile`` of natural clips' margins for the class the victim answers.
 
@@ -37,8 +47,6 @@ class OverConfidence:
         quantile: the share of natural clips of a class left unflagged (0.995: about 1 in 200 flagged).
         min_clips: a class the victim answers on fewer natural clips than this takes the quantile of all of them.
     """
-
-    threshold = 0.5
 
     def __init__(self, victim: Victim, natural: torch.Tensor, quantile: float = 0.995, min_clips: int = 20) -> None:
         if not isinstance(victim, ClassifierVictim):

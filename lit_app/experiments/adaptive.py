@@ -37,10 +37,16 @@ from lit_app.base import LitAppDataModule
 from lit_app.checkpoints import load_module
 from lit_app.data.source_clip import SourceClip
 from lit_app.defences import NoiseFlooding, OverConfidence
+from lit_app.defences.over_confidence import validation_clips
 from lit_app.device import resolve_device
 from lit_app.experiments.command import run_command
 from lit_app.experiments.figures import save_curve_figure
-from lit_app.experiments.noise_flooding import CALIBRATED_THRESHOLD, NormalScores, calibrated_max
+from lit_app.experiments.noise_flooding import (
+    CALIBRATED_THRESHOLD,
+    FUSION_RULES,
+    NormalScores,
+    calibrated_max,
+)
 from lit_app.experiments.stage_log import StageLog
 from lit_app.models.detector import DetectorModule
 
@@ -152,8 +158,8 @@ def summarise(weight: float, clean_scores: torch.Tensor, scores: torch.Tensor, f
         }
         if over is not None:
             clean_over, attacked_over = over[0] > 0, over[1] > 0
-            mean_over = ((scores + flooding_scores) / 2 >= threshold) | attacked_over
-            clean_mean_over = ((clean_scores + clean_flooding) / 2 >= threshold) | clean_over
+            mean_over = (FUSION_RULES["mean"](scores, flooding_scores) >= threshold) | attacked_over
+            clean_mean_over = (FUSION_RULES["mean"](clean_scores, clean_flooding) >= threshold) | clean_over
             extra |= {
                 "over_confidence_detection_rate": (attacked_over & fooled).sum().item() / max(successful, 1),
                 "mean_over_detection_rate": (mean_over & fooled).sum().item() / max(successful, 1),
@@ -255,9 +261,7 @@ def run_adaptive(
     clean_flooding = None if flooding is None else flooding.score(clean_batch.audio, clean_batch.lengths)
     check = None
     if flooding is not None and over_confidence_quantile is not None:
-        natural = collate_detection([(plain.prepare(read_audio(c.path, STRICT)), 0)
-                                     for c in source.attack_sources() if c.split == "val"]).audio
-        check = OverConfidence(plain, natural, over_confidence_quantile)
+        check = OverConfidence(plain, validation_clips(source), over_confidence_quantile)
     clean_over = None if check is None else check.score(clean_batch.audio)
     for weight in weights:
         attacked = plain if weight == 0 else DetectorAwareVictim(plain, trained, weight, threshold, margin)

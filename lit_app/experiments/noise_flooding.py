@@ -46,6 +46,7 @@ from lit_app.advsets.detection import DetectionClipDataset, collate_detection
 from lit_app.attacks.victims import ClassifierVictim, Victim, load_victim
 from lit_app.checkpoints import load_module
 from lit_app.defences import NoiseFlooding, OverConfidence
+from lit_app.defences.over_confidence import validation_clips
 from lit_app.device import resolve_device
 from lit_app.experiments.command import run_command
 from lit_app.experiments.figures import save_det_figure
@@ -460,18 +461,6 @@ def fused_cells(
 OVER_CONFIDENCE_SUFFIX = ", over-confident clips flagged"
 
 
-def natural_clips(sources: dict[str, Any], names: list[str]) -> dict[str, list[tuple[str, int]]]:
-    """Per victim checkpoint, the validation-split keyword clips of the data that the corpora of the sources
-    ``names`` made against it attacked: natural speech of voices the victim never trained on."""
-    found: dict[str, set[str]] = {}
-    for name in names:
-        for corpus in [*getattr(sources[name], "test_sets", []), *getattr(sources[name], "train_sets", [])]:
-            if getattr(corpus, "source", None) is not None and hasattr(corpus.source, "attack_sources"):
-                clips = corpus.source.attack_sources()
-                found.setdefault(str(corpus.victim), set()).update(clip.path for clip in clips if clip.split == "val")
-    return {victim: [(path, 0) for path in sorted(paths)] for victim, paths in found.items()}
-
-
 def over_confidence_flags(
     items: dict[str, dict[str, list[tuple[str, int]]]],
     sources: dict[str, Any],
@@ -480,17 +469,20 @@ def over_confidence_flags(
     batch_size: int,
     device: torch.device,
 ) -> dict[str, torch.Tensor]:
-    """Per source, each clip's over-confidence flag (1 or 0, in scoring order) from :class:`OverConfidence` fitted
-    on its keyword victim's natural clips (:func:`natural_clips`); clips of a recogniser, or of a victim with no
-    natural clips named, are never flagged."""
+    """Per source, each clip's over-confidence flag (1 or 0, in scoring order) from :class:`OverConfidence`, fitted
+    for each keyword victim on the validation clips of the clean corpus its sets attacked (read once per victim);
+    clips of a recogniser, or of a set that names no clean corpus (noise made to match another set), are not flagged."""
+    clean: dict[str, Any] = {}  # victim checkpoint -> the clean corpus its sets attacked
+    for name in items:
+        for corpus in [*getattr(sources[name], "test_sets", []), *getattr(sources[name], "train_sets", [])]:
+            if getattr(corpus, "source", None) is not None and hasattr(corpus.source, "attack_sources"):
+                clean.setdefault(str(corpus.victim), corpus.source)
     checks: dict[str, OverConfidence] = {}
-    for checkpoint, clips in natural_clips(sources, list(items)).items():
+    for checkpoint, source in clean.items():
         if checkpoint not in victims:
             victims[checkpoint] = load_victim(checkpoint, device)
-        if isinstance(victims[checkpoint], ClassifierVictim) and clips:
-            natural = collate_detection([DetectionClipDataset(clips)[i] for i in range(len(clips))]).audio
-            checks[checkpoint] = OverConfidence(victims[checkpoint], natural, quantile)
-            print(f"over-confidence: {checkpoint}, margins of {len(clips)} natural clips", flush=True)
+        if isinstance(victims[checkpoint], ClassifierVictim):
+            checks[checkpoint] = OverConfidence(victims[checkpoint], validation_clips(source), quantile)
     flags = {}
     for name, by_victim in items.items():
         flags[name] = torch.cat([score_clips(checks[checkpoint].score, clips, batch_size)[0] if checkpoint in checks

@@ -42,28 +42,24 @@ MBROLA_ACCENTED_VOICES = {
 #: The front end's intonation is a man's; a female voice speaks it this much higher.
 FEMALE_PITCH_RATIO = 1.7
 FRONT_END_VOICE = "kal_diphone"
-#: Festival's English phones (its ``radio`` set) -> the SAMPA phones that stand in for each, nearest first.
-ENGLISH_TO_SAMPA = {
-    "aa": ("A", "a:", "a", "A:"), "ae": ("{", "E", "a", "e"), "ah": ("V", "6", "a", "@"),
-    "ao": ("O:", "O", "o:", "o", "a"), "aw": ("aU", "au", "a", "A"), "ax": ("@", "6", "e", "E", "a"),
-    "axr": ("6", "@", "9", "e", "a"), "ay": ("aI", "ai", "a", "A"), "b": ("b",), "ch": ("tS", "ts", "S", "t"),
-    "d": ("d",), "dh": ("D", "d", "z"), "dx": ("4", "d", "t"), "eh": ("E", "e", "a"), "el": ("l",), "em": ("m",),
-    "en": ("n",), "er": ("3:", "9", "6", "@", "e", "a"), "ey": ("EI", "eI", "e:", "e", "E"), "f": ("f",),
-    "g": ("g", "k"), "hh": ("h", "x", "X", "_"), "hv": ("h", "x", "X", "_"), "ih": ("I", "i", "e"),
-    "iy": ("i:", "i", "I"), "jh": ("dZ", "Z", "j", "d"), "k": ("k",), "l": ("l",), "m": ("m",), "n": ("n",),
-    "nx": ("n",), "ng": ("N", "n"), "ow": ("@U", "oU", "o:", "o", "O"), "oy": ("OY", "OI", "Oy", "o", "O"),
-    "p": ("p",), "r": ("r\\", "R", "r", "l"), "s": ("s",), "sh": ("S", "s"), "t": ("t",), "th": ("T", "s", "t", "f"),
-    "uh": ("U", "u", "o"), "uw": ("u:", "u", "U"), "v": ("v", "b", "f"), "w": ("w", "u", "v", "b"),
-    "y": ("j", "i", "I", "e"), "z": ("z", "s"), "zh": ("Z", "S", "z", "s"), "pau": ("_",), "brth": ("_",),
-}
-#: Festival's British English phones (``mrpa``, said by ``rab_diphone``'s front end) -> SAMPA stand-ins, nearest
-#: first; two phones with a space between are a diphthong's halves, each spoken for half its duration.
+#: Consonants, in the names both of festival's phone sets use (its American ``radio`` and British ``mrpa``) ->
+#: the SAMPA phones that stand in for each, nearest first.
 _CONSONANTS = {
     "b": ("b",), "ch": ("tS", "ts", "S", "t"), "d": ("d",), "dh": ("D", "d", "z"), "f": ("f",), "g": ("g", "k"),
     "h": ("h", "x", "X", "_"), "jh": ("dZ", "Z", "j", "d"), "k": ("k",), "l": ("l",), "m": ("m",), "n": ("n",),
     "ng": ("N", "n"), "p": ("p",), "r": ("r\\", "R", "r", "l"), "s": ("s",), "sh": ("S", "s"), "t": ("t",),
     "th": ("T", "s", "t", "f"), "v": ("v", "b", "f"), "w": ("w", "u", "v", "b"), "y": ("j", "i", "I", "e"),
     "z": ("z", "s"), "zh": ("Z", "S", "z", "s"),
+}
+#: Festival's English phones (its ``radio`` set) -> the SAMPA phones that stand in for each, nearest first.
+ENGLISH_TO_SAMPA = {
+    "aa": ("A", "a:", "a", "A:"), "ae": ("{", "E", "a", "e"), "ah": ("V", "6", "a", "@"),
+    "ao": ("O:", "O", "o:", "o", "a"), "aw": ("aU", "au", "a", "A"), "ax": ("@", "6", "e", "E", "a"),
+    "axr": ("6", "@", "9", "e", "a"), "ay": ("aI", "ai", "a", "A"), "dx": ("4", "d", "t"), "eh": ("E", "e", "a"),
+    "el": ("l",), "em": ("m",), "en": ("n",), "er": ("3:", "9", "6", "@", "e", "a"), "ey": ("EI", "eI", "e:", "e", "E"),
+    "hh": _CONSONANTS["h"], "hv": _CONSONANTS["h"], "ih": ("I", "i", "e"), "iy": ("i:", "i", "I"), "nx": ("n",),
+    "ow": ("@U", "oU", "o:", "o", "O"), "oy": ("OY", "OI", "Oy", "o", "O"), "uh": ("U", "u", "o"), "uw": ("u:", "u", "U"),
+    "pau": ("_",), "brth": ("_",), **{phone: stand_ins for phone, stand_ins in _CONSONANTS.items() if phone != "h"},
 }
 #: The American phone whose stand-ins follow a British vowel's own: every voice says one of them (see phone_map).
 _AMERICAN_EQUIVALENT = {"a": "ae", "aa": "aa", "ai": "ay", "au": "aw", "@": "ax", "@@": "er", "e": "eh", "e@": "eh",
@@ -76,6 +72,8 @@ _BRITISH_VOWELS = {
     "oi": ("OI", "OY", "Oy", "O I"), "oo": ("O:", "O", "o:"), "ou": ("@U", "@u", "@ U", "@ u"), "u": ("U", "u"),
     "u@": ("U@", "u@", "U @", "u @"), "uh": ("V", "6", "a"), "uu": ("u:", "u"),
 }
+#: Festival's British English phones (``mrpa``, said by ``rab_diphone``'s front end) -> SAMPA stand-ins, nearest
+#: first; two phones with a space between are a diphthong's halves, each spoken for half its duration.
 BRITISH_TO_SAMPA = {
     **_CONSONANTS, "#": ("_",),
     **{vowel: tuple(dict.fromkeys(own + ENGLISH_TO_SAMPA[_AMERICAN_EQUIVALENT[vowel]]))

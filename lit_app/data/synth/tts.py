@@ -469,8 +469,7 @@ class Speaker:
         self._flite: FliteEngine | None = None
         self._pico: PicoEngine | None = None
         self._rhvoice: RHVoiceEngine | None = None
-        self._mbrola: MbrolaEngine | None = None
-        self._mbrola_british: MbrolaEngine | None = None
+        self._mbrola: dict[str, MbrolaEngine] = {}  # by engine: American or British front end
         # One festival process per voice: in a shared one, a voice can leave settings behind (the Czech voices do)
         # that change the next voice's samples, and a rebuilt clip must come out as it did the first time.
         self._festival: dict[str, FestivalEngine] = {}
@@ -492,12 +491,10 @@ class Speaker:
         elif voice.engine == "rhvoice":
             self._rhvoice = self._rhvoice or RHVoiceEngine()
             samples, source_rate = self._rhvoice.synthesise(text, voice.name, stretch)
-        elif voice.engine == "mbrola_accented":
-            self._mbrola = self._mbrola or MbrolaEngine()
-            samples, source_rate = self._mbrola.synthesise(text, voice.name, stretch)
-        elif voice.engine == "mbrola_british":
-            self._mbrola_british = self._mbrola_british or MbrolaEngine(british=True)
-            samples, source_rate = self._mbrola_british.synthesise(text, voice.name, stretch)
+        elif voice.engine in ("mbrola_accented", "mbrola_british"):
+            if voice.engine not in self._mbrola:
+                self._mbrola[voice.engine] = MbrolaEngine(british=voice.engine == "mbrola_british")
+            samples, source_rate = self._mbrola[voice.engine].synthesise(text, voice.name, stretch)
         elif voice.engine in FESTIVAL_PACKAGES:
             if voice.name not in self._festival:
                 while len(self._festival) >= self.max_festival_processes:
@@ -518,6 +515,6 @@ class Speaker:
         return trimmed
 
     def close(self) -> None:
-        for engine in (self._espeak, self._flite, self._pico, self._rhvoice, self._mbrola, self._mbrola_british, *self._festival.values()):
+        for engine in (self._espeak, self._flite, self._pico, self._rhvoice, *self._mbrola.values(), *self._festival.values()):
             if engine is not None:
                 engine.close()
