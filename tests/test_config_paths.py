@@ -51,7 +51,8 @@ def grid_detectors() -> set[str]:
     ``<out_dir>/runs/<train>/<feature>/seed<k>``."""
     grids = [load(grid) for grid in sorted((CONFIGS / "detector").glob("grid_*.yaml"))]
     demo = load(CONFIGS / "detector" / "grid_demo.yaml")
-    grids += [{**demo, **load(overlay)} for overlay in sorted((CONFIGS / "detector" / "grid_overlays").glob("*.yaml"))]
+    overlays = [*(CONFIGS / "detector" / "grid_overlays").glob("*.yaml"), *(CONFIGS / "detector" / "train_overlays").glob("*.yaml")]
+    grids += [{**demo, **load(overlay)} for overlay in sorted(overlays)]
     paths = set()
     for config in grids:
         for train in config["train"]:

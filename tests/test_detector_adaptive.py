@@ -12,7 +12,7 @@ from lit_app.data.kws import KWSDataModule
 from lit_app.experiments.adaptive import DETECTED, DetectorAwareVictim, run_adaptive
 from lit_app.models.detector import DetectorModule
 from lit_app.models.kws import KWSModule
-from tests.conftest import QUIET_TRAINER
+from tests.conftest import CONFIGS, QUIET_TRAINER
 
 SAMPLES = 4000
 
@@ -115,10 +115,9 @@ def test_run_adaptive_writes_its_table(tiny_keywords, tmp_path):
     assert "| detection rate, over-confidence alone | detection rate, mean fusion with over-confidence |" in table
 
 
-@pytest.mark.parametrize("overlay", [None, "over_confidence.yaml", "strong_victim.yaml"])
+@pytest.mark.parametrize("overlay", [None, *sorted(p.name for p in (CONFIGS / "detector" / "adaptive_overlays").glob("*.yaml"))])
 def test_adaptive_demo_configs_parse(overlay, monkeypatch):
     from lit_app.experiments.adaptive import main
-    from tests.conftest import CONFIGS
 
     monkeypatch.chdir(CONFIGS.parent)
     extra = [] if overlay is None else ["-c", str(CONFIGS / "detector" / "adaptive_overlays" / overlay)]

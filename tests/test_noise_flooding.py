@@ -257,3 +257,13 @@ def test_demo_configs_parse_and_name_grid_conditions(overlay, monkeypatch, capsy
     settings = yaml.safe_load(capsys.readouterr().out)
     conditions = noise_flooding.read_grid(settings["grid"] if isinstance(settings["grid"], list) else [settings["grid"]])
     assert set(settings["tests"] or []) <= set(conditions["test"])
+    sources = {**conditions["sources"], **conditions["extra_sources"]}
+    assert {member for members in conditions["train"].values() for member in members} <= set(sources)
+    assert set(settings["fuse_with"]) <= set(conditions["train"])
+
+
+def test_every_train_overlay_is_composed_by_a_noise_flooding_overlay():
+    """A train overlay replaces only a grid's train conditions, so it is checked through the stacks that use it."""
+    stacked = {Path(path).name for overlay in (CONFIGS / "detector" / "noise_flooding_overlays").glob("*.yaml")
+               for path in yaml.safe_load(overlay.read_text())["grid"] if "train_overlays" in path}
+    assert stacked == {path.name for path in (CONFIGS / "detector" / "train_overlays").glob("*.yaml")}
