@@ -41,7 +41,9 @@ MBROLA_ACCENTED_VOICES = {
 }
 #: The front end's intonation is a man's; a female voice speaks it this much higher.
 FEMALE_PITCH_RATIO = 1.7
-FRONT_END_VOICE = "kal_diphone"
+#: Each MBROLA engine -> the festival voice whose front end says its English: American phones (``radio``) for
+#: ``mbrola_accented``, British ones (``mrpa``) for ``mbrola_british``.
+FRONT_END_VOICES = {"mbrola_accented": "kal_diphone", "mbrola_british": "rab_diphone"}
 #: Consonants, in the names both of festival's phone sets use (its American ``radio`` and British ``mrpa``) ->
 #: the SAMPA phones that stand in for each, nearest first.
 _CONSONANTS = {
@@ -79,7 +81,6 @@ BRITISH_TO_SAMPA = {
     **{vowel: tuple(dict.fromkeys(own + ENGLISH_TO_SAMPA[_AMERICAN_EQUIVALENT[vowel]]))
        for vowel, own in _BRITISH_VOWELS.items()},
 }
-BRITISH_FRONT_END_VOICE = "rab_diphone"
 _CONTEXTS = ("_", "a", "A", "a:", "e", "i", "o")  # vowels between which a consonant is asked for
 
 

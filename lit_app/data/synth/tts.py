@@ -33,9 +33,8 @@ import soundfile as sf
 from lit_app.data.synth.accents import ACCENTED_VOICES, festival_request
 from lit_app.data.synth.errors import TTSError
 from lit_app.data.synth.mbrola import (
-    BRITISH_FRONT_END_VOICE,
     FEMALE_PITCH_RATIO,
-    FRONT_END_VOICE,
+    FRONT_END_VOICES,
     MBROLA_ACCENTED_VOICES,
     accented_pho,
     database,
@@ -199,11 +198,11 @@ def voice_catalogue(engines: tuple[str, ...] | list[str]) -> list[Voice]:
             if missing:
                 raise missing_engine("rhvoice", f"RHVoice's English voices {', '.join(missing)} are")
             voices += [Voice("rhvoice", name) for name in RHVOICE_VOICES]
-        elif engine in ("mbrola_accented", "mbrola_british"):
+        elif engine in FRONT_END_VOICES:
             missing = sorted(set(MBROLA_ACCENTED_VOICES) - set(mbrola_voices()))
             if missing:
                 raise missing_engine(engine, f"MBROLA voices {', '.join(missing)} are")
-            front_end = FRONT_END_VOICE if engine == "mbrola_accented" else BRITISH_FRONT_END_VOICE
+            front_end = FRONT_END_VOICES[engine]
             if front_end not in festival_voices("festival") + festival_voices("festival_extra"):
                 raise missing_engine(engine, f"festival's {front_end} (the English front end) is")
             voices += [Voice(engine, name) for name in MBROLA_ACCENTED_VOICES]
@@ -418,16 +417,20 @@ class FestivalEngine:
 class MbrolaEngine(ProgramEngine):
     """MBROLA's voices of other languages reading English (``mbrola.py``): festival's English front end says the
     phones, :func:`~lit_app.data.synth.mbrola.accented_pho` turns them into the voice's own, and one ``mbrola`` run
-    per utterance reads them on its input. The front end is one festival process for every voice."""
+    per utterance reads them on its input. The front end is one festival process for every voice.
+
+    Args:
+        engine: ``mbrola_accented`` (festival's American front end) or ``mbrola_british`` (its British one).
+    """
 
     name = "mbrola"
 
-    def __init__(self, british: bool = False) -> None:
+    def __init__(self, engine: str = "mbrola_accented") -> None:
         self.voices = mbrola_voices()  # looked up once, as RHVoice's
         if not self.voices:
-            raise missing_engine("mbrola_british" if british else "mbrola_accented", "MBROLA and its voices are")
-        self.british = british
-        self.front_end_voice = BRITISH_FRONT_END_VOICE if british else FRONT_END_VOICE
+            raise missing_engine(engine, "MBROLA and its voices are")
+        self.front_end_voice = FRONT_END_VOICES[engine]
+        self.british = engine == "mbrola_british"
         self.front_end = FestivalEngine()
 
     def text_input(self, text: str, voice: str, duration_stretch: float) -> str:
@@ -491,9 +494,9 @@ class Speaker:
         elif voice.engine == "rhvoice":
             self._rhvoice = self._rhvoice or RHVoiceEngine()
             samples, source_rate = self._rhvoice.synthesise(text, voice.name, stretch)
-        elif voice.engine in ("mbrola_accented", "mbrola_british"):
+        elif voice.engine in FRONT_END_VOICES:
             if voice.engine not in self._mbrola:
-                self._mbrola[voice.engine] = MbrolaEngine(british=voice.engine == "mbrola_british")
+                self._mbrola[voice.engine] = MbrolaEngine(voice.engine)
             samples, source_rate = self._mbrola[voice.engine].synthesise(text, voice.name, stretch)
         elif voice.engine in FESTIVAL_PACKAGES:
             if voice.name not in self._festival:
