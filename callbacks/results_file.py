@@ -14,24 +14,26 @@ class ResultsFile(Callback):
     """After ``validate`` or ``test``, write every logged metric and the checkpoint used to ``path``.
 
     Args:
-        path: JSON file to write; its folder is created.
+        path: JSON file to write; its folder is created. ``None``: ``results.json`` in the trainer's
+            ``default_root_dir``, so that a run moved with ``--trainer.default_root_dir`` takes its results along.
     """
 
-    def __init__(self, path: str = "results.json") -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | None = None) -> None:
+        self.path = None if path is None else Path(path)
 
     def _write(self, trainer: pl.Trainer, stage: str) -> None:
         if not trainer.is_global_zero:
             return
+        path = self.path or Path(trainer.default_root_dir) / "results.json"
         payload = {
             "stage": stage,
             "ckpt_path": trainer.ckpt_path,
             "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1},
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.part")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.part")
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, self.path)
+        os.replace(tmp, path)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.state.fn == "validate":

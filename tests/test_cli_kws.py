@@ -62,6 +62,18 @@ def test_fit_then_test_from_checkpoint(tiny_keywords, tmp_path, monkeypatch):
     assert (tmp_path / "runs" / "csv" / "lit-app").is_dir()
 
 
+def test_a_run_moved_with_default_root_dir_keeps_its_checkpoints_and_results(tiny_keywords, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["-c", str(CONFIGS / "kws" / "demo.yaml"), "-c", str(CONFIGS / "trainer" / "cpu.yaml"),
+            "-c", str(CONFIGS / "logger" / "csv.yaml"), *tiny_data(tiny_keywords), "--trainer.default_root_dir=runs/mine"]
+    main(["fit", *args, "--trainer.max_epochs=1"])
+    best = tmp_path / "runs" / "mine" / "checkpoints" / "best.ckpt"
+    assert best.is_file() and best.with_name("last.ckpt").is_file()
+    assert not (tmp_path / "runs" / "kws-demo").exists()  # the config's own run, which a user may already have
+    main(["test", *args, f"--ckpt_path={best}"])
+    assert json.loads((tmp_path / "runs" / "mine" / "results.json").read_text())["ckpt_path"] == str(best)
+
+
 def test_wandb_logger_experiment_in_disabled_mode(tiny_keywords, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "disabled")

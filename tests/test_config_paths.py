@@ -35,13 +35,15 @@ def built_corpora() -> set[str]:
 
 @cache
 def written_checkpoints() -> set[str]:
-    """``best.ckpt`` files that a victim config's ModelCheckpoint writes."""
+    """``best.ckpt`` files that a victim config's RunCheckpoint writes (in ``<default_root_dir>/checkpoints``)."""
     paths = set()
     for config in victim_configs():
-        for callback in config.get("trainer", {}).get("callbacks", []):
-            if callback["class_path"].endswith("ModelCheckpoint"):
+        trainer = config.get("trainer", {})
+        for callback in trainer.get("callbacks", []):
+            if callback["class_path"].endswith("RunCheckpoint"):
                 init = callback["init_args"]
-                paths.add(f"{init['dirpath']}/{init.get('filename', 'best')}.ckpt")
+                folder = init.get("dirpath") or f"{trainer['default_root_dir']}/checkpoints"
+                paths.add(f"{folder}/{init.get('filename', 'best')}.ckpt")
     return paths
 
 

@@ -337,4 +337,4 @@ def test_preset_turns_dgc_on_for_model_configs(preset, model, monkeypatch):
     assert cli.model.optimizer_name == "sgd"
     assert not cli.trainer.gradient_clip_val
     names = [type(c).__name__ for c in cli.trainer.callbacks]
-    assert "DGCMonitor" in names and "ModelCheckpoint" in names  # the model config's callbacks are kept
+    assert "DGCMonitor" in names and "RunCheckpoint" in names  # the model config's callbacks are kept
