@@ -177,7 +177,10 @@ def test_the_augmentation_overlay_parses(capsys):
                                                     {"vocoder_probability": 0.3, "vocoder_formants": 5}),
                                                    (["vocoder", "formant_vocoder", "formant_scale"],
                                                     {"vocoder_probability": 0.3, "vocoder_formants": 5,
-                                                     "vocoder_formant_scale_range": [0.8, 1.2]})])
+                                                     "vocoder_formant_scale_range": [0.8, 1.2]}),
+                                                   (["vocoder", "formant_vocoder", "vowel_scale"],
+                                                    {"vocoder_probability": 0.3, "vocoder_formants": 5,
+                                                     "vocoder_vowel_scale_range": [0.8, 1.25]})])
 def test_the_vocoder_overlays_change_the_augmentations_vocoder_only(overlays, changed, capsys):
     augment = str(CONFIGS / "kws" / "overlays" / "voice_augment.yaml")
     with pytest.raises(SystemExit):

@@ -84,6 +84,33 @@ def test_the_formant_scale_moves_the_kept_formants():
         LPCVocoder(formant_scale_range=[0.9, 1.1])
 
 
+def test_the_vowel_scale_moves_the_first_two_formants_and_leaves_the_third():
+    torch.manual_seed(0)
+    clips = (vowel(120.0, formant_hz=500.0) + vowel(120.0, formant_hz=1500.0) + vowel(120.0, formant_hz=2500.0)) / 2
+    settings = dict(f0_range_hz=(200.0, 200.0), f0_slope_range=(0.0, 0.0), formants=3)
+    plain, moved = LPCVocoder(**settings)(clips), LPCVocoder(**settings, vowel_scale_range=(1.3, 1.3))(clips)
+    assert torch.isfinite(moved).all() and torch.allclose(moved.abs().amax(1), clips.abs().amax(1), atol=1e-6)
+    for out, first, second in ((plain, 1.0, 1.0), (moved, 1.3, 1.3)):
+        bands = [band_energy(out, hz - 100, hz + 100) for hz in (500 * first, 1500 * second, 2500)]
+        elsewhere = [band_energy(out, hz - 100, hz + 100) for hz in (500 * 2.3 - 500 * first, 1500 * 2.3 - 1500 * second)]
+        assert all((band > 2 * other).all() for band, other in zip(bands, elsewhere))
+    assert (band_energy(moved, 2400, 2600) > 0.3 * band_energy(plain, 2400, 2600)).all()  # F3 stays where it was
+    with pytest.raises(ValueError, match="formants to 2 or more"):
+        LPCVocoder(formants=1, vowel_scale_range=(0.9, 1.1))
+
+
+def test_drawn_vowel_factors_are_independent_per_clip_and_leave_the_formant_scale_stream_alone():
+    vocoder = LPCVocoder(formants=3, formant_scale_range=(0.9, 1.1), vowel_scale_range=(0.8, 1.25))
+    torch.manual_seed(0)
+    factors = vocoder.formant_factors(1000, torch.zeros(1))
+    torch.manual_seed(0)
+    common = LPCVocoder(formants=3, formant_scale_range=(0.9, 1.1)).formant_factors(1000, torch.zeros(1))
+    assert torch.equal(factors[:, 2], common[:, 2])  # F3 keeps the clip's one factor, drawn first as before
+    vowel_factors = factors[:, :2] / common[:, :2]
+    assert vowel_factors.min() >= 0.8 and vowel_factors.max() <= 1.25
+    assert abs(torch.corrcoef(vowel_factors.T)[0, 1]) < 0.1
+
+
 def test_silence_stays_silent_and_noise_stays_noise():
     torch.manual_seed(0)
     vocoder = LPCVocoder()
@@ -107,7 +134,8 @@ def test_voice_augment_uses_the_vocoder_only_when_asked():
 
 
 @pytest.mark.parametrize("settings", [dict(order=0), dict(f0_range_hz=(300.0, 100.0)), dict(frame_ms=0.5),
-                                      dict(formants=5, formant_scale_range=(1.2, 0.9))])
+                                      dict(formants=5, formant_scale_range=(1.2, 0.9)),
+                                      dict(formants=5, vowel_scale_range=(0.4, 1.0))])
 def test_bad_settings_are_refused(settings):
     with pytest.raises(ValueError):
         LPCVocoder(**settings)

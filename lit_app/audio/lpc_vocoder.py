@@ -11,7 +11,9 @@ With ``formants`` set, a voiced frame's envelope keeps only its lowest resonance
 polynomial), each at a fixed bandwidth from Klatt's synthesiser: a formant synthesiser's spectrum, which has those
 peaks and nothing between them, where the full envelope also keeps a recorded voice's spectral detail. With
 ``formant_scale_range`` too, each clip's formants move by one factor: a longer or shorter vocal tract
-(vocal-tract-length perturbation) with the pitch left to the new contour, where speed perturbation moves both.
+(vocal-tract-length perturbation) with the pitch left to the new contour, where speed perturbation moves both. With
+``vowel_scale_range``, the first two formants of each clip move by two independent factors: the vowel moves in the
+F1-F2 plane, where accents differ (a rounded STRUT, RP's GOAT), and a one-syllable keyword is one vowel.
 
 torchaudio has no linear prediction, and librosa's (per frame, in NumPy) would bring a dependency for one function
 that cannot run on the training batch's device; Levinson-Durbin over a batch of frames is a few lines of torch.
@@ -64,6 +66,8 @@ class LPCVocoder(nn.Module):
             at its own level (our option).
         formant_scale_range: range of a per-clip factor on the kept formants' frequencies (``formants`` only;
             ``(1, 1)``: unchanged; 0.85-1.15 spans about the adult male to female difference).
+        vowel_scale_range: range of two more per-clip factors, one on the first formant and one on the second
+            (``formants`` of 2 or more; ``(1, 1)``: unchanged; our option).
         sample_rate: the clips' sample rate.
     """
 
@@ -76,6 +80,7 @@ class LPCVocoder(nn.Module):
         voicing_threshold: float = 0.35,
         formants: int = 0,
         formant_scale_range: tuple[float, float] = (1.0, 1.0),
+        vowel_scale_range: tuple[float, float] = (1.0, 1.0),
         sample_rate: int = 16000,
     ) -> None:
         super().__init__()
@@ -84,10 +89,14 @@ class LPCVocoder(nn.Module):
         if not 0 <= formants <= min(len(KLATT_BANDWIDTHS_HZ), order // 2):
             raise ValueError(f"formants must be between 0 and {min(len(KLATT_BANDWIDTHS_HZ), order // 2)}, got {formants}")
         formant_scale_range = (float(formant_scale_range[0]), float(formant_scale_range[1]))
-        if not 0.5 <= formant_scale_range[0] <= formant_scale_range[1] <= 2.0:
-            raise ValueError(f"formant_scale_range must be (low, high) with 0.5 <= low <= high <= 2, got {formant_scale_range}")
+        vowel_scale_range = (float(vowel_scale_range[0]), float(vowel_scale_range[1]))
+        for name, (low, high) in (("formant_scale_range", formant_scale_range), ("vowel_scale_range", vowel_scale_range)):
+            if not 0.5 <= low <= high <= 2.0:
+                raise ValueError(f"{name} must be (low, high) with 0.5 <= low <= high <= 2, got {(low, high)}")
         if formant_scale_range != (1.0, 1.0) and not formants:
             raise ValueError("formant_scale_range moves the kept formants: set formants too")
+        if vowel_scale_range != (1.0, 1.0) and formants < 2:
+            raise ValueError("vowel_scale_range moves the first two kept formants: set formants to 2 or more")
         low, high = f0_range_hz
         if not 0.0 < low <= high < sample_rate / 2:
             raise ValueError(f"f0_range_hz must be (low, high) with 0 < low <= high < {sample_rate / 2}, got {f0_range_hz}")
@@ -101,6 +110,7 @@ class LPCVocoder(nn.Module):
         self.voicing_threshold = voicing_threshold
         self.formants = formants
         self.formant_scale_range = formant_scale_range
+        self.vowel_scale_range = vowel_scale_range
         self.sample_rate = sample_rate
         self.pitch_lags = (int(sample_rate / 400), int(sample_rate / 60))
 
@@ -120,10 +130,7 @@ class LPCVocoder(nn.Module):
         voiced = periodicity > self.voicing_threshold
         if self.formants:
             rows = voiced.reshape(-1).nonzero().squeeze(1)
-            low, high = self.formant_scale_range
-            # One factor per clip, drawn only when it varies (so the fixed-scale vocoder keeps its random stream).
-            scale = (low + (high - low) * torch.rand(batch, device=clips.device, dtype=clips.dtype) if high > low
-                     else torch.full((batch,), low, device=clips.device, dtype=clips.dtype))
+            scale = self.formant_factors(batch, clips)
             envelope = envelope.index_copy(0, rows, self.formant_envelopes(envelope[rows], scale[rows // count]))
         excitation = self.excitation(batch, count, padded.shape[1], voiced, clips)
         # Scale each frame's excitation to the prediction error's power: the frame's level, not the source's.
@@ -154,10 +161,24 @@ class LPCVocoder(nn.Module):
         r[:, 0] = r[:, 0] * (1.0 + 1e-4) + 1e-10
         return levinson_durbin(r, self.order)
 
+    def formant_factors(self, batch: int, like: torch.Tensor) -> torch.Tensor:
+        """``[batch, formants]`` factors on each clip's kept formants: one for all of them, times one each for F1
+        and F2. Each is drawn only when its range varies, so that vocoders without it keep their random streams."""
+
+        def draw(low: float, high: float, shape: tuple[int, ...]) -> torch.Tensor:
+            if high > low:
+                return low + (high - low) * torch.rand(shape, device=like.device, dtype=like.dtype)
+            return torch.full(shape, low, device=like.device, dtype=like.dtype)
+
+        factors = draw(*self.formant_scale_range, (batch, 1)).expand(batch, self.formants).clone()
+        if self.vowel_scale_range != (1.0, 1.0):
+            factors[:, :2] *= draw(*self.vowel_scale_range, (batch, 2))
+        return factors
+
     def formant_envelopes(self, envelope: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
         """``[n, order + 1]`` prediction-error filters rebuilt from each one's ``formants`` lowest resonances (roots
         between 150 Hz and 5 kHz with bandwidths under 600 Hz) at Klatt's bandwidths, their frequencies times
-        ``scale`` ``[n]`` (kept below 7.5 kHz); missing ones are left out."""
+        ``scale`` (``[n, formants]``, one factor each; kept below 7.5 kHz); missing ones are left out."""
         count, width = envelope.shape
         companion = torch.zeros(count, width - 1, width - 1, dtype=envelope.dtype, device=envelope.device)
         companion[:, 0] = -envelope[:, 1:]
@@ -173,7 +194,7 @@ class LPCVocoder(nn.Module):
         for index in range(self.formants):
             frequency = hz.gather(1, order.indices[:, index : index + 1])
             if scale is not None:
-                frequency = (frequency * scale[:, None]).clamp(max=7500.0)
+                frequency = (frequency * scale[:, index : index + 1]).clamp(max=7500.0)
             present = order.values[:, index : index + 1].isfinite()
             radius = math.exp(-math.pi * KLATT_BANDWIDTHS_HZ[index] / self.sample_rate) * present
             first = -2.0 * radius * torch.cos(2 * math.pi * frequency / self.sample_rate)

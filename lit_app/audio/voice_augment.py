@@ -53,6 +53,8 @@ class VoiceAugment(nn.Module):
             envelope; :class:`LPCVocoder`'s ``formants``).
         vocoder_formant_scale_range: range of the per-clip factor on those formants' frequencies
             (:class:`LPCVocoder`'s ``formant_scale_range``).
+        vocoder_vowel_scale_range: range of the per-clip factors on the first and on the second of those formants,
+            one each (:class:`LPCVocoder`'s ``vowel_scale_range``: the vowel moves, as in another accent).
         sample_rate: the clips' sample rate.
     """
 
@@ -70,6 +72,7 @@ class VoiceAugment(nn.Module):
         vocoder_f0_range_hz: tuple[float, float] = (75.0, 250.0),
         vocoder_formants: int = 0,
         vocoder_formant_scale_range: tuple[float, float] = (1.0, 1.0),
+        vocoder_vowel_scale_range: tuple[float, float] = (1.0, 1.0),
         sample_rate: int = 16000,
     ) -> None:
         super().__init__()
@@ -89,7 +92,8 @@ class VoiceAugment(nn.Module):
         self.codec_probability = codec_probability
         self.vocoder_probability = vocoder_probability
         self.vocoder = LPCVocoder(f0_range_hz=vocoder_f0_range_hz, formants=vocoder_formants,
-                                  formant_scale_range=vocoder_formant_scale_range, sample_rate=sample_rate)
+                                  formant_scale_range=vocoder_formant_scale_range,
+                                  vowel_scale_range=vocoder_vowel_scale_range, sample_rate=sample_rate)
         self.sample_rate = sample_rate
         # Each ratio's resampling kernel, made once rather than per batch (ratio 1: no change).
         self.resamplers = nn.ModuleList(T.Resample(original, new) if original != new else nn.Identity()
