@@ -91,5 +91,6 @@ def adapted_probabilities(checkpoint: str, unlabelled: torch.Tensor, scored: tor
         norm.eval()
     return in_batches(lambda batch: model(batch).softmax(-1), scored, batch_size)
 
+
 if __name__ == "__main__":
     CLI(main, as_positional=True)
