@@ -12,6 +12,7 @@ ensemble, as is and after AdaBN. Scores are keywords recognised (mean over keywo
 
 from __future__ import annotations
 
+import copy
 import random
 from pathlib import Path
 
@@ -66,8 +67,8 @@ def main(corpus: str, checkpoints: list[str], batch_size: int = 256, seed: int =
         adapt_voices = set(drawn[: len(drawn) // 2])
         adapt = torch.tensor([voice in adapt_voices for voice in data.voices])
         scored = (~adapt).nonzero().squeeze(1)
-        adapted = [adapted_probabilities(path, data.waveforms[adapt], data.waveforms[scored], batch_size)
-                   for path in checkpoints]
+        adapted = [adapted_probabilities(model, data.waveforms[adapt], data.waveforms[scored], batch_size)
+                   for model in models]
         before = [probs[scored] for probs in members]
         line = (f"AdaBN on half the voices (draw {split}), scored on the other half: "
                 + ", ".join(f"{keywords(b, scored):.1%} -> {keywords(a, scored):.1%}" for b, a in zip(before, adapted)))
@@ -76,11 +77,11 @@ def main(corpus: str, checkpoints: list[str], batch_size: int = 256, seed: int =
         print(line)
 
 
-def adapted_probabilities(checkpoint: str, unlabelled: torch.Tensor, scored: torch.Tensor,
+def adapted_probabilities(victim: nn.Module, unlabelled: torch.Tensor, scored: torch.Tensor,
                           batch_size: int) -> torch.Tensor:
-    """The victim's probabilities on ``scored`` clips after its batch-norm statistics are re-estimated on the
-    ``unlabelled`` ones (cumulative statistics, then frozen)."""
-    model = KWSModule.load_from_checkpoint(checkpoint, map_location="cpu").eval()
+    """A copy of ``victim``'s probabilities on ``scored`` clips after its batch-norm statistics are re-estimated on
+    the ``unlabelled`` ones (cumulative statistics, then frozen); ``victim`` itself is left as it was."""
+    model = copy.deepcopy(victim)
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     for norm in norms:
         norm.reset_running_stats()

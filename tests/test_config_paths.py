@@ -41,9 +41,7 @@ def written_checkpoints() -> set[str]:
         trainer = config.get("trainer", {})
         for callback in trainer.get("callbacks", []):
             if callback["class_path"].endswith("RunCheckpoint"):
-                init = callback["init_args"]
-                folder = init.get("dirpath") or f"{trainer['default_root_dir']}/checkpoints"
-                paths.add(f"{folder}/{init.get('filename', 'best')}.ckpt")
+                paths.add(f"{trainer['default_root_dir']}/checkpoints/{callback['init_args'].get('filename', 'best')}.ckpt")
     return paths
 
 

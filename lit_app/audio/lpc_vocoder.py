@@ -175,7 +175,7 @@ class LPCVocoder(nn.Module):
             factors[:, :2] *= draw(*self.vowel_scale_range, (batch, 2))
         return factors
 
-    def formant_envelopes(self, envelope: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+    def formant_envelopes(self, envelope: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """``[n, order + 1]`` prediction-error filters rebuilt from each one's ``formants`` lowest resonances (roots
         between 150 Hz and 5 kHz with bandwidths under 600 Hz) at Klatt's bandwidths, their frequencies times
         ``scale`` (``[n, formants]``, one factor each; kept below 7.5 kHz); missing ones are left out."""
@@ -193,8 +193,7 @@ class LPCVocoder(nn.Module):
         polynomial[:, 0] = 1.0
         for index in range(self.formants):
             frequency = hz.gather(1, order.indices[:, index : index + 1])
-            if scale is not None:
-                frequency = (frequency * scale[:, index : index + 1]).clamp(max=7500.0)
+            frequency = (frequency * scale[:, index : index + 1]).clamp(max=7500.0)
             present = order.values[:, index : index + 1].isfinite()
             radius = math.exp(-math.pi * KLATT_BANDWIDTHS_HZ[index] / self.sample_rate) * present
             first = -2.0 * radius * torch.cos(2 * math.pi * frequency / self.sample_rate)

@@ -223,9 +223,9 @@ def training_overlay(run: Path, task: Task, engines: list[str], seed: int, data_
     return {
         "seed_everything": seed,
         "trainer": {"default_root_dir": str(run), "callbacks": [
-            {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
-             "init_args": {"dirpath": str(run / "checkpoints"), "filename": "best", "monitor": monitor, "mode": mode,
-                           "save_last": True, "enable_version_counter": False}},
+            {"class_path": "callbacks.RunCheckpoint",  # in <default_root_dir>/checkpoints
+             "init_args": {"filename": "best", "monitor": monitor, "mode": mode, "save_last": True,
+                           "enable_version_counter": False}},
             {"class_path": "callbacks.ResultsFile", "init_args": {"path": str(run / TRAINED)}},
         ]},
         "data": {"init_args": {

@@ -19,7 +19,7 @@ import numpy as np
 
 from lit_app import folders
 from lit_app.data.synth import build
-from lit_app.data.synth.mbrola import FRONT_END_VOICES, MBROLA_ACCENTED_VOICES
+from lit_app.data.synth.mbrola import FRONT_ENDS, MBROLA_ACCENTED_VOICES
 from lit_app.data.synth.noise import NOISE_KINDS, write_background_noise
 from lit_app.data.synth.tts import Voice, available_engines, festival_voices
 from lit_app.data.vocab import BACKGROUND_NOISE_FOLDER
@@ -139,7 +139,7 @@ class SyntheticCorpus(ABC):
         if "festival_accented" in settings["engines"]:
             # There were nine, then eleven: a folder built with other accented voices is refused, not reused.
             settings["accented_voices"] = sorted(festival_voices("festival_accented"))
-        if set(FRONT_END_VOICES) & set(settings["engines"]):
+        if set(FRONT_ENDS) & set(settings["engines"]):
             # The list grew from 34 to 45 voices: a folder built with another list is refused too.
             settings["mbrola_voices"] = sorted(MBROLA_ACCENTED_VOICES)
         return settings

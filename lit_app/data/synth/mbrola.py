@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 
 from lit_app.data.synth.errors import TTSError
 
@@ -41,9 +42,20 @@ MBROLA_ACCENTED_VOICES = {
 }
 #: The front end's intonation is a man's; a female voice speaks it this much higher.
 FEMALE_PITCH_RATIO = 1.7
-#: Each MBROLA engine -> the festival voice whose front end says its English: American phones (``radio``) for
-#: ``mbrola_accented``, British ones (``mrpa``) for ``mbrola_british``.
-FRONT_END_VOICES = {"mbrola_accented": "kal_diphone", "mbrola_british": "rab_diphone"}
+
+
+class FrontEnd(NamedTuple):
+    """The festival voice whose front end says an MBROLA engine's English, and whether its phones are British."""
+
+    voice: str
+    british: bool
+
+
+#: Each MBROLA engine -> its front end: American phones (``radio``) for ``mbrola_accented``, British ones (``mrpa``)
+#: for ``mbrola_british``.
+FRONT_ENDS = {"mbrola_accented": FrontEnd("kal_diphone", british=False),
+              "mbrola_british": FrontEnd("rab_diphone", british=True)}
+
 #: Consonants, in the names both of festival's phone sets use (its American ``radio`` and British ``mrpa``) ->
 #: the SAMPA phones that stand in for each, nearest first.
 _CONSONANTS = {

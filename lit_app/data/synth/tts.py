@@ -34,7 +34,7 @@ from lit_app.data.synth.accents import ACCENTED_VOICES, festival_request
 from lit_app.data.synth.errors import TTSError
 from lit_app.data.synth.mbrola import (
     FEMALE_PITCH_RATIO,
-    FRONT_END_VOICES,
+    FRONT_ENDS,
     MBROLA_ACCENTED_VOICES,
     accented_pho,
     database,
@@ -198,11 +198,11 @@ def voice_catalogue(engines: tuple[str, ...] | list[str]) -> list[Voice]:
             if missing:
                 raise missing_engine("rhvoice", f"RHVoice's English voices {', '.join(missing)} are")
             voices += [Voice("rhvoice", name) for name in RHVOICE_VOICES]
-        elif engine in FRONT_END_VOICES:
+        elif engine in FRONT_ENDS:
             missing = sorted(set(MBROLA_ACCENTED_VOICES) - set(mbrola_voices()))
             if missing:
                 raise missing_engine(engine, f"MBROLA voices {', '.join(missing)} are")
-            front_end = FRONT_END_VOICES[engine]
+            front_end = FRONT_ENDS[engine].voice
             if front_end not in festival_voices("festival") + festival_voices("festival_extra"):
                 raise missing_engine(engine, f"festival's {front_end} (the English front end) is")
             voices += [Voice(engine, name) for name in MBROLA_ACCENTED_VOICES]
@@ -429,8 +429,7 @@ class MbrolaEngine(ProgramEngine):
         self.voices = mbrola_voices()  # looked up once, as RHVoice's
         if not self.voices:
             raise missing_engine(engine, "MBROLA and its voices are")
-        self.front_end_voice = FRONT_END_VOICES[engine]
-        self.british = engine == "mbrola_british"
+        self.front_end_voice, self.british = FRONT_ENDS[engine]
         self.front_end = FestivalEngine()
 
     def text_input(self, text: str, voice: str, duration_stretch: float) -> str:
@@ -494,7 +493,7 @@ class Speaker:
         elif voice.engine == "rhvoice":
             self._rhvoice = self._rhvoice or RHVoiceEngine()
             samples, source_rate = self._rhvoice.synthesise(text, voice.name, stretch)
-        elif voice.engine in FRONT_END_VOICES:
+        elif voice.engine in FRONT_ENDS:
             if voice.engine not in self._mbrola:
                 self._mbrola[voice.engine] = MbrolaEngine(voice.engine)
             samples, source_rate = self._mbrola[voice.engine].synthesise(text, voice.name, stretch)
