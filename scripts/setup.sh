@@ -93,3 +93,28 @@ if [ "${LIT_APP_MORE_VOICES:-0}" = 1 ] && ! { command -v pico2wave && command -v
     echo "[setup] LIT_APP_MORE_VOICES=1 needs apt-get as root: install $more_voices from Debian's non-free section"
   fi
 fi
+
+# GnuSpeech and SAM (`gnuspeech`, `sam`, lit_app/data/synth/node_engines.py), also only on request: they run in
+# Node.js (Debian's nodejs and npm), from the npm packages pinned by lit_app/data/synth/node/package-lock.json.
+node_dir=lit_app/data/synth/node
+node_stamp=$node_dir/node_modules/.lit-app-installed
+node_want=$(sha256sum $node_dir/package-lock.json | cut -d' ' -f1)
+if [ "${LIT_APP_MORE_VOICES:-0}" = 1 ] && { [ ! -f "$node_stamp" ] || [ "$(cat "$node_stamp")" != "$node_want" ]; }; then
+  if ! command -v npm >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+      echo "[setup] installing Node.js (nodejs npm) for GnuSpeech and SAM"
+      apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq nodejs npm >/dev/null 2>&1 \
+        || echo "[setup] could not install Node.js with apt; corpora that list gnuspeech or sam will stop with this command"
+    else
+      echo "[setup] GnuSpeech and SAM need Node.js: install it (e.g. 'sudo apt-get install nodejs npm') and run this again"
+    fi
+  fi
+  if command -v npm >/dev/null 2>&1; then
+    echo "[setup] installing GnuSpeech and SAM from npm into $node_dir/node_modules"
+    if (cd $node_dir && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+      echo "$node_want" > "$node_stamp"
+    else
+      echo "[setup] npm could not install GnuSpeech and SAM; corpora that list gnuspeech or sam will stop with this command"
+    fi
+  fi
+fi

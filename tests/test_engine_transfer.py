@@ -152,6 +152,9 @@ def test_bad_settings_are_named(tmp_path):
                                                  ("kws/engine_transfer/mbrola_british",
                                                   ["espeak", "flite", "festival", "festival_accented",
                                                    "festival_extra", "rhvoice", "mbrola_accented", "mbrola_british"]),
+                                                 ("kws/engine_transfer/rule_based_speakers",
+                                                  ["espeak", "flite", "festival", "festival_accented",
+                                                   "festival_extra", "rhvoice", "mbrola_accented", "gnuspeech", "sam"]),
                                                  ("asr/engine_transfer/demo", ["espeak", "flite", "festival"])])
 def test_the_engine_transfer_configs_parse(config, engines, capsys):
     with pytest.raises(SystemExit):

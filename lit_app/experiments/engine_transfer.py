@@ -62,7 +62,8 @@ def run_engine_transfer(
         victim_config: the victim's config (model, trainer, corpus sizes): a keyword spotter or DeepSpeech; its
             corpus is rebuilt without the held-out engine, in ``data_dir``.
         engines: the corpus's engines (``espeak``, ``flite``, ``festival``, ``festival_accented``, and where installed
-            ``festival_extra``, ``pico``, ``rhvoice``).
+            ``festival_extra``, ``pico``, ``rhvoice``, ``mbrola_accented``, ``mbrola_british``, ``gnuspeech``,
+            ``sam``).
         hold_out: the engines held out in turn, each by its own victims, with every engine of the same program
             (festival and its accented voices); ``None``: every one of ``engines``.
         variants: name -> config overlays applied after ``victim_config`` (``[]``: the victim as configured).
@@ -72,7 +73,7 @@ def run_engine_transfer(
             and the own-voice cells are measured on voices that also chose the checkpoint). The held-out engine's
             test is the same either way.
         outside_engines: engines that no victim trains on (none of ``engines``' programs), each tested by every
-            victim like a held-out engine: ``pico``, ``rhvoice``.
+            victim like a held-out engine: ``pico``, ``rhvoice``, ``gnuspeech``, ``sam``.
         held_out_clips_per_keyword: clips of each keyword in a held-out engine's test corpus (every voice of it).
         held_out_sentences: sentences in a held-out engine's test corpus (DeepSpeech; every voice of it).
         trainer_configs: presets applied to every fit and test (CPU trainer, CSV logger).

@@ -9,7 +9,8 @@ that holds festival out (:data:`ENGINE_FAMILY`). More speakers, also only where 
 (``LIT_APP_MORE_VOICES=1 bash scripts/setup.sh`` installs them; Debian's non-free section): ``festival_extra``
 (festival's other English voices: two diphone voices and three MBROLA ones), ``pico`` (SVOX Pico, two voices),
 ``rhvoice`` (RHVoice, six English voices), and ours, ``mbrola_accented`` (MBROLA's voices of other languages
-reading English, ``mbrola.py``) and ``mbrola_british`` (the same speakers through a British front end). A
+reading English, ``mbrola.py``) and ``mbrola_british`` (the same speakers through a British front end), and two
+synthesisers from npm, ``gnuspeech`` and ``sam`` (``node_engines.py``; voices drawn from their parameters, ours). A
 :class:`Voice` is one speaker identity: the unit that corpora split on, so test voices are never heard in training.
 """
 
@@ -40,6 +41,9 @@ from lit_app.data.synth.mbrola import (
     database,
     mbrola_voices,
 )
+from lit_app.data.synth.node_engines import INSTALL as NODE_INSTALL
+from lit_app.data.synth.node_engines import NodeEngine, gnuspeech_voices, node_engines_available, sam_voices
+from lit_app.data.synth.server_process import ServerProcess
 
 ESPEAK_ACCENTS = (
     "en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc",
@@ -92,7 +96,7 @@ SAME_SPEAKERS_AS = {"mbrola_british": "mbrola_accented"}
 #: MBROLA's accented voices speak what festival's front end says (``mbrola.py``): festival's family.
 ENGINE_FAMILY = {"espeak": "espeak", "flite": "flite", "festival": "festival", "festival_accented": "festival",
                  "festival_extra": "festival", "pico": "pico", "rhvoice": "rhvoice", "mbrola_accented": "festival",
-                 "mbrola_british": "festival"}
+                 "mbrola_british": "festival", "gnuspeech": "gnuspeech", "sam": "sam"}
 ENGINES = tuple(ENGINE_FAMILY)
 
 
@@ -206,21 +210,22 @@ def voice_catalogue(engines: tuple[str, ...] | list[str]) -> list[Voice]:
             if front_end not in festival_voices("festival") + festival_voices("festival_extra"):
                 raise missing_engine(engine, f"festival's {front_end} (the English front end) is")
             voices += [Voice(engine, name) for name in MBROLA_ACCENTED_VOICES]
+        elif engine in ("gnuspeech", "sam"):
+            if not node_engines_available():
+                raise TTSError(f"{engine} is not installed. Install it with {NODE_INSTALL}, or drop {engine!r} from "
+                               "engines.")
+            voices += [Voice(engine, name) for name in (gnuspeech_voices() if engine == "gnuspeech" else sam_voices())]
         else:
             raise TTSError(f"unknown TTS engine {engine!r}; choose from {ENGINES}")
     return sorted(voices)
 
 
-class EspeakEngine:
+class EspeakEngine(ServerProcess):
     """espeak-ng through its C library, one server process per engine (see ``espeak_server.py``)."""
 
     def __init__(self) -> None:
-        server = Path(__file__).with_name("espeak_server.py")
-        self.process = subprocess.Popen(
-            [sys.executable, str(server)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
+        # Its errors come back as replies; the rest of its standard error is the caller's to see.
+        self.start([sys.executable, str(Path(__file__).with_name("espeak_server.py"))], keep_errors=False)
         header = self.process.stdout.read(4)
         if len(header) < 4:
             raise TTSError("the espeak-ng server did not start; check that `espeakng-loader` is installed")
@@ -242,17 +247,6 @@ class EspeakEngine:
         if size < 0:
             raise TTSError(payload.decode())
         return np.frombuffer(payload, dtype=np.int16).copy()
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.stdin.close()
-            self.process.wait(timeout=10)
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
 class ProgramEngine:
@@ -343,7 +337,7 @@ class RHVoiceEngine(ProgramEngine):
         return text
 
 
-class FestivalEngine:
+class FestivalEngine(ServerProcess):
     """Festival (Debian ``festival`` and ``festvox-*`` voices) as one ``festival --pipe`` process per engine.
 
     Starting festival costs 0.2 s and an utterance a few milliseconds, so the process stays up and reads one Scheme
@@ -354,9 +348,7 @@ class FestivalEngine:
         if shutil.which("festival") is None:
             raise TTSError("festival is not installed. Install it (`apt-get install festival festvox-kallpc16k`) "
                            "or drop 'festival' from engines.")
-        self.errors = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(["festival", "--pipe"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=self.errors)
+        self.start(["festival", "--pipe"])
         self.requests = 0
 
     def synthesise(self, text: str, voice: str, duration_stretch: float = 1.0, encoding: str = "utf-8",
@@ -397,21 +389,7 @@ class FestivalEngine:
             answer = ""
         # An error (an unknown voice) skips the rest of the ``begin``, the wave included, but not the marker.
         if answer != marker or not os.path.exists(out):
-            self.errors.seek(0)
-            message = self.errors.read().decode(errors="replace").strip().splitlines()[-1:] or ["festival exited"]
-            raise TTSError(f"festival failed for {text!r} with voice {voice!r}: {message[0]}")
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.stdin.close()
-            self.process.wait(timeout=10)
-        self.errors.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
+            raise TTSError(f"festival failed for {text!r} with voice {voice!r}: {self.last_error('festival exited')}")
 
 
 class MbrolaEngine(ProgramEngine):
@@ -471,6 +449,7 @@ class Speaker:
         self._flite: FliteEngine | None = None
         self._pico: PicoEngine | None = None
         self._rhvoice: RHVoiceEngine | None = None
+        self._node: NodeEngine | None = None  # GnuSpeech and SAM
         self._mbrola: dict[str, MbrolaEngine] = {}  # by engine: American or British front end
         # One festival process per voice: in a shared one, a voice can leave settings behind (the Czech voices do)
         # that change the next voice's samples, and a rebuilt clip must come out as it did the first time.
@@ -493,6 +472,9 @@ class Speaker:
         elif voice.engine == "rhvoice":
             self._rhvoice = self._rhvoice or RHVoiceEngine()
             samples, source_rate = self._rhvoice.synthesise(text, voice.name, stretch)
+        elif voice.engine in ("gnuspeech", "sam"):
+            self._node = self._node or NodeEngine()
+            samples, source_rate = self._node.synthesise(voice.engine, text, voice.name, stretch)
         elif voice.engine in FRONT_ENDS:
             if voice.engine not in self._mbrola:
                 self._mbrola[voice.engine] = MbrolaEngine(voice.engine)
@@ -517,6 +499,7 @@ class Speaker:
         return trimmed
 
     def close(self) -> None:
-        for engine in (self._espeak, self._flite, self._pico, self._rhvoice, *self._mbrola.values(), *self._festival.values()):
+        for engine in (self._espeak, self._flite, self._pico, self._rhvoice, self._node, *self._mbrola.values(),
+                       *self._festival.values()):
             if engine is not None:
                 engine.close()

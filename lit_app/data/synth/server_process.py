@@ -1,0 +1,39 @@
+"""A synthesiser that stays up as one process and reads a request per utterance on its standard input."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+
+
+class ServerProcess:
+    """Holds the process (:attr:`process`) and, where the engine keeps them, its error messages in a file (a pipe
+    that nobody reads would fill and stop the process)."""
+
+    process: subprocess.Popen
+    errors = None
+
+    def start(self, command: list[str], keep_errors: bool = True) -> None:
+        self.errors = tempfile.TemporaryFile() if keep_errors else None
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=self.errors)
+
+    def last_error(self, otherwise: str) -> str:
+        """The last line the process wrote to its error file (``otherwise`` if none)."""
+        if self.errors is None:
+            return otherwise
+        self.errors.seek(0)
+        return (self.errors.read().decode(errors="replace").strip().splitlines()[-1:] or [otherwise])[0]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            self.process.wait(timeout=10)
+        if self.errors is not None:
+            self.errors.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
