@@ -15,10 +15,8 @@ eight sections wider or narrower by up to 10%), glottal pulse, breathiness and p
 from __future__ import annotations
 
 import io
-import json
 import random
 import shutil
-import struct
 from functools import cache
 from pathlib import Path
 
@@ -48,6 +46,11 @@ INSTALL = "`LIT_APP_MORE_VOICES=1 bash scripts/setup.sh` (Node.js and the packag
 def node_engines_available() -> bool:
     """Node.js and the npm packages are installed."""
     return shutil.which("node") is not None and GNUSPEECH_DATA.is_dir() and (NODE_FOLDER / "node_modules" / "sam-js").is_dir()
+
+
+def node_engines_missing(engine: str) -> TTSError:
+    """The error for ``engine`` (``gnuspeech`` or ``sam``) where Node.js or the packages are not installed."""
+    return TTSError(f"{engine} is not installed. Install it with {INSTALL}, or drop {engine!r} from engines.")
 
 
 def gnuspeech_voices() -> tuple[str, ...]:
@@ -105,12 +108,15 @@ def sam_voice(name: str) -> dict[str, int]:
 
 
 class NodeEngine(ServerProcess):
-    """GnuSpeech and SAM through one Node.js process (``node/tts_server.mjs``), which stays up between utterances."""
+    """GnuSpeech and SAM through one Node.js process (``node/tts_server.mjs``), which stays up between utterances.
 
-    def __init__(self) -> None:
+    Args:
+        engine: the engine first asked for (named in the error where Node.js or the packages are missing).
+    """
+
+    def __init__(self, engine: str = "gnuspeech") -> None:
         if not node_engines_available():
-            raise TTSError(f"GnuSpeech and SAM are not installed. Install them with {INSTALL}, or drop 'gnuspeech' "
-                           "and 'sam' from engines.")
+            raise node_engines_missing(engine)
         self.start(["node", str(NODE_FOLDER / "tts_server.mjs")])
         header = self.process.stdout.read(4)
         if len(header) < 4:
@@ -127,13 +133,7 @@ class NodeEngine(ServerProcess):
             request = {"voice": {**settings, "speed": round(settings["speed"] * duration_stretch)}}
         else:
             raise TTSError(f"unknown Node.js engine {engine!r}")
-        self.process.stdin.write((json.dumps({"engine": engine, "text": text, **request}) + "\n").encode())
-        self.process.stdin.flush()
-        header = self.process.stdout.read(4)
-        if len(header) < 4:
-            raise TTSError(f"the Node.js speech server died while {engine} spoke {text!r} with voice {voice!r}")
-        (size,) = struct.unpack("<i", header)
-        payload = self.process.stdout.read(abs(size))
-        if size < 0:
-            raise TTSError(f"{engine} for {text!r} with voice {voice!r} failed: {payload.decode(errors='replace')}")
+        payload = self.ask({"engine": engine, "text": text, **request},
+                           died=f"the Node.js speech server died while {engine} spoke {text!r} with voice {voice!r}",
+                           failed=f"{engine} for {text!r} with voice {voice!r} failed: ")
         return sf.read(io.BytesIO(payload), dtype="int16")

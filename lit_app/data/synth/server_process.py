@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import struct
 import subprocess
 import tempfile
+from typing import Any
+
+from lit_app.data.synth.errors import TTSError
 
 
 class ServerProcess:
@@ -17,6 +22,21 @@ class ServerProcess:
         self.errors = tempfile.TemporaryFile() if keep_errors else None
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=self.errors)
+
+    def ask(self, request: dict[str, Any], died: str, failed: str = "") -> bytes:
+        """Send ``request`` as a JSON line and return the reply: a 4-byte little-endian signed length and that many
+        bytes, or for a negative length an error message, raised as ``failed`` + message (``died``: the process
+        ended before it answered)."""
+        self.process.stdin.write((json.dumps(request) + "\n").encode())
+        self.process.stdin.flush()
+        header = self.process.stdout.read(4)
+        if len(header) < 4:
+            raise TTSError(died)
+        (size,) = struct.unpack("<i", header)
+        payload = self.process.stdout.read(abs(size))
+        if size < 0:
+            raise TTSError(failed + payload.decode(errors="replace"))
+        return payload
 
     def last_error(self, otherwise: str) -> str:
         """The last line the process wrote to its error file (``otherwise`` if none)."""

@@ -17,7 +17,6 @@ synthesisers from npm, ``gnuspeech`` and ``sam`` (``node_engines.py``; voices dr
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import struct
@@ -41,8 +40,13 @@ from lit_app.data.synth.mbrola import (
     database,
     mbrola_voices,
 )
-from lit_app.data.synth.node_engines import INSTALL as NODE_INSTALL
-from lit_app.data.synth.node_engines import NodeEngine, gnuspeech_voices, node_engines_available, sam_voices
+from lit_app.data.synth.node_engines import (
+    NodeEngine,
+    gnuspeech_voices,
+    node_engines_available,
+    node_engines_missing,
+    sam_voices,
+)
 from lit_app.data.synth.server_process import ServerProcess
 
 ESPEAK_ACCENTS = (
@@ -212,8 +216,7 @@ def voice_catalogue(engines: tuple[str, ...] | list[str]) -> list[Voice]:
             voices += [Voice(engine, name) for name in MBROLA_ACCENTED_VOICES]
         elif engine in ("gnuspeech", "sam"):
             if not node_engines_available():
-                raise TTSError(f"{engine} is not installed. Install it with {NODE_INSTALL}, or drop {engine!r} from "
-                               "engines.")
+                raise node_engines_missing(engine)
             voices += [Voice(engine, name) for name in (gnuspeech_voices() if engine == "gnuspeech" else sam_voices())]
         else:
             raise TTSError(f"unknown TTS engine {engine!r}; choose from {ENGINES}")
@@ -236,16 +239,8 @@ class EspeakEngine(ServerProcess):
 
     def synthesise(self, text: str, voice: str, rate: int = 175, pitch: int = 50) -> np.ndarray:
         """Speak ``text``; returns int16 samples at :attr:`sample_rate`."""
-        request = json.dumps({"text": text, "voice": voice, "rate": rate, "pitch": pitch}) + "\n"
-        self.process.stdin.write(request.encode())
-        self.process.stdin.flush()
-        header = self.process.stdout.read(4)
-        if len(header) < 4:
-            raise TTSError(f"the espeak-ng server died while speaking {text!r} with voice {voice!r}")
-        (size,) = struct.unpack("<i", header)
-        payload = self.process.stdout.read(abs(size))
-        if size < 0:
-            raise TTSError(payload.decode())
+        payload = self.ask({"text": text, "voice": voice, "rate": rate, "pitch": pitch},
+                           died=f"the espeak-ng server died while speaking {text!r} with voice {voice!r}")
         return np.frombuffer(payload, dtype=np.int16).copy()
 
 
@@ -473,7 +468,7 @@ class Speaker:
             self._rhvoice = self._rhvoice or RHVoiceEngine()
             samples, source_rate = self._rhvoice.synthesise(text, voice.name, stretch)
         elif voice.engine in ("gnuspeech", "sam"):
-            self._node = self._node or NodeEngine()
+            self._node = self._node or NodeEngine(voice.engine)
             samples, source_rate = self._node.synthesise(voice.engine, text, voice.name, stretch)
         elif voice.engine in FRONT_ENDS:
             if voice.engine not in self._mbrola:

@@ -18,12 +18,13 @@ function send(payload, isError = false) {
 }
 
 const dataPath = '/data/en'
-let gnuspeech
+let gnuspeech  // the module and its heap, made on first use
 
 async function gnuspeechModule() {
   if (!gnuspeech) {
     const { default: initializer } = await import('@echogarden/gnuspeech-wasm/wasm/gnuspeech.js')
-    gnuspeech = await initializer()
+    const m = await initializer()
+    gnuspeech = { m, heap: wrapEmscriptenModuleHeap(m) }
   }
   return gnuspeech
 }
@@ -31,7 +32,7 @@ async function gnuspeechModule() {
 // A voice is GnuSpeech's voice file (vocal-tract and glottal parameters) and settings of its control model (pitch,
 // intonation, tempo), each line `key = value` of the package's defaults replaced.
 async function speakGnuSpeech(text, voice, control) {
-  const m = await gnuspeechModule()
+  const { m, heap } = await gnuspeechModule()
   const lines = Object.entries(voice).map(([key, value]) => `${key} = ${value}`)
   m.FS.writeFile(`${dataPath}/voice_lit_app.txt`, lines.join('\n') + '\n')
   let model = defaultTrmControlModelFileContent.replace(/^voice_name = .*$/m, 'voice_name = lit_app')
@@ -43,7 +44,6 @@ async function speakGnuSpeech(text, voice, control) {
     model = model.replace(line, `${key} = ${value}`)
   }
   m.FS.writeFile(`${dataPath}/trm_control_model.txt`, model)
-  const heap = wrapEmscriptenModuleHeap(m)
   const refs = [text, './out.wav', dataPath, './out-params.txt'].map((s) => heap.allocNullTerminatedUtf8String(s))
   try {
     m._GnuSpeech_synthesizeToFile(refs[0].address, refs[1].address, refs[2].address, refs[3].address, false)
