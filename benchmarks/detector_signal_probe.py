@@ -7,6 +7,8 @@ signals that need no training, and prints the ROC-AUC of each set's attacked (or
 clips (0.5: no signal; below 0.5: the signal points the other way):
 
 - ``margin``: the victim's top-1 minus top-2 logit (high: over-confident);
+- ``energy``: the log-sum-exp of the victim's logits (high: far from every class's boundary; the energy score of
+  Liu et al. 2020, read the other way round);
 - ``small grad``: minus the norm of the input gradient of the victim's loss at its own answer;
 - ``drop <T>``: how much the victim's probability of its answer falls when the clip goes through transformation T
   (spectral-gating denoiser, mel spectrogram resynthesised by Griffin-Lim, 64-level mu-law, white noise at 5 dB,
@@ -107,7 +109,8 @@ def victim_signals(
     answer = logits.argmax(-1)
     (gradient,) = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, answer, reduction="sum"), audio)
     probability = logits.detach().softmax(-1).gather(1, answer[:, None])[:, 0]
-    signals = {"margin": logit_margin(logits.detach()), "small grad": -gradient.norm(dim=-1)}
+    signals = {"margin": logit_margin(logits.detach()), "energy": logits.detach().logsumexp(-1),
+               "small grad": -gradient.norm(dim=-1)}
     if second_opinion is not None:
         signals["disagree"] = disagreement(second_opinion, audio.detach(), answer)
     with torch.no_grad():
@@ -156,8 +159,15 @@ class CleanReference:
 
 
 def auroc(positive: torch.Tensor, negative: torch.Tensor) -> float:
+    """ROC-AUC of ``positive`` against ``negative`` scores of any range.
+
+    torchmetrics passes scores outside [0, 1] through a float32 sigmoid, which ties every score above about 17 (a
+    logit margin, a Mahalanobis distance); their ranks, scaled into [0, 1], keep the order and the ties.
+    """
+    scores = torch.cat([positive, negative]).double()
+    _, rank = torch.unique(scores, return_inverse=True)
     labels = torch.cat([torch.ones(len(positive)), torch.zeros(len(negative))]).long()
-    return float(binary_auroc(torch.cat([positive, negative]).float(), labels))
+    return float(binary_auroc(rank.float() / max(int(rank.max()), 1), labels))
 
 
 def main() -> None:

@@ -47,12 +47,19 @@ def written_checkpoints() -> set[str]:
 
 @cache
 def grid_detectors() -> set[str]:
-    """Detector checkpoints that the grid configs write, alone or with one of their overlays over the demo grid:
-    ``<out_dir>/runs/<train>/<feature>/seed<k>``."""
+    """Detector checkpoints that the grid configs write, alone, with one of their overlays over the demo grid, or
+    stacked as a noise-flooding overlay's ``grid`` composes them: ``<out_dir>/runs/<train>/<feature>/seed<k>``."""
     grids = [load(grid) for grid in sorted((CONFIGS / "detector").glob("grid_*.yaml"))]
     demo = load(CONFIGS / "detector" / "grid_demo.yaml")
     overlays = [*(CONFIGS / "detector" / "grid_overlays").glob("*.yaml"), *(CONFIGS / "detector" / "train_overlays").glob("*.yaml")]
     grids += [{**demo, **load(overlay)} for overlay in sorted(overlays)]
+    for flooding in sorted((CONFIGS / "detector" / "noise_flooding_overlays").glob("*.yaml")):  # stacks of overlays
+        stack = load(flooding)["grid"]
+        if isinstance(stack, list) and len(stack) > 2:
+            composed: dict = {}
+            for path in stack:
+                composed.update(load(CONFIGS.parent / path))
+            grids.append(composed)
     paths = set()
     for config in grids:
         for train in config["train"]:

@@ -92,6 +92,20 @@ def test_over_confidence_flags_margins_beyond_the_natural_clips_of_the_answered_
         OverConfidence(victim, natural, quantile=0.0)
     with pytest.raises(ValueError, match="got none"):
         OverConfidence(victim, natural[:0])
+    with pytest.raises(ValueError, match="flatness"):
+        OverConfidence(victim, natural, statistic="energy")
+
+
+def test_flatness_flags_clips_whose_loss_is_flatter_than_any_natural_clip_of_their_class():
+    victim = ClassifierVictim(SignOfMean())  # the loss's input gradient shrinks as |mean| grows
+    natural = tone_with_offsets([0.0005 * k for k in range(1, 21)] + [-0.0005 * k for k in range(1, 21)])
+    check = OverConfidence(victim, natural, quantile=1.0, statistic="flatness")
+    margin = OverConfidence(victim, natural, quantile=1.0)
+    clips = tone_with_offsets([0.03, 0.005, -0.005, -0.03, 0.0101])
+    expected = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0])
+    assert torch.equal(check.score(clips), expected) and torch.equal(margin.score(clips), expected)
+    # The natural clips' own flatness, per class, is the limit: none of them lies beyond it.
+    assert check.score(natural).sum() == 0
 
 
 @pytest.fixture
@@ -219,7 +233,8 @@ def test_over_confidence_flags_join_every_fused_column(pgd_grid, tmp_path):
     settings = dict(grid=pgd_grid, snr_db=[20.0], draws=1, seeds=[0], batch_size=8, device="cpu", bootstrap=0,
                     wandb=False, fuse_with={"pgd": str(tmp_path / "detector{seed}.ckpt")}, fusion=["max", "mean"])
     plain = run_noise_flooding(**settings, out_dir=str(tmp_path / "plain"))
-    flagged = run_noise_flooding(**settings, over_confidence_quantile=0.5, out_dir=str(tmp_path / "flagged"))
+    flagged = run_noise_flooding(**settings, over_confidence_quantile=0.5, over_confidence_statistic="flatness",
+                                 out_dir=str(tmp_path / "flagged"))
     suffix = noise_flooding.OVER_CONFIDENCE_SUFFIX
     assert flagged.features == plain.features[:2] + [column + suffix for column in plain.features[2:]]
     assert flagged.values("test/auroc")[("pgd", "pgd", "trained CNN")] == plain.values("test/auroc")[("pgd", "pgd", "trained CNN")]

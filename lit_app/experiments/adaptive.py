@@ -37,7 +37,7 @@ from lit_app.base import LitAppDataModule
 from lit_app.checkpoints import load_module
 from lit_app.data.source_clip import SourceClip
 from lit_app.defences import NoiseFlooding, OverConfidence
-from lit_app.defences.over_confidence import validation_clips
+from lit_app.defences.over_confidence import Statistic, validation_clips
 from lit_app.device import resolve_device
 from lit_app.experiments.command import run_command
 from lit_app.experiments.figures import save_curve_figure
@@ -214,6 +214,7 @@ def run_adaptive(
     flooding_snr_db: float | None = None,
     flooding_draws: int = 8,
     over_confidence_quantile: float | None = None,
+    over_confidence_statistic: Statistic = "margin",
     device: str = "auto",
     wandb: bool = True,
     out_dir: str = "runs/adaptive",
@@ -239,6 +240,7 @@ def run_adaptive(
         over_confidence_quantile: with ``flooding_snr_db``, also report the over-confidence check
             (:class:`lit_app.defences.OverConfidence`, at this quantile of the victim's margins on the source's
             ``val`` clips), alone and with the mean of the detector and noise flooding; the attack does not know it.
+        over_confidence_statistic: what the check ranks: ``margin`` or ``flatness`` (:class:`OverConfidence`).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda:N``.
         wandb: also log the table and the curve to an offline W&B run (``WANDB_MODE`` may say otherwise).
         out_dir: where ``adaptive.json``, ``adaptive.md`` and the curve ``adaptive.png`` are written.
@@ -261,7 +263,8 @@ def run_adaptive(
     clean_flooding = None if flooding is None else flooding.score(clean_batch.audio, clean_batch.lengths)
     check = None
     if flooding is not None and over_confidence_quantile is not None:
-        check = OverConfidence(plain, validation_clips(source), over_confidence_quantile)
+        check = OverConfidence(plain, validation_clips(source), over_confidence_quantile,
+                               statistic=over_confidence_statistic)
     clean_over = None if check is None else check.score(clean_batch.audio)
     for weight in weights:
         attacked = plain if weight == 0 else DetectorAwareVictim(plain, trained, weight, threshold, margin)
@@ -287,7 +290,8 @@ def run_adaptive(
     settings = {"victim": victim, "detector": detector, "attack": type(attack).__name__, "attack_settings": attack.settings(),
                 "clips": len(clips), "split": split, "threshold": threshold, "margin": margin, "seed": seed,
                 "flooding_snr_db": flooding_snr_db, "flooding_draws": flooding_draws,
-                "over_confidence_quantile": over_confidence_quantile}
+                "over_confidence_quantile": over_confidence_quantile,
+                "over_confidence_statistic": over_confidence_statistic}
     (out / "adaptive.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
     (out / "adaptive.md").write_text(markdown(rows) + "\n")
     log_adaptive(rows, settings, out, wandb)

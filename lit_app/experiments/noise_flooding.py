@@ -46,7 +46,7 @@ from lit_app.advsets.detection import DetectionClipDataset, collate_detection
 from lit_app.attacks.victims import ClassifierVictim, Victim, load_victim
 from lit_app.checkpoints import load_module
 from lit_app.defences import NoiseFlooding, OverConfidence
-from lit_app.defences.over_confidence import validation_clips
+from lit_app.defences.over_confidence import Statistic, validation_clips
 from lit_app.device import resolve_device
 from lit_app.experiments.command import run_command
 from lit_app.experiments.figures import save_det_figure
@@ -220,6 +220,7 @@ def run_noise_flooding(
     fusion: list[Literal["max", "mean", "calibrated"]] = ["max"],
     choose_fusion_on_val: bool = False,
     over_confidence_quantile: float | None = None,
+    over_confidence_statistic: Statistic = "margin",
     bootstrap: int = 1000,
     batch_size: int = 64,
     victims: dict[str, str] = {},
@@ -257,6 +258,8 @@ def run_noise_flooding(
             margin lies above this quantile of its margins on natural clips of the class it answers (the validation
             clips of the data its corpora attacked; :class:`lit_app.defences.OverConfidence`): the examples pushed
             far past the boundary that noise flooding cannot catch. Clips made against a recogniser are not checked.
+        over_confidence_statistic: what the check ranks: ``margin`` (the logit margin, as above) or ``flatness``
+            (minus the log norm of the input gradient of the victim's loss at its answer).
         bootstrap: resamples of the 95% bootstrap interval over test clips of the ROC-AUC (mean over seeds) of the
             trained CNN and of the fused detector (the rule chosen on val when there is one, else every fusion
             column); 0 for none.
@@ -291,7 +294,7 @@ def run_noise_flooding(
     if fuse_with:
         print(f"noise flooding: fusing with the trained detectors of {sorted(fuse_with)}", flush=True)
         over = None if over_confidence_quantile is None else over_confidence_flags(
-            items, sources, loaded, over_confidence_quantile, batch_size, device)
+            items, sources, loaded, over_confidence_quantile, batch_size, device, over_confidence_statistic)
         fused = fuse_detectors(spec, conditions, sources, items, loaded, fuse_with, fused_level, fusion,
                                choose_fusion_on_val, seeds, draws, bootstrap, batch_size, device, out, over)
         results += fused.results
@@ -468,6 +471,7 @@ def over_confidence_flags(
     quantile: float,
     batch_size: int,
     device: torch.device,
+    statistic: Statistic = "margin",
 ) -> dict[str, torch.Tensor]:
     """Per source, each clip's over-confidence flag (1 or 0, in scoring order) from :class:`OverConfidence`, fitted
     for each keyword victim on the validation clips of the clean corpus its sets attacked (read once per victim);
@@ -482,7 +486,7 @@ def over_confidence_flags(
         if checkpoint not in victims:
             victims[checkpoint] = load_victim(checkpoint, device)
         if isinstance(victims[checkpoint], ClassifierVictim):
-            checks[checkpoint] = OverConfidence(victims[checkpoint], validation_clips(source), quantile)
+            checks[checkpoint] = OverConfidence(victims[checkpoint], validation_clips(source), quantile, statistic=statistic)
     flags = {}
     for name, by_victim in items.items():
         flags[name] = torch.cat([score_clips(checks[checkpoint].score, clips, batch_size)[0] if checkpoint in checks
