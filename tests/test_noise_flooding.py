@@ -37,6 +37,14 @@ class SignOfMean(nn.Module):
         return torch.cat([mean, -mean], 1)
 
 
+class SaturatedMean(SignOfMean):
+    """Logits +-1024 x a clip's mean, held within +-8: beyond a mean of 2^-7 the margin stays 16 and the loss is flat."""
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        mean = (waveforms.mean(1, keepdim=True) * 1024).clamp(-8.0, 8.0)
+        return torch.cat([mean, -mean], 1)
+
+
 def tone_with_offsets(offsets: list[float]) -> torch.Tensor:
     t = torch.arange(SAMPLES) / 16000
     tone = 0.3 * torch.sin(2 * math.pi * 400 * t)  # 100 whole periods: mean 0
@@ -106,6 +114,14 @@ def test_flatness_flags_clips_whose_loss_is_flatter_than_any_natural_clip_of_the
     assert torch.equal(check.score(clips), expected) and torch.equal(margin.score(clips), expected)
     # The natural clips' own flatness, per class, is the limit: none of them lies beyond it.
     assert check.score(natural).sum() == 0
+    # On a plateau the two part: a clip no surer than the surest natural one, whose loss no longer moves at all.
+    plateau = ClassifierVictim(SaturatedMean())
+    steps = [k * 2.0**-11 for k in range(1, 17)] + [-k * 2.0**-11 for k in range(1, 17)]  # exact: the surest is 2^-7
+    natural = torch.tensor(steps)[:, None].expand(-1, SAMPLES).contiguous()
+    on_plateau = torch.tensor([2.0**-5, -(2.0**-5)])[:, None].expand(-1, SAMPLES).contiguous()
+    assert OverConfidence(plateau, natural, quantile=1.0).score(on_plateau).sum() == 0  # margin 16, as the surest
+    assert torch.equal(OverConfidence(plateau, natural, quantile=1.0, statistic="flatness").score(on_plateau),
+                       torch.ones(2))
 
 
 @pytest.fixture
