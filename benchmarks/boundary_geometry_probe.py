@@ -51,26 +51,29 @@ def answer_margin(victim: ClassifierVictim, audio: torch.Tensor, answer: torch.T
 
 def gradient_distance(victim: ClassifierVictim, audio: torch.Tensor, lengths: torch.Tensor, step: float,
                       max_steps: int) -> dict[str, torch.Tensor]:
-    """``-steps to flip`` (``max_steps + 1`` for a clip that never flips) and ``-linear Linf``, per clip."""
+    """``-steps to flip`` (``max_steps + 1`` for a clip that never flips) and ``-linear Linf``, per clip.
+
+    One forward and backward pass a step: the margin that the step follows also says which clips have flipped
+    (a negative margin of the first answer).
+    """
     with torch.no_grad():
         answer = victim.logits(audio).argmax(-1)
     inside = (torch.arange(audio.shape[1])[None, :] < lengths[:, None]).float()
-    start = audio.clone().requires_grad_(True)
-    margin = answer_margin(victim, start, answer)
-    (gradient,) = torch.autograd.grad(margin.sum(), start)
-    linear = margin.detach() / (gradient.abs().sum(1) / FULL_SCALE)  # int16 units
     x, steps, active = audio.clone(), torch.full((len(audio),), float(max_steps + 1)), torch.arange(len(audio))
-    for k in range(1, max_steps + 1):
+    for k in range(max_steps + 1):
         moving = x[active].clone().requires_grad_(True)
-        (gradient,) = torch.autograd.grad(answer_margin(victim, moving, answer[active]).sum(), moving)
+        margin = answer_margin(victim, moving, answer[active])
+        (gradient,) = torch.autograd.grad(margin.sum(), moving)
+        if k == 0:
+            linear = margin.detach() / (gradient.abs().sum(1) / FULL_SCALE)  # int16 units
+        flipped = margin.detach() < 0
+        steps[active[flipped]] = k
+        active, moving, gradient = active[~flipped], moving[~flipped], gradient[~flipped]
+        if not len(active) or k == max_steps:
+            break
         with torch.no_grad():
             moved = (moving - step / FULL_SCALE * gradient.sign() * inside[active]).clamp(-1, 1)
             x[active] = torch.round(moved * FULL_SCALE) / FULL_SCALE
-            flipped = victim.logits(x[active]).argmax(-1) != answer[active]
-        steps[active[flipped]] = k
-        active = active[~flipped]
-        if not len(active):
-            break
     return {"-steps to flip": -steps, "-linear Linf": -linear.log()}
 
 

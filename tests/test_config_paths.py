@@ -55,11 +55,10 @@ def grid_detectors() -> set[str]:
     grids += [{**demo, **load(overlay)} for overlay in sorted(overlays)]
     for flooding in sorted((CONFIGS / "detector" / "noise_flooding_overlays").glob("*.yaml")):  # stacks of overlays
         stack = load(flooding)["grid"]
-        if isinstance(stack, list) and len(stack) > 2:
-            composed: dict = {}
-            for path in stack:
-                composed.update(load(CONFIGS.parent / path))
-            grids.append(composed)
+        composed: dict = {}
+        for path in [stack] if isinstance(stack, str) else stack:
+            composed.update(load(CONFIGS.parent / path))
+        grids.append(composed)
     paths = set()
     for config in grids:
         for train in config["train"]:

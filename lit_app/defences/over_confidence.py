@@ -36,22 +36,22 @@ def confidence(victim: ClassifierVictim, audio: torch.Tensor, statistic: Statist
     ``margin``: the top logit minus the second. ``flatness``: minus the log norm of the input gradient of the
     cross-entropy at the victim's answer (a loss that underflows to a zero gradient counts as flattest).
     """
-    values, answers = [], []
-    for start in range(0, audio.shape[0], batch_size):
-        clips = audio[start : start + batch_size].to(victim.device, torch.float32)
-        if statistic == "margin":
-            with torch.no_grad():
-                top = victim.logits(clips).topk(2, -1)
-            values.append((top.values[:, 0] - top.values[:, 1]).cpu())
-            answers.append(top.indices[:, 0].cpu())
-            continue
-        clips.requires_grad_(True)
-        logits = victim.logits(clips)
-        answer = logits.argmax(-1)
-        (gradient,) = torch.autograd.grad(F.cross_entropy(logits, answer, reduction="sum"), clips)
-        values.append(-gradient.flatten(1).norm(dim=1).clamp(min=1e-30).log().detach().cpu())
-        answers.append(answer.cpu())
-    return torch.cat(values), torch.cat(answers)
+    batches = [batch_confidence(victim, audio[start : start + batch_size].to(victim.device, torch.float32), statistic)
+               for start in range(0, audio.shape[0], batch_size)]
+    return torch.cat([values for values, _ in batches]), torch.cat([answers for _, answers in batches])
+
+
+def batch_confidence(victim: ClassifierVictim, clips: torch.Tensor, statistic: Statistic) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`confidence` of one batch, on the CPU."""
+    if statistic == "margin":
+        with torch.no_grad():
+            top = victim.logits(clips).topk(2, -1)
+        return (top.values[:, 0] - top.values[:, 1]).cpu(), top.indices[:, 0].cpu()
+    clips = clips.requires_grad_(True)
+    logits = victim.logits(clips)
+    answer = logits.argmax(-1)
+    (gradient,) = torch.autograd.grad(F.cross_entropy(logits, answer, reduction="sum"), clips)
+    return -gradient.flatten(1).norm(dim=1).clamp(min=1e-30).log().cpu(), answer.cpu()
 
 
 def validation_clips(source: Any) -> torch.Tensor:
