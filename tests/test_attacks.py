@@ -13,6 +13,7 @@ from torch import nn
 from lit_app.attacks import (
     FGSM,
     PGD,
+    PGDL2,
     CarliniWagner,
     ClassifierVictim,
     CTCVictim,
@@ -27,6 +28,7 @@ from lit_app.attacks import (
 from lit_app.attacks.genetic import PopulationBuffers
 from lit_app.attacks.victims import CPU_CLIPS_PER_PASS, answer_in_passes
 from lit_app.audio.noise import spectral_slope_noise
+from lit_app.audio.pcm import FULL_SCALE
 from lit_app.models.kws import KWSModule
 from lit_app.text import Alphabet, greedy_decode
 from tests.conftest import save_checkpoint
@@ -367,6 +369,20 @@ def test_pgd_stays_inside_epsilon_and_succeeds_on_easy_targets():
     assert all(r.iterations < 30 for r in out.results)  # stopped at the first successful check
     fgsm = FGSM(epsilon=300)(victim, x, torch.full((3,), SAMPLES), targets)
     assert all(r.linf <= 300 and r.iterations == 1 for r in fgsm.results)
+
+
+def test_pgd_l2_stays_inside_its_l2_ball_runs_every_step_and_reaches_easy_targets():
+    victim = tiny_kws()
+    x, lengths = padded_tones()
+    targets = ranked_targets(victim, x, 1)
+    out = PGDL2(epsilon=400, step_size=100, iterations=8)(victim, x, lengths, targets, seed=0)
+    assert all(r.success for r in out.results) and all(r.iterations == 8 for r in out.results)
+    change = (out.adversarial - x) * FULL_SCALE
+    # Rounding to the 16-bit grid moves each sample by at most half a unit: sqrt(n) / 2 over n samples.
+    assert bool((change.norm(dim=1) <= 400 + math.sqrt(SAMPLES) / 2).all()) and on_grid(out.adversarial)
+    assert bool((change[2, 3000:] == 0).all())  # padding is left alone
+    with pytest.raises(ValueError, match="positive"):
+        PGDL2(epsilon=0)
 
 
 def test_carlini_wagner_on_the_classifier_shrinks_its_bound():

@@ -2,6 +2,7 @@
 
 - :class:`CarliniWagner`: white-box, targeted, shrinking L-infinity bound (CTC or classifier victims).
 - :class:`PGD` / :class:`FGSM`: white-box, targeted, fixed L-infinity bound.
+- :class:`PGDL2`: white-box, targeted, fixed L2 bound, every step run (as attack libraries do).
 - :class:`DDN`: white-box, targeted, minimal L2 norm (decoupled direction and norm), for classifiers.
 - :class:`GeneticAttack`: black-box (output probabilities only), targeted, for classifiers.
 - :class:`SquareAttack`: black-box (output probabilities only), targeted random search in an L-infinity ball, for
@@ -14,7 +15,7 @@ from lit_app.attacks.base import Attack, AttackBatch, AttackOutput, AttackResult
 from lit_app.attacks.carlini_wagner import CarliniWagner
 from lit_app.attacks.ddn import DDN
 from lit_app.attacks.genetic import GeneticAttack
-from lit_app.attacks.gradient import FGSM, PGD
+from lit_app.attacks.gradient import FGSM, PGD, PGDL2
 from lit_app.attacks.hop_skip_jump import HopSkipJump
 from lit_app.attacks.noise import NoiseControl
 from lit_app.attacks.query import QueryAccessError, QueryOnlyView
@@ -35,6 +36,7 @@ __all__ = [
     "HopSkipJump",
     "NoiseControl",
     "PGD",
+    "PGDL2",
     "QueryAccessError",
     "QueryOnlyView",
     "SquareAttack",
