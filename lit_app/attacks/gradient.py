@@ -121,15 +121,15 @@ class PGDL2(Attack):
         if self.random_start:
             direction = torch.randn(x.shape, device=x.device, generator=batch.generator) * mask
             radius = torch.rand((x.shape[0], 1), device=x.device, generator=batch.generator) * eps
-            delta = direction / l2(direction) * radius
+            delta = direction / row_norms(direction) * radius
         for _ in range(self.iterations):
             d = delta.requires_grad_()
             loss = victim.loss((x + d).clamp(-1.0, 1.0), lengths, select(batch.encoded, rows))
             (gradient,) = torch.autograd.grad(loss.sum(), d)
             with torch.no_grad():
                 gradient = gradient * mask
-                delta = delta - step_size * gradient / l2(gradient)
-                delta = delta * (eps / l2(delta)).clamp(max=1.0)
+                delta = delta - step_size * gradient / row_norms(gradient)
+                delta = delta * (eps / row_norms(delta)).clamp(max=1.0)
                 delta = ((x + delta).clamp(-1.0, 1.0) - x) * mask
         batch.queries[rows] += self.iterations
         batch.iterations[rows] = self.iterations
@@ -138,6 +138,6 @@ class PGDL2(Attack):
         return adversarial
 
 
-def l2(rows: torch.Tensor) -> torch.Tensor:
+def row_norms(rows: torch.Tensor) -> torch.Tensor:
     """Each row's L2 norm as a column, kept away from zero (a clip with no gradient stays where it is)."""
     return rows.norm(dim=1, keepdim=True).clamp(min=1e-12)
