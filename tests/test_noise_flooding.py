@@ -114,6 +114,8 @@ def test_flatness_flags_clips_whose_loss_is_flatter_than_any_natural_clip_of_the
     assert torch.equal(check.score(clips), expected) and torch.equal(margin.score(clips), expected)
     # The natural clips' own flatness, per class, is the limit: none of them lies beyond it.
     assert check.score(natural).sum() == 0
+    with torch.no_grad():  # a caller that scores without autograd still gets the gradient's flatness
+        assert torch.equal(check.score(clips), expected)
     # On a plateau the two part: a clip no surer than the surest natural one, whose loss no longer moves at all.
     plateau = ClassifierVictim(SaturatedMean())
     steps = [k * 2.0**-11 for k in range(1, 17)] + [-k * 2.0**-11 for k in range(1, 17)]  # exact: the surest is 2^-7

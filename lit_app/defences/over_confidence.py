@@ -47,10 +47,11 @@ def batch_confidence(victim: ClassifierVictim, clips: torch.Tensor, statistic: S
         with torch.no_grad():
             top = victim.logits(clips).topk(2, -1)
         return (top.values[:, 0] - top.values[:, 1]).cpu(), top.indices[:, 0].cpu()
-    clips = clips.requires_grad_(True)
-    logits = victim.logits(clips)
-    answer = logits.argmax(-1)
-    (gradient,) = torch.autograd.grad(F.cross_entropy(logits, answer, reduction="sum"), clips)
+    clips = clips.detach().requires_grad_(True)
+    with torch.enable_grad():  # flatness is a gradient, also when a caller scores under no_grad
+        logits = victim.logits(clips)
+        answer = logits.argmax(-1)
+        (gradient,) = torch.autograd.grad(F.cross_entropy(logits, answer, reduction="sum"), clips)
     return -gradient.flatten(1).norm(dim=1).clamp(min=1e-30).log().cpu(), answer.cpu()
 
 
