@@ -96,7 +96,7 @@ def test_run_adaptive_writes_its_table(tiny_keywords, tmp_path):
     rows = run_adaptive(str(tmp_path / "victim.ckpt"), str(tmp_path / "detector.ckpt"), PGD(epsilon=512, step_size=128, iterations=3),
                         KWSDataModule(root=str(tiny_keywords)), targets=["yes", "no"], weights=[0.0, 10.0], max_clips=4,
                         batch_size=4, flooding_snr_db=20.0, flooding_draws=2, over_confidence_quantile=0.5,
-                        over_confidence_statistic="flatness", device="cpu", out_dir=str(tmp_path / "out"))
+                        over_confidence_statistic="flatness", over_confidence_rank_weight=0.2, device="cpu", out_dir=str(tmp_path / "out"))
     assert [r["weight"] for r in rows] == [0.0, 10.0] and all(r["clips"] == 4 for r in rows)
     for row in rows:
         assert 0.0 <= row["victim_success"] <= 1.0 and 0.0 <= row["false_positive_rate"] <= 1.0
@@ -110,6 +110,7 @@ def test_run_adaptive_writes_its_table(tiny_keywords, tmp_path):
     saved = json.loads((tmp_path / "out" / "adaptive.json").read_text())
     assert saved["settings"]["attack"] == "PGD" and len(saved["rows"]) == 2
     assert saved["settings"]["over_confidence_quantile"] == 0.5 and saved["settings"]["over_confidence_statistic"] == "flatness"
+    assert saved["settings"]["over_confidence_rank_weight"] == 0.2
     table = (tmp_path / "out" / "adaptive.md").read_text()
     assert "fused with noise flooding | detection rate, calibrated fusion |" in table
     assert "| detection rate, over-confidence alone | detection rate, mean fusion with over-confidence |" in table

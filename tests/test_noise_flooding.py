@@ -104,6 +104,22 @@ def test_over_confidence_flags_margins_beyond_the_natural_clips_of_the_answered_
         OverConfidence(victim, natural, statistic="energy")
 
 
+def test_the_rank_weight_grades_clips_through_the_upper_half_of_their_class_natural_clips():
+    victim = ClassifierVictim(SignOfMean())  # margin: 2000 x |mean|
+    natural = tone_with_offsets([0.0005 * k for k in range(1, 21)] + [-0.0005 * k for k in range(1, 21)])
+    graded = OverConfidence(victim, natural, quantile=1.0, rank_weight=0.2)
+    flags = OverConfidence(victim, natural, quantile=1.0)
+    # At or below the natural median: flags only. 15 of 20 natural clips less confident: 2 x 0.75 - 1 = 0.5.
+    # Beyond them all: the flag plus the whole weight.
+    clips = tone_with_offsets([0.0001, -0.005, 0.00775, -0.00775, 0.03])
+    assert torch.allclose(graded.score(clips), torch.tensor([0.0, 0.0, 0.1, 0.1, 1.2]))
+    assert torch.equal(flags.score(clips), torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0]))
+    assert graded.score(clips[:0]).shape == (0,)
+    for weight in (-1.0, 1.0):
+        with pytest.raises(ValueError, match="rank_weight"):
+            OverConfidence(victim, natural, rank_weight=weight)
+
+
 def test_flatness_flags_clips_whose_loss_is_flatter_than_any_natural_clip_of_their_class():
     victim = ClassifierVictim(SignOfMean())  # the loss's input gradient shrinks as |mean| grows
     natural = tone_with_offsets([0.0005 * k for k in range(1, 21)] + [-0.0005 * k for k in range(1, 21)])
@@ -264,6 +280,17 @@ def test_over_confidence_flags_join_every_fused_column(pgd_grid, tmp_path):
         assert flagged.values("test/recall")[("pgd", "pgd", column + suffix)][0] >= plain.values("test/recall")[("pgd", "pgd", column)][0]
     mean = "mean of CNN and noise flooding 20 dB"
     assert flagged_clips(flagged, mean + suffix) > flagged_clips(plain, mean)  # clips beyond the median were flagged
+    # Ranked through the upper half of the natural clips too: clips above the median score more, by at most the weight.
+    spec = noise_flooding.read_grid(pgd_grid)
+    sources = {name: noise_flooding.load_source(source)
+               for name, source in noise_flooding.grid_sources(spec["sources"], spec["extra_sources"]).items()}
+    items = {name: noise_flooding.victim_items(name, source, ["test"]) for name, source in sources.items()}
+    flags, ranked = (noise_flooding.over_confidence_flags(items, sources, {}, 1.0, 8, torch.device("cpu"), "flatness", weight)
+                     for weight in (0.0, 0.5))
+    for name in items:
+        assert set(flags[name].tolist()) <= {0.0, 1.0}
+        assert (ranked[name] >= flags[name]).all() and (ranked[name] - flags[name] <= 0.5).all()
+    assert any((ranked[name] > flags[name]).any() for name in items)
 
 
 def test_a_source_that_names_no_victim_is_refused_clearly(detection_sets, tmp_path):  # noqa: F811

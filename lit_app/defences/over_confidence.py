@@ -13,6 +13,12 @@ The statistic can also be the loss's flatness: minus the log norm of the input g
 cross-entropy at its own answer. Far past the boundary, the loss barely moves whichever way the clip is nudged; the
 margin sees only how far the best class leads. On the main job's victim and PGD (30 sources) at 0.995, the margin flags
 84% of PGD and 2% of clean clips, flatness 91% and 1% (docs/results.md, section 4.7).
+
+A flag is all or nothing: an example whose confidence lies just below the quantile counts for no more than the
+median natural clip. With ``rank_weight``, the score also rises through the upper half of the natural clips: it adds
+``rank_weight`` times ``2 * share - 1`` (``share``: the natural clips of the answered class less confident than the
+clip), 0 at or below the natural median, ``rank_weight`` at the top. One-sided, as the check: a clip less confident
+than natural speech is noise flooding's to judge, not this check's.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ def confidence(victim: ClassifierVictim, audio: torch.Tensor, statistic: Statist
     ``margin``: the top logit minus the second. ``flatness``: minus the log norm of the input gradient of the
     cross-entropy at the victim's answer (a loss that underflows to a zero gradient counts as flattest).
     """
+    if audio.shape[0] == 0:
+        return torch.zeros(0), torch.zeros(0, dtype=torch.long)
     batches = [batch_confidence(victim, audio[start : start + batch_size].to(victim.device, torch.float32), statistic)
                for start in range(0, audio.shape[0], batch_size)]
     return torch.cat([values for values, _ in batches]), torch.cat([answers for _, answers in batches])
@@ -71,10 +79,13 @@ class OverConfidence:
         min_clips: a class the victim answers on fewer natural clips than this takes the quantile of all of them.
         statistic: ``margin`` (top logit minus the second) or ``flatness`` (minus the log norm of the loss's
             input gradient at the victim's answer); see :func:`confidence`.
+        rank_weight: also add this weight times how far up the upper half of its class's natural clips a clip's
+            confidence lies (0 at the median, 1 above them all), below 1 so that a flag still outweighs it; 0
+            scores flags only.
     """
 
     def __init__(self, victim: Victim, natural: torch.Tensor, quantile: float = 0.995, min_clips: int = 20,
-                 statistic: Statistic = "margin") -> None:
+                 statistic: Statistic = "margin", rank_weight: float = 0.0) -> None:
         if not isinstance(victim, ClassifierVictim):
             raise ValueError(f"the over-confidence check needs a classifier victim, not a {type(victim).__name__}: "
                              "a recogniser's answer has no class whose natural margins a clip can be ranked among")
@@ -84,15 +95,28 @@ class OverConfidence:
             raise ValueError("the over-confidence check needs natural clips to rank margins among, got none")
         if statistic not in get_args(Statistic):
             raise ValueError(f"statistic must be one of {get_args(Statistic)}, got {statistic!r}")
-        self.victim, self.statistic = victim, statistic
+        if not 0.0 <= rank_weight < 1.0:
+            raise ValueError(f"rank_weight must be in [0, 1), got {rank_weight}: a rank term of 1 or more would "
+                             "outweigh a flag")
+        self.victim, self.statistic, self.rank_weight = victim, statistic, rank_weight
         values, answers = confidence(victim, natural, statistic)
-        overall = values.quantile(quantile)
-        self.limits = torch.stack([
-            values[answers == label].quantile(quantile) if (answers == label).sum() >= min_clips else overall
-            for label in range(len(victim.labels))
-        ])
+        # a class the victim seldom answers is ranked among all natural clips
+        self.natural = [values[answers == label].sort().values if (answers == label).sum() >= min_clips
+                        else values.sort().values for label in range(len(victim.labels))]
+        self.limits = torch.stack([reference.quantile(quantile) for reference in self.natural])
 
     def score(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """1 for each ``[batch, samples]`` clip beyond its answer's natural clips, else 0 (on the CPU)."""
+        """For each ``[batch, samples]`` clip, 1 if it lies beyond its answer's natural clips, else 0, plus
+        ``rank_weight`` times its rank in their upper half (on the CPU)."""
         values, answers = confidence(self.victim, audio, self.statistic)
-        return (values > self.limits[answers]).float()
+        flags = (values > self.limits[answers]).float()
+        if self.rank_weight == 0:
+            return flags
+        return flags + self.rank_weight * self.upper_rank(values, answers)
+
+    def upper_rank(self, values: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
+        """``2 * share - 1``, floored at 0, of each confidence among the natural clips of its answer (``share``: the
+        natural clips less confident than it)."""
+        shares = torch.tensor([torch.searchsorted(self.natural[answer], value).item() / self.natural[answer].numel()
+                               for value, answer in zip(values, answers.tolist())])
+        return (2 * shares - 1).clamp(min=0)

@@ -137,9 +137,9 @@ def summarise(weight: float, clean_scores: torch.Tensor, scores: torch.Tensor, f
     """One row of the table; with ``flooding`` (noise-flooding scores of the clean and the attacked clips), also
     what the detector fused with noise flooding catches: flagged when either flags at its threshold, and by the
     calibrated rule with these clean clips as its reference (flagged when either score lies beyond nearly every
-    clean clip's); with ``over`` too (over-confidence flags of the clean and the attacked clips), what the mean of
-    the detector and noise flooding catches with the over-confidence check (flagged when the mean reaches the
-    threshold or the clip is over-confident)."""
+    clean clip's); with ``over`` too (over-confidence scores of the clean and the attacked clips: flags plus any
+    rank term), what the mean of the detector and noise flooding catches with the over-confidence check (flagged
+    when the mean plus the rank term reaches the threshold or the clip is over-confident)."""
     detected, clean_detected = scores >= threshold, clean_scores >= threshold
     successful = fooled.sum().item()
     ok = fooled.tolist()
@@ -157,9 +157,9 @@ def summarise(weight: float, clean_scores: torch.Tensor, scores: torch.Tensor, f
                                           >= CALIBRATED_THRESHOLD)[fooled].sum().item() / max(successful, 1),
         }
         if over is not None:
-            clean_over, attacked_over = over[0] > 0, over[1] > 0
-            mean_over = (FUSION_RULES["mean"](scores, flooding_scores) >= threshold) | attacked_over
-            clean_mean_over = (FUSION_RULES["mean"](clean_scores, clean_flooding) >= threshold) | clean_over
+            clean_over, attacked_over = over[0] >= 1, over[1] >= 1  # flags; a rank term alone stays below 1
+            mean_over = (FUSION_RULES["mean"](scores, flooding_scores) + over[1] >= threshold) | attacked_over
+            clean_mean_over = (FUSION_RULES["mean"](clean_scores, clean_flooding) + over[0] >= threshold) | clean_over
             extra |= {
                 "over_confidence_detection_rate": (attacked_over & fooled).sum().item() / max(successful, 1),
                 "mean_over_detection_rate": (mean_over & fooled).sum().item() / max(successful, 1),
@@ -215,6 +215,7 @@ def run_adaptive(
     flooding_draws: int = 8,
     over_confidence_quantile: float | None = None,
     over_confidence_statistic: Statistic = "margin",
+    over_confidence_rank_weight: float = 0.0,
     device: str = "auto",
     wandb: bool = True,
     out_dir: str = "runs/adaptive",
@@ -241,6 +242,7 @@ def run_adaptive(
             (:class:`lit_app.defences.OverConfidence`, at this quantile of the victim's margins on the source's
             ``val`` clips), alone and with the mean of the detector and noise flooding; the attack does not know it.
         over_confidence_statistic: what the check ranks: ``margin`` or ``flatness`` (:class:`OverConfidence`).
+        over_confidence_rank_weight: the check's ``rank_weight`` (:class:`OverConfidence`), added to the mean.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda:N``.
         wandb: also log the table and the curve to an offline W&B run (``WANDB_MODE`` may say otherwise).
         out_dir: where ``adaptive.json``, ``adaptive.md`` and the curve ``adaptive.png`` are written.
@@ -264,7 +266,7 @@ def run_adaptive(
     check = None
     if flooding is not None and over_confidence_quantile is not None:
         check = OverConfidence(plain, validation_clips(source), over_confidence_quantile,
-                               statistic=over_confidence_statistic)
+                               statistic=over_confidence_statistic, rank_weight=over_confidence_rank_weight)
     clean_over = None if check is None else check.score(clean_batch.audio)
     for weight in weights:
         attacked = plain if weight == 0 else DetectorAwareVictim(plain, trained, weight, threshold, margin)
@@ -291,7 +293,8 @@ def run_adaptive(
                 "clips": len(clips), "split": split, "threshold": threshold, "margin": margin, "seed": seed,
                 "flooding_snr_db": flooding_snr_db, "flooding_draws": flooding_draws,
                 "over_confidence_quantile": over_confidence_quantile,
-                "over_confidence_statistic": over_confidence_statistic}
+                "over_confidence_statistic": over_confidence_statistic,
+                "over_confidence_rank_weight": over_confidence_rank_weight}
     (out / "adaptive.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
     (out / "adaptive.md").write_text(markdown(rows) + "\n")
     log_adaptive(rows, settings, out, wandb)

@@ -221,6 +221,7 @@ def run_noise_flooding(
     choose_fusion_on_val: bool = False,
     over_confidence_quantile: float | None = None,
     over_confidence_statistic: Statistic = "margin",
+    over_confidence_rank_weight: float = 0.0,
     bootstrap: int = 1000,
     batch_size: int = 64,
     victims: dict[str, str] = {},
@@ -260,6 +261,9 @@ def run_noise_flooding(
             far past the boundary that noise flooding cannot catch. Clips made against a recogniser are not checked.
         over_confidence_statistic: what the check ranks: ``margin`` (the logit margin, as above) or ``flatness``
             (minus the log norm of the input gradient of the victim's loss at its answer).
+        over_confidence_rank_weight: also add, to every fused score, this weight times how far up the upper half
+            of its class's natural clips a clip's statistic lies (0 at their median, 1 beyond them all;
+            :class:`OverConfidence`'s ``rank_weight``): examples just short of the quantile count too.
         bootstrap: resamples of the 95% bootstrap interval over test clips of the ROC-AUC (mean over seeds) of the
             trained CNN and of the fused detector (the rule chosen on val when there is one, else every fusion
             column); 0 for none.
@@ -294,7 +298,8 @@ def run_noise_flooding(
     if fuse_with:
         print(f"noise flooding: fusing with the trained detectors of {sorted(fuse_with)}", flush=True)
         over = None if over_confidence_quantile is None else over_confidence_flags(
-            items, sources, loaded, over_confidence_quantile, batch_size, device, over_confidence_statistic)
+            items, sources, loaded, over_confidence_quantile, batch_size, device, over_confidence_statistic,
+            over_confidence_rank_weight)
         fused = fuse_detectors(spec, conditions, sources, items, loaded, fuse_with, fused_level, fusion,
                                choose_fusion_on_val, seeds, draws, bootstrap, batch_size, device, out, over)
         results += fused.results
@@ -390,7 +395,7 @@ def fuse_detectors(
     over: dict[str, torch.Tensor] | None = None,
 ) -> FusedResults:
     """Score the trained detectors of ``fuse_with`` alone and fused with noise flooding at ``fused_level`` (and,
-    with ``over``, each source's over-confidence flags, added to every fused score)."""
+    with ``over``, each source's over-confidence scores, added to every fused score)."""
     alone_column = "trained CNN"
     suffix = OVER_CONFIDENCE_SUFFIX if over is not None else ""
     fused_columns = {rule: FUSED_COLUMNS[rule].format(column_name(fused_level)) + suffix for rule in fusion}
@@ -449,8 +454,8 @@ def fused_cells(
 ) -> list[tuple[str, torch.Tensor, dict[str, float]]]:
     """``(column, scores, metrics)`` of one detector on one test condition: alone, fused by each rule and, with
     ``chosen`` (column, rule), the rule chosen on val (a repeat of that rule's scores and metrics); ``normal``: the
-    detector's scores on normal validation clips, for the calibrated rule; ``over``: over-confidence flags (0 or
-    1), added to every fused score so that a flagged clip ranks above every unflagged one."""
+    detector's scores on normal validation clips, for the calibrated rule; ``over``: over-confidence scores (flags, 0 or
+    1, plus any rank term), added to every fused score so that a flagged clip ranks above every unflagged one."""
     fused = {rule: FUSION_RULES[rule](alone, flooded, normal) + (0 if over is None else over) for rule in fusion}
     by_rule = {rule: evaluate(scores, labels)[0] for rule, scores in fused.items()}
     cells = [(alone_column, alone, evaluate(alone, labels)[0])]
@@ -472,10 +477,13 @@ def over_confidence_flags(
     batch_size: int,
     device: torch.device,
     statistic: Statistic = "margin",
+    rank_weight: float = 0.0,
 ) -> dict[str, torch.Tensor]:
-    """Per source, each clip's over-confidence flag (1 or 0, in scoring order) from :class:`OverConfidence`, fitted
+    """Per source, each clip's over-confidence score (its flag, 1 or 0, plus ``rank_weight`` times its rank; in
+    scoring order) from :class:`OverConfidence`, fitted
     for each keyword victim on the validation clips of the clean corpus its sets attacked (read once per victim);
-    clips of a recogniser, or of a set that names no clean corpus (noise made to match another set), are not flagged."""
+    clips of a recogniser, or made against a victim that no set with a clean corpus names, score 0 (noise made to
+    match another set is checked with that set's victim)."""
     clean: dict[str, Any] = {}  # victim checkpoint -> the clean corpus its sets attacked
     for name in items:
         for corpus in [*getattr(sources[name], "test_sets", []), *getattr(sources[name], "train_sets", [])]:
@@ -486,7 +494,8 @@ def over_confidence_flags(
         if checkpoint not in victims:
             victims[checkpoint] = load_victim(checkpoint, device)
         if isinstance(victims[checkpoint], ClassifierVictim):
-            checks[checkpoint] = OverConfidence(victims[checkpoint], validation_clips(source), quantile, statistic=statistic)
+            checks[checkpoint] = OverConfidence(victims[checkpoint], validation_clips(source), quantile, statistic=statistic,
+                                                 rank_weight=rank_weight)
     flags = {}
     for name, by_victim in items.items():
         flags[name] = torch.cat([score_clips(checks[checkpoint].score, clips, batch_size)[0] if checkpoint in checks
