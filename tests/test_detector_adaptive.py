@@ -9,6 +9,7 @@ import torch
 from lit_app.advsets.detection import collate_detection
 from lit_app.attacks import PGD, ClassifierVictim
 from lit_app.data.kws import KWSDataModule
+from lit_app.defences import OverConfidence
 from lit_app.experiments.adaptive import DETECTED, DetectorAwareVictim, run_adaptive
 from lit_app.models.detector import DetectorModule
 from lit_app.models.kws import KWSModule
@@ -81,6 +82,28 @@ def test_detector_loss_is_differentiable_through_the_front_end():
     assert not any(p.requires_grad for p in detector.parameters())
 
 
+def test_an_attacker_who_knows_the_check_keeps_the_victim_less_confident():
+    torch.manual_seed(0)
+    victim = ClassifierVictim(KWSModule(labels=["a", "b", "c", "d"], clip_samples=SAMPLES, n_mfcc=20))
+    check = OverConfidence(victim, tones(48, 11), quantile=0.995, statistic="flatness")
+    clips, lengths = tones(8, 7), torch.full((8,), SAMPLES)
+    targets = ["b" if p != "b" else "c" for p in victim.predict(clips, lengths)]
+    classes = victim.encode(targets)[0]
+    detector = DetectorModule(backbone="paper", input_mode="blocks", n_coefficients=20, win_ms=32, hop_ms=16)
+    attack = PGD(epsilon=512, step_size=64, iterations=20, random_start=False, check_every=20)
+    plain = attack(victim, clips, lengths, targets, seed=0).adversarial
+    aware = DetectorAwareVictim(victim, detector, weight=0.0, check=check, check_weight=10.0)
+    steered = attack(aware, clips, lengths, targets, seed=0).adversarial
+    # The plain attack runs its 20 steps far past the median; the one that knows the check stays nearer it.
+    assert check.excess(steered, classes).detach().mean() < check.excess(plain, classes).detach().mean()
+    wave = clips.clone().requires_grad_()
+    loss = aware.loss(wave, lengths, aware.encode(targets))
+    loss.sum().backward()
+    assert torch.isfinite(wave.grad).all() and wave.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="check_weight"):
+        DetectorAwareVictim(victim, detector, check_weight=1.0)
+
+
 @pytest.mark.timeout(240)
 def test_run_adaptive_writes_its_table(tiny_keywords, tmp_path):
     data = KWSDataModule(root=str(tiny_keywords), batch_size=16, augment=False)
@@ -96,7 +119,8 @@ def test_run_adaptive_writes_its_table(tiny_keywords, tmp_path):
     rows = run_adaptive(str(tmp_path / "victim.ckpt"), str(tmp_path / "detector.ckpt"), PGD(epsilon=512, step_size=128, iterations=3),
                         KWSDataModule(root=str(tiny_keywords)), targets=["yes", "no"], weights=[0.0, 10.0], max_clips=4,
                         batch_size=4, flooding_snr_db=20.0, flooding_draws=2, over_confidence_quantile=0.5,
-                        over_confidence_statistic="flatness", over_confidence_rank_weight=0.2, device="cpu", out_dir=str(tmp_path / "out"))
+                        over_confidence_statistic="flatness", over_confidence_rank_weight=0.2, check_weight=1.0,
+                        device="cpu", out_dir=str(tmp_path / "out"))
     assert [r["weight"] for r in rows] == [0.0, 10.0] and all(r["clips"] == 4 for r in rows)
     for row in rows:
         assert 0.0 <= row["victim_success"] <= 1.0 and 0.0 <= row["false_positive_rate"] <= 1.0
@@ -110,7 +134,10 @@ def test_run_adaptive_writes_its_table(tiny_keywords, tmp_path):
     saved = json.loads((tmp_path / "out" / "adaptive.json").read_text())
     assert saved["settings"]["attack"] == "PGD" and len(saved["rows"]) == 2
     assert saved["settings"]["over_confidence_quantile"] == 0.5 and saved["settings"]["over_confidence_statistic"] == "flatness"
-    assert saved["settings"]["over_confidence_rank_weight"] == 0.2
+    assert saved["settings"]["over_confidence_rank_weight"] == 0.2 and saved["settings"]["check_weight"] == 1.0
+    with pytest.raises(ValueError, match="check_weight needs the over-confidence check"):
+        run_adaptive(str(tmp_path / "victim.ckpt"), str(tmp_path / "detector.ckpt"), PGD(), KWSDataModule(root=str(tiny_keywords)),
+                     targets=["yes"], check_weight=1.0, device="cpu", out_dir=str(tmp_path / "refused"))
     table = (tmp_path / "out" / "adaptive.md").read_text()
     assert "fused with noise flooding | detection rate, calibrated fusion |" in table
     assert "| detection rate, over-confidence alone | detection rate, mean fusion with over-confidence |" in table

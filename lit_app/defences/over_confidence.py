@@ -57,10 +57,19 @@ def batch_confidence(victim: ClassifierVictim, clips: torch.Tensor, statistic: S
         return (top.values[:, 0] - top.values[:, 1]).cpu(), top.indices[:, 0].cpu()
     clips = clips.detach().requires_grad_(True)
     with torch.enable_grad():  # flatness is a gradient, also when a caller scores under no_grad
-        logits = victim.logits(clips)
-        answer = logits.argmax(-1)
-        (gradient,) = torch.autograd.grad(F.cross_entropy(logits, answer, reduction="sum"), clips)
-    return -gradient.flatten(1).norm(dim=1).clamp(min=1e-30).log().cpu(), answer.cpu()
+        values, answer = flatness(victim, clips)
+    return values.detach().cpu(), answer.cpu()
+
+
+def flatness(victim: ClassifierVictim, clips: torch.Tensor, classes: torch.Tensor | None = None,
+             create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minus the log norm of the input gradient of the victim's cross-entropy at ``classes`` (its answer when
+    ``None``), and those classes, for ``[batch, samples]`` clips that require grad. With ``create_graph``, the
+    values are differentiable in the clips: an attacker can steer them (``lit-app adaptive``'s ``check_weight``)."""
+    logits = victim.logits(clips)
+    classes = logits.argmax(-1) if classes is None else classes
+    (gradient,) = torch.autograd.grad(F.cross_entropy(logits, classes, reduction="sum"), clips, create_graph=create_graph)
+    return -gradient.flatten(1).norm(dim=1).clamp(min=1e-30).log(), classes
 
 
 def validation_clips(source: Any) -> torch.Tensor:
@@ -104,6 +113,7 @@ class OverConfidence:
         self.natural = [values[answers == label].sort().values if (answers == label).sum() >= min_clips
                         else values.sort().values for label in range(len(victim.labels))]
         self.limits = torch.stack([reference.quantile(quantile) for reference in self.natural])
+        self.medians = torch.stack([reference.median() for reference in self.natural])  # where the rank term starts
 
     def score(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """For each ``[batch, samples]`` clip, 1 if it lies beyond its answer's natural clips, else 0, plus
@@ -113,6 +123,20 @@ class OverConfidence:
         if self.rank_weight == 0:
             return flags
         return flags + self.rank_weight * self.upper_rank(values, answers)
+
+    def excess(self, clips: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """How far each clip's statistic at ``classes`` lies above the natural median of that class (negative
+        below it), differentiable in the clips: what an attacker who knows the check keeps below 0."""
+        if not clips.requires_grad:  # a loss read for its value only
+            clips = clips.detach().requires_grad_(True)
+        with torch.enable_grad():
+            if self.statistic == "margin":
+                logits = self.victim.logits(clips)
+                others = logits.scatter(1, classes[:, None], float("-inf")).amax(-1)
+                values = logits.gather(1, classes[:, None])[:, 0] - others
+            else:
+                values, _ = flatness(self.victim, clips, classes, create_graph=True)
+        return values - self.medians.to(values.device)[classes]
 
     def upper_rank(self, values: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
         """``2 * share - 1``, floored at 0, of each confidence among the natural clips of its answer (``share``: the

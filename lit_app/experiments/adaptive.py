@@ -63,12 +63,18 @@ class DetectorAwareVictim(Victim):
         threshold: a clip whose adversarial probability reaches this is detected.
         margin: push the detector's log-odds below ``-margin`` rather than just below 0, so the examples
             survive 16-bit rounding with some room.
+        check: the over-confidence check beside the detector, for an attacker who knows it too.
+        check_weight: weight of keeping the victim's confidence in the target (the check's statistic) below the
+            natural median of that class, where the check neither flags nor ranks.
     """
 
     kind = "detector-aware"
 
     def __init__(self, victim: Victim, detector: DetectorModule, weight: float = 1.0, threshold: float = 0.5,
-                 margin: float = 2.0) -> None:
+                 margin: float = 2.0, check: OverConfidence | None = None, check_weight: float = 0.0) -> None:
+        if check_weight > 0 and check is None:
+            raise ValueError("check_weight needs the over-confidence check (over_confidence_quantile) to steer by")
+        self.check, self.check_weight = check, check_weight
         self.victim = victim
         self.module = victim.module
         self.detector = detector.eval().requires_grad_(False).to(victim.device)
@@ -96,7 +102,10 @@ class DetectorAwareVictim(Victim):
     def loss(self, waveforms: torch.Tensor, lengths: torch.Tensor, encoded: Encoded) -> torch.Tensor:
         # softplus(z + margin) is the cross-entropy toward "normal" of log-odds z, shifted by the margin.
         evade = F.softplus(self.detector_log_odds(waveforms, lengths) + self.margin)
-        return self.victim.loss(waveforms, lengths, encoded) + self.weight * evade
+        loss = self.victim.loss(waveforms, lengths, encoded) + self.weight * evade
+        if self.check is not None and self.check_weight > 0:
+            loss = loss + self.check_weight * F.softplus(self.check.excess(waveforms, encoded[0]))
+        return loss
 
     @torch.no_grad()
     def detected(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -216,6 +225,7 @@ def run_adaptive(
     over_confidence_quantile: float | None = None,
     over_confidence_statistic: Statistic = "margin",
     over_confidence_rank_weight: float = 0.0,
+    check_weight: float = 0.0,
     device: str = "auto",
     wandb: bool = True,
     out_dir: str = "runs/adaptive",
@@ -243,10 +253,16 @@ def run_adaptive(
             ``val`` clips), alone and with the mean of the detector and noise flooding; the attack does not know it.
         over_confidence_statistic: what the check ranks: ``margin`` or ``flatness`` (:class:`OverConfidence`).
         over_confidence_rank_weight: the check's ``rank_weight`` (:class:`OverConfidence`), added to the mean.
+        check_weight: with the check, the attacker knows it too: at this weight it keeps the victim's confidence in
+            the target below the natural median of that class (:class:`DetectorAwareVictim`), at every detector
+            weight including 0; 0 leaves the check unknown to it.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda:N``.
         wandb: also log the table and the curve to an offline W&B run (``WANDB_MODE`` may say otherwise).
         out_dir: where ``adaptive.json``, ``adaptive.md`` and the curve ``adaptive.png`` are written.
     """
+    if check_weight > 0 and (flooding_snr_db is None or over_confidence_quantile is None):
+        raise ValueError("check_weight needs the over-confidence check: set flooding_snr_db and "
+                         "over_confidence_quantile too")
     device = resolve_device(device)
     plain = load_victim(victim, device)
     trained = load_module(detector, DetectorModule, map_location=device)
@@ -269,7 +285,8 @@ def run_adaptive(
                                statistic=over_confidence_statistic, rank_weight=over_confidence_rank_weight)
     clean_over = None if check is None else check.score(clean_batch.audio)
     for weight in weights:
-        attacked = plain if weight == 0 else DetectorAwareVictim(plain, trained, weight, threshold, margin)
+        attacked = plain if weight == 0 and check_weight == 0 else DetectorAwareVictim(
+            plain, trained, weight, threshold, margin, check if check_weight > 0 else None, check_weight)
         adversarial, lengths, fooled, snr, db_x = [], [], [], [], []
         for start in range(0, len(clips), batch_size):
             batch = collate_detection([(w, 0) for w in waves[start : start + batch_size]])
@@ -294,7 +311,7 @@ def run_adaptive(
                 "flooding_snr_db": flooding_snr_db, "flooding_draws": flooding_draws,
                 "over_confidence_quantile": over_confidence_quantile,
                 "over_confidence_statistic": over_confidence_statistic,
-                "over_confidence_rank_weight": over_confidence_rank_weight}
+                "over_confidence_rank_weight": over_confidence_rank_weight, "check_weight": check_weight}
     (out / "adaptive.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
     (out / "adaptive.md").write_text(markdown(rows) + "\n")
     log_adaptive(rows, settings, out, wandb)
