@@ -4,7 +4,8 @@ The check (:class:`lit_app.defences.OverConfidence`, ours) flags a clip whose co
 the keyword victim's natural validation clips of the class it answers. For each set and statistic (``margin``,
 ``flatness``) this prints the share of the set's attacked (or noise) test clips flagged, the share of its clean test
 clips flagged, and the ROC-AUC of the training-free detector "noise flooding at 20 dB plus the flag" (a flagged clip
-outranks every unflagged one, as in the fused detectors of ``lit-app noise-flooding``), attacked against clean:
+outranks every unflagged one, as in the fused detectors of ``lit-app noise-flooding``), attacked against clean;
+with ``--rank_weight``, also that detector with the check's rank term (``OverConfidence``'s ``rank_weight``):
 
     python benchmarks/over_confidence_probe.py --victim runs/kws-demo-bn/checkpoints/best.ckpt \
         --sets '[data/adversarial/kws-pgd-more-bn-demo, data/adversarial/kws-bim-early-stop-bn-demo]'
@@ -31,7 +32,8 @@ STATISTICS = get_args(Statistic)
 
 
 def main(sets: list[Path], victim: str = "runs/kws-demo/checkpoints/best.ckpt",
-         corpus: str = "data/synthetic_keywords", quantile: float = 0.995, seed: int = 0) -> None:
+         corpus: str = "data/synthetic_keywords", quantile: float = 0.995, seed: int = 0,
+         rank_weight: float = 0.0) -> None:
     """Print one row per set: per statistic, attacked and clean test clips flagged, and flooding + flag's ROC-AUC.
 
     Args:
@@ -41,13 +43,15 @@ def main(sets: list[Path], victim: str = "runs/kws-demo/checkpoints/best.ckpt",
         corpus: the clean keyword corpus whose validation clips calibrate the check.
         quantile: the check's quantile of natural clips.
         seed: noise flooding's seed.
+        rank_weight: also a column "flooding + flag + rank" per statistic, the rank term at this weight.
     """
     torch.set_num_threads(2)
     model = load_victim(victim)
     natural = validation_clips(KWSDataModule(root=corpus))
-    checks = {name: OverConfidence(model, natural, quantile, statistic=name) for name in STATISTICS}
+    checks = {name: OverConfidence(model, natural, quantile, statistic=name, rank_weight=rank_weight) for name in STATISTICS}
     flooding = NoiseFlooding(model, 20.0, 8, seed)
-    header = [f"{name}: {part}" for name in STATISTICS for part in ("flagged", "clean flagged", "flooding + flag")]
+    parts = ("flagged", "clean flagged", "flooding + flag") + (("flooding + flag + rank",) if rank_weight else ())
+    header = [f"{name}: {part}" for name in STATISTICS for part in parts]
     print("| set (attacked + clean) | flooding alone | " + " | ".join(header) + " |\n" + "|---" * (len(header) + 2) + "|")
     for root in map(Path, sets):
         kind = "noise" if "noise" in root.name else "adversarial"
@@ -55,9 +59,12 @@ def main(sets: list[Path], victim: str = "runs/kws-demo/checkpoints/best.ckpt",
         flooded = [flooding.score(*clips) for clips in (attacked, clean)]
         cells = [f"{auroc(*flooded):.3f}"]
         for check in checks.values():
-            flags = [check.score(clips[0]) for clips in (attacked, clean)]
+            scores = [check.score(clips[0]) for clips in (attacked, clean)]
+            flags = [(score >= 1).float() for score in scores]  # the rank term alone stays below 1
             cells += [f"{flags[0].mean():.2f}", f"{flags[1].mean():.2f}",
                       f"{auroc(flooded[0] + flags[0], flooded[1] + flags[1]):.3f}"]
+            if rank_weight:
+                cells.append(f"{auroc(flooded[0] + scores[0], flooded[1] + scores[1]):.3f}")
         print(f"| {root.name} ({len(flooded[0])} + {len(flooded[1])}) | " + " | ".join(cells) + " |", flush=True)
 
 
