@@ -48,7 +48,7 @@ def main(sets: list[Path], victim: str = "runs/kws-demo/checkpoints/best.ckpt",
     torch.set_num_threads(2)
     model = load_victim(victim)
     natural = validation_clips(KWSDataModule(root=corpus))
-    checks = {name: OverConfidence(model, natural, quantile, statistic=name, rank_weight=rank_weight) for name in STATISTICS}
+    checks = {name: OverConfidence(model, natural, quantile, statistic=name) for name in STATISTICS}
     flooding = NoiseFlooding(model, 20.0, 8, seed)
     parts = ("flagged", "clean flagged", "flooding + flag") + (("flooding + flag + rank",) if rank_weight else ())
     header = [f"{name}: {part}" for name in STATISTICS for part in parts]
@@ -59,12 +59,12 @@ def main(sets: list[Path], victim: str = "runs/kws-demo/checkpoints/best.ckpt",
         flooded = [flooding.score(*clips) for clips in (attacked, clean)]
         cells = [f"{auroc(*flooded):.3f}"]
         for check in checks.values():
-            scores = [check.score(clips[0]) for clips in (attacked, clean)]
-            flags = [(score >= 1).float() for score in scores]  # the rank term alone stays below 1
-            cells += [f"{flags[0].mean():.2f}", f"{flags[1].mean():.2f}",
-                      f"{auroc(flooded[0] + flags[0], flooded[1] + flags[1]):.3f}"]
+            (flags, ranks), (clean_flags, clean_ranks) = (check.flags_and_ranks(clips[0]) for clips in (attacked, clean))
+            cells += [f"{flags.mean():.2f}", f"{clean_flags.mean():.2f}",
+                      f"{auroc(flooded[0] + flags, flooded[1] + clean_flags):.3f}"]
             if rank_weight:
-                cells.append(f"{auroc(flooded[0] + scores[0], flooded[1] + scores[1]):.3f}")
+                ranked = (flooded[0] + flags + rank_weight * ranks, flooded[1] + clean_flags + rank_weight * clean_ranks)
+                cells.append(f"{auroc(*ranked):.3f}")
         print(f"| {root.name} ({len(flooded[0])} + {len(flooded[1])}) | " + " | ".join(cells) + " |", flush=True)
 
 

@@ -25,11 +25,11 @@ from jsonargparse import CLI
 sys.path.insert(0, str(Path(__file__).parent))
 from detector_signal_probe import auroc  # noqa: E402
 
-from lit_app.advsets.detection import DetectionClipDataset, collate_detection  # noqa: E402
 from lit_app.attacks import load_victim  # noqa: E402
 from lit_app.data.kws import KWSDataModule  # noqa: E402
 from lit_app.defences import OverConfidence  # noqa: E402
-from lit_app.defences.over_confidence import confidence, validation_clips  # noqa: E402
+from lit_app.defences.over_confidence import validation_clips  # noqa: E402
+from lit_app.experiments.noise_flooding import score_clips  # noqa: E402
 
 # test condition -> (the grid's train condition whose detector scores it, noise flooding's source)
 CELLS = {
@@ -80,16 +80,17 @@ def main(weights: list[float] = [0.0, 0.1, 0.2, 0.3, 0.5],
     flooding_runs = Path(flooding_dir) / "runs" / f"noise flooding {snr_db:g} dB"
     cells: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
     for test, (train, source) in CELLS.items():
+        parts: dict[str, tuple[float, float]] = {}  # path -> (flag, rank), scored once for every seed
         for seed in seeds:
-            grid_scores = torch.load(Path(grid_dir) / "runs" / train / feature / f"seed{seed}" / "scores.pt")[test]
-            flooded = torch.load(flooding_runs / f"seed{seed}" / "scores.pt")[source]
+            grid_scores = torch.load(Path(grid_dir) / "runs" / train / feature / f"seed{seed}" / "scores.pt",
+                                     weights_only=True)[test]
+            flooded = torch.load(flooding_runs / f"seed{seed}" / "scores.pt", weights_only=True)[source]
             paths, cnn, flooding, labels = aligned(grid_scores, flooded)
-            if seed == seeds[0]:
-                dataset = DetectionClipDataset([(path, 0) for path in paths])
-                values, answers = confidence(check.victim, collate_detection([dataset[i] for i in range(len(dataset))]).audio,
-                                             "flatness")
-                flags = (values > check.limits[answers]).float()
-                ranks = check.upper_rank(values, answers)
+            unscored = [(path, 0) for path in paths if path not in parts]
+            if unscored:
+                scored, _ = score_clips(lambda audio, lengths: torch.stack(check.flags_and_ranks(audio)), unscored, 64)
+                parts.update(zip((path for path, _ in unscored), scored.T.tolist()))
+            flags, ranks = torch.tensor([parts[path] for path in paths]).T
             cells.setdefault(test, []).append(((cnn + flooding) / 2, flags, ranks, labels))
     print("| rank weight | " + " | ".join(CELLS) + " |\n" + "|---" * (len(CELLS) + 1) + "|")
     for weight in weights:

@@ -285,7 +285,7 @@ def test_over_confidence_flags_join_every_fused_column(pgd_grid, tmp_path):
     sources = {name: noise_flooding.load_source(source)
                for name, source in noise_flooding.grid_sources(spec["sources"], spec["extra_sources"]).items()}
     items = {name: noise_flooding.victim_items(name, source, ["test"]) for name, source in sources.items()}
-    flags, ranked = (noise_flooding.over_confidence_flags(items, sources, {}, 1.0, 8, torch.device("cpu"), "flatness", weight)
+    flags, ranked = (noise_flooding.over_confidence_scores(items, sources, {}, 1.0, 8, torch.device("cpu"), "flatness", weight)
                      for weight in (0.0, 0.5))
     for name in items:
         assert set(flags[name].tolist()) <= {0.0, 1.0}

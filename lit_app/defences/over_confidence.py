@@ -55,21 +55,25 @@ def batch_confidence(victim: ClassifierVictim, clips: torch.Tensor, statistic: S
     """:func:`confidence` of one batch, on the CPU."""
     if statistic == "margin":
         with torch.no_grad():
-            top = victim.logits(clips).topk(2, -1)
-        return (top.values[:, 0] - top.values[:, 1]).cpu(), top.indices[:, 0].cpu()
+            values, answer = statistic_at(victim, clips, statistic)
+        return values.cpu(), answer.cpu()
     clips = clips.detach().requires_grad_(True)
     with torch.enable_grad():  # flatness is a gradient, also when a caller scores under no_grad
-        values, answer = flatness(victim, clips)
+        values, answer = statistic_at(victim, clips, statistic)
     return values.detach().cpu(), answer.cpu()
 
 
-def flatness(victim: ClassifierVictim, clips: torch.Tensor, classes: torch.Tensor | None = None,
-             create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Minus the log norm of the input gradient of the victim's cross-entropy at ``classes`` (its answer when
-    ``None``), and those classes, for ``[batch, samples]`` clips that require grad. With ``create_graph``, the
-    values are differentiable in the clips: an attacker can steer them (``lit-app adaptive``'s ``check_weight``)."""
+def statistic_at(victim: ClassifierVictim, clips: torch.Tensor, statistic: Statistic,
+                 classes: torch.Tensor | None = None, create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The victim's ``statistic`` at ``classes`` (its answer when ``None``), and those classes, for ``[batch,
+    samples]`` clips. ``margin``: the class's logit minus the largest other one. ``flatness``: minus the log norm of
+    the input gradient of the cross-entropy at the class; the clips must require grad. With ``create_graph``,
+    flatness is differentiable in the clips too: an attacker can steer it (``lit-app adaptive``'s ``check_weight``)."""
     logits = victim.logits(clips)
     classes = logits.argmax(-1) if classes is None else classes
+    if statistic == "margin":
+        others = logits.scatter(1, classes[:, None], float("-inf")).amax(-1)
+        return logits.gather(1, classes[:, None])[:, 0] - others, classes
     (gradient,) = torch.autograd.grad(F.cross_entropy(logits, classes, reduction="sum"), clips, create_graph=create_graph)
     return -gradient.flatten(1).norm(dim=1).clamp(min=1e-30).log(), classes
 
@@ -120,11 +124,18 @@ class OverConfidence:
     def score(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """For each ``[batch, samples]`` clip, 1 if it lies beyond its answer's natural clips, else 0, plus
         ``rank_weight`` times its rank in their upper half (on the CPU)."""
+        flags, ranks = self.flags_and_ranks(audio)
+        return flags + self.rank_weight * ranks
+
+    def flags_and_ranks(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two parts of :meth:`score` before weighting: each clip's flag (1 or 0), and ``2 * share - 1``,
+        floored at 0, of its statistic among the natural clips of its answer (``share``: those less confident)."""
         values, answers = confidence(self.victim, audio, self.statistic)
-        flags = (values > self.limits[answers]).float()
-        if self.rank_weight == 0:
-            return flags
-        return flags + self.rank_weight * self.upper_rank(values, answers)
+        shares = torch.zeros_like(values)
+        for label in answers.unique().tolist():
+            rows = answers == label
+            shares[rows] = torch.searchsorted(self.natural[label], values[rows]) / self.natural[label].numel()
+        return (values > self.limits[answers]).float(), (2 * shares - 1).clamp(min=0)
 
     def excess(self, clips: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """How far each clip's statistic at ``classes`` lies above the natural median of that class (negative
@@ -132,17 +143,5 @@ class OverConfidence:
         if not clips.requires_grad:  # a loss read for its value only
             clips = clips.detach().requires_grad_(True)
         with torch.enable_grad():
-            if self.statistic == "margin":
-                logits = self.victim.logits(clips)
-                others = logits.scatter(1, classes[:, None], float("-inf")).amax(-1)
-                values = logits.gather(1, classes[:, None])[:, 0] - others
-            else:
-                values, _ = flatness(self.victim, clips, classes, create_graph=True)
+            values, _ = statistic_at(self.victim, clips, self.statistic, classes, create_graph=True)
         return values - self.medians.to(values.device)[classes]
-
-    def upper_rank(self, values: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
-        """``2 * share - 1``, floored at 0, of each confidence among the natural clips of its answer (``share``: the
-        natural clips less confident than it)."""
-        shares = torch.tensor([torch.searchsorted(self.natural[answer], value).item() / self.natural[answer].numel()
-                               for value, answer in zip(values, answers.tolist())])
-        return (2 * shares - 1).clamp(min=0)

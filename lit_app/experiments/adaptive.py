@@ -101,8 +101,9 @@ class DetectorAwareVictim(Victim):
 
     def loss(self, waveforms: torch.Tensor, lengths: torch.Tensor, encoded: Encoded) -> torch.Tensor:
         # softplus(z + margin) is the cross-entropy toward "normal" of log-odds z, shifted by the margin.
-        evade = F.softplus(self.detector_log_odds(waveforms, lengths) + self.margin)
-        loss = self.victim.loss(waveforms, lengths, encoded) + self.weight * evade
+        loss = self.victim.loss(waveforms, lengths, encoded)
+        if self.weight > 0:
+            loss = loss + self.weight * F.softplus(self.detector_log_odds(waveforms, lengths) + self.margin)
         if self.check is not None and self.check_weight > 0:
             loss = loss + self.check_weight * F.softplus(self.check.excess(waveforms, encoded[0]))
         return loss

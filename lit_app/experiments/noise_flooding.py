@@ -297,7 +297,7 @@ def run_noise_flooding(
     intervals: dict[tuple[str, str, str], tuple[float, float]] = {}  # with fuse_with only
     if fuse_with:
         print(f"noise flooding: fusing with the trained detectors of {sorted(fuse_with)}", flush=True)
-        over = None if over_confidence_quantile is None else over_confidence_flags(
+        over = None if over_confidence_quantile is None else over_confidence_scores(
             items, sources, loaded, over_confidence_quantile, batch_size, device, over_confidence_statistic,
             over_confidence_rank_weight)
         fused = fuse_detectors(spec, conditions, sources, items, loaded, fuse_with, fused_level, fusion,
@@ -469,7 +469,7 @@ def fused_cells(
 OVER_CONFIDENCE_SUFFIX = ", over-confident clips flagged"
 
 
-def over_confidence_flags(
+def over_confidence_scores(
     items: dict[str, dict[str, list[tuple[str, int]]]],
     sources: dict[str, Any],
     victims: dict[str, Victim],
